@@ -1,0 +1,37 @@
+"""Providers: one module per provider, each a declaration the gateway executes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from providers import sandbox
+from providers.base import (
+    Account,
+    ClientAuth,
+    Endpoints,
+    NormalizeContext,
+    OAuthSettings,
+    PageStyle,
+    Pagination,
+    Param,
+    Provider,
+    Resource,
+)
+
+BUILTIN_PROVIDERS: Mapping[str, Provider] = {
+    provider.name: provider for provider in (sandbox.PROVIDER,)
+}
+
+__all__ = [
+    "BUILTIN_PROVIDERS",
+    "Account",
+    "ClientAuth",
+    "Endpoints",
+    "NormalizeContext",
+    "OAuthSettings",
+    "PageStyle",
+    "Pagination",
+    "Param",
+    "Provider",
+    "Resource",
+]

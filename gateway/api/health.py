@@ -1,0 +1,37 @@
+"""Liveness, readiness and the API description."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from gateway.api.openapi import OPENAPI
+from gateway.api.requests import runtime_of
+from gateway.problems import problem_response
+from gateway.errors import PROBLEM_BASE
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    try:
+        async with runtime_of(request).engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except (SQLAlchemyError, OSError):
+        return problem_response(  # type: ignore[return-value]
+            {
+                "type": PROBLEM_BASE + "not-ready",
+                "title": "The database is not reachable",
+                "status": 503,
+            },
+            503,
+        )
+    return JSONResponse({"status": "ready", "database": "ok"})
+
+
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(OPENAPI)

@@ -1,0 +1,56 @@
+"""Reading a caller and a JSON body off a request, with clear errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from gateway.callers import Caller, CallerKind, authenticate
+from gateway.errors import BadRequest, InvalidParameter
+from gateway.runtime import Runtime
+
+MAX_JSON_BODY = 64 * 1024
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.state.runtime
+    return runtime
+
+
+async def service_caller(request: Request) -> Caller:
+    return await authenticate(
+        runtime_of(request).engine, request.headers.get("authorization"), CallerKind.SERVICE
+    )
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    if "json" not in request.headers.get("content-type", ""):
+        raise BadRequest("send a JSON body with Content-Type: application/json")
+    raw = await request.body()
+    if len(raw) > MAX_JSON_BODY:
+        raise BadRequest("the JSON body is too large")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def string_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 500:
+        raise InvalidParameter(f"{name} must be a non-empty string", parameter=name)
+    return value
+
+
+def string_list(body: dict[str, Any], name: str) -> list[str]:
+    value = body.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise InvalidParameter(f"{name} must be a list of strings", parameter=name)
+    return list(value)

@@ -1,0 +1,68 @@
+"""The Starlette application: routes, middleware, error handlers, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from opentelemetry.sdk.trace import TracerProvider
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from gateway.api import connect_sessions, connections, health
+from gateway.config import Settings
+from gateway.errors import LinkgateError
+from gateway.observability import TracingMiddleware, configure_tracing
+from gateway.problems import http_exception, linkgate_error, unexpected_error
+from gateway.runtime import open_runtime
+from gateway.web import connect as connect_pages
+from gateway.web.security_headers import SecurityHeadersMiddleware
+
+SERVICE_NAME = "linkgate"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    oauth_transport: httpx.AsyncBaseTransport | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> Starlette:
+    """Build the gateway. Tests pass a transport to stand in for remote providers."""
+    provider = tracer_provider or configure_tracing(
+        service_name=SERVICE_NAME, otlp_endpoint=settings.otlp_endpoint or None
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        async with open_runtime(settings, oauth_transport=oauth_transport) as runtime:
+            yield {"runtime": runtime}
+
+    routes = [
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/openapi.json", health.openapi, methods=["GET"]),
+        Route("/v1/connect-sessions", connect_sessions.create_connect_session, methods=["POST"]),
+        Route("/v1/connections", connections.list_connections, methods=["GET"]),
+        Route("/v1/connections/{connection_id}", connections.get_connection, methods=["GET"]),
+        Route("/v1/connections/{connection_id}", connections.delete_connection, methods=["DELETE"]),
+        Route("/connect/{token}", connect_pages.portal, methods=["GET"]),
+        Route("/connect/{token}/{provider}", connect_pages.start, methods=["GET"]),
+        Route("/oauth/callback", connect_pages.callback, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[
+            Middleware(TracingMiddleware, tracer_provider=provider),
+            Middleware(SecurityHeadersMiddleware),
+        ],
+        exception_handlers={
+            LinkgateError: linkgate_error,
+            HTTPException: http_exception,
+            Exception: unexpected_error,
+        },
+    )

@@ -1,0 +1,285 @@
+"""Linkgate's settings: read once, validated once, frozen.
+
+Sources, later ones win: built-in defaults, the TOML file (``LINKGATE_CONFIG``
+or ``./linkgate.toml`` when present), then ``LINKGATE_*`` environment
+variables. Nothing else in Linkgate reads ``os.environ``.
+
+Every problem found is reported on its own line (``linkgate config check``), so
+an operator fixes them all in one round.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./linkgate.db"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_CONNECT_SESSION_TTL = 15 * 60  # seconds a connect link stays usable
+DEFAULT_STATE_TTL = 10 * 60  # seconds an OAuth round trip may take
+DEFAULT_REFRESH_MARGIN = 300  # refresh tokens expiring within this many seconds
+DEFAULT_DB_POOL_SIZE = 10
+DEFAULT_UPSTREAM_TIMEOUT = 10.0
+DEFAULT_UPSTREAM_MAX_CONNECTIONS = 100
+DEFAULT_UPSTREAM_MAX_BODY = 10 * 1024 * 1024
+
+ENDPOINT_KEYS = (
+    "authorize_url",
+    "token_url",
+    "revoke_url",
+    "userinfo_url",
+    "jwks_url",
+    "api_base_url",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderSettings:
+    """One ``[providers.NAME]`` section: credentials and optional overrides."""
+
+    name: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    kind: str = ""  # "" for a built-in provider, "oidc" for generic discovery
+    issuer: str = ""
+    scopes: tuple[str, ...] = ()
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    public_url: str = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+    vault_keys: str = field(default="", repr=False)  # "kid:base64key,…", first is current
+    secret_key: str = field(default="", repr=False)  # HMAC master for cursors, subject hashes
+    audit_key_file: str = ""  # Ed25519 key that signs audit checkpoints
+    return_url_allowlist: tuple[str, ...] = ()
+    connect_session_ttl: int = DEFAULT_CONNECT_SESSION_TTL
+    state_ttl: int = DEFAULT_STATE_TTL
+    refresh_margin: int = DEFAULT_REFRESH_MARGIN
+    db_pool_size: int = DEFAULT_DB_POOL_SIZE
+    upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
+    upstream_max_connections: int = DEFAULT_UPSTREAM_MAX_CONNECTIONS
+    upstream_max_body: int = DEFAULT_UPSTREAM_MAX_BODY
+    log_level: str = "info"
+    log_json: bool = True
+    otlp_endpoint: str = ""
+    providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
+
+    @property
+    def redirect_uri(self) -> str:
+        return self.public_url.rstrip("/") + "/oauth/callback"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+# Environment variable -> (settings field, parser)
+_ENV: dict[str, tuple[str, str]] = {
+    "LINKGATE_DATABASE_URL": ("database_url", "str"),
+    "LINKGATE_HOST": ("host", "str"),
+    "LINKGATE_PORT": ("port", "int"),
+    "LINKGATE_PUBLIC_URL": ("public_url", "str"),
+    "LINKGATE_VAULT_KEYS": ("vault_keys", "str"),
+    "LINKGATE_SECRET_KEY": ("secret_key", "str"),
+    "LINKGATE_AUDIT_KEY_FILE": ("audit_key_file", "str"),
+    "LINKGATE_RETURN_URL_ALLOWLIST": ("return_url_allowlist", "list"),
+    "LINKGATE_CONNECT_SESSION_TTL": ("connect_session_ttl", "int"),
+    "LINKGATE_STATE_TTL": ("state_ttl", "int"),
+    "LINKGATE_REFRESH_MARGIN": ("refresh_margin", "int"),
+    "LINKGATE_DB_POOL_SIZE": ("db_pool_size", "int"),
+    "LINKGATE_UPSTREAM_TIMEOUT": ("upstream_timeout", "float"),
+    "LINKGATE_UPSTREAM_MAX_CONNECTIONS": ("upstream_max_connections", "int"),
+    "LINKGATE_UPSTREAM_MAX_BODY": ("upstream_max_body", "int"),
+    "LINKGATE_LOG_LEVEL": ("log_level", "str"),
+    "LINKGATE_LOG_JSON": ("log_json", "bool"),
+    "LINKGATE_OTLP_ENDPOINT": ("otlp_endpoint", "str"),
+}
+_FIELD_KINDS = {name: kind for name, kind in _ENV.values()}
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, config_path: Path | None = None
+) -> Settings:
+    """Read the TOML file and the environment; raise ``ConfigError`` listing every problem.
+
+    ``config_path`` names the TOML file instead of ``LINKGATE_CONFIG`` (the demo uses it).
+    """
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+    raw = _read_toml(env, problems, config_path)
+    values: dict[str, Any] = {}
+    for key in raw:
+        if key != "providers" and key not in _FIELD_KINDS:
+            problems.append(f"{key}: unknown setting in the config file")
+    for name, kind in _FIELD_KINDS.items():
+        if name in raw:
+            values[name] = _parse(kind, raw[name], name, problems)
+    for var, (name, kind) in _ENV.items():
+        if var in env:
+            values[name] = _parse(kind, env[var], var, problems)
+    values["providers"] = _providers(raw.get("providers", {}), env, problems)
+    settings = Settings(**{k: v for k, v in values.items() if v is not None})
+    problems.extend(validate(settings))
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def validate(settings: Settings) -> list[str]:
+    """Checks that need the whole picture; each returns one line an operator can act on."""
+    from gateway.vault import KeyRing  # the vault owns its key format
+
+    problems: list[str] = []
+    if not settings.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        problems.append(
+            "LINKGATE_DATABASE_URL: use sqlite+aiosqlite:///PATH or postgresql+asyncpg://…"
+        )
+    if not _is_http_url(settings.public_url):
+        problems.append("LINKGATE_PUBLIC_URL: must be an absolute http(s) URL")
+    if not settings.vault_keys:
+        problems.append(
+            "LINKGATE_VAULT_KEYS: missing; run `linkgate keys generate` and set the entry it prints"
+        )
+    else:
+        try:
+            KeyRing.parse(settings.vault_keys)
+        except ValueError as exc:
+            problems.append(f"LINKGATE_VAULT_KEYS: {exc}")
+    if len(settings.secret_key) < 32:
+        problems.append(
+            "LINKGATE_SECRET_KEY: missing or shorter than 32 characters; "
+            "`linkgate keys generate --secret` prints one"
+        )
+    for url in settings.return_url_allowlist:
+        if not _is_http_url(url):
+            problems.append(f"LINKGATE_RETURN_URL_ALLOWLIST: {url!r} is not an http(s) URL")
+    for label, number in (
+        ("LINKGATE_CONNECT_SESSION_TTL", settings.connect_session_ttl),
+        ("LINKGATE_STATE_TTL", settings.state_ttl),
+        ("LINKGATE_DB_POOL_SIZE", settings.db_pool_size),
+        ("LINKGATE_UPSTREAM_MAX_CONNECTIONS", settings.upstream_max_connections),
+    ):
+        if number <= 0:
+            problems.append(f"{label}: must be positive")
+    if settings.refresh_margin < 0:
+        problems.append("LINKGATE_REFRESH_MARGIN: must not be negative")
+    if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:
+        problems.append("LINKGATE_LOG_LEVEL: one of debug, info, warning, error")
+    problems.extend(_provider_problems(settings))
+    return problems
+
+
+def _provider_problems(settings: Settings) -> list[str]:
+    from providers import BUILTIN_PROVIDERS
+
+    problems: list[str] = []
+    for name, provider in settings.providers.items():
+        where = f"[providers.{name}]"
+        if provider.kind == "oidc":
+            if not _is_http_url(provider.issuer):
+                problems.append(f"{where}: issuer must be an absolute http(s) URL for kind = \"oidc\"")
+        elif provider.kind:
+            problems.append(f"{where}: kind must be \"oidc\" or absent, not {provider.kind!r}")
+        elif name not in BUILTIN_PROVIDERS:
+            known = ", ".join(sorted(BUILTIN_PROVIDERS))
+            problems.append(f"{where}: unknown provider; built-ins are {known}, or set kind = \"oidc\"")
+        if not provider.client_id:
+            problems.append(f"{where}: client_id is missing")
+        for key, url in provider.endpoints.items():
+            if not _is_http_url(url):
+                problems.append(f"{where}: {key} must be an absolute http(s) URL")
+    return problems
+
+
+def _read_toml(
+    env: Mapping[str, str], problems: list[str], config_path: Path | None
+) -> dict[str, Any]:
+    explicit = str(config_path) if config_path else env.get("LINKGATE_CONFIG")
+    path = Path(explicit) if explicit else Path("linkgate.toml")
+    if not path.exists():
+        if explicit:
+            problems.append(f"LINKGATE_CONFIG: {path} does not exist")
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"{path}: not valid TOML ({exc})")
+        return {}
+
+
+def _providers(
+    raw: Any, env: Mapping[str, str], problems: list[str]
+) -> dict[str, ProviderSettings]:
+    if not isinstance(raw, dict):
+        problems.append("providers: must be a table of [providers.NAME] sections")
+        return {}
+    result: dict[str, ProviderSettings] = {}
+    for name, section in raw.items():
+        if not isinstance(section, dict):
+            problems.append(f"[providers.{name}]: must be a table")
+            continue
+        prefix = f"LINKGATE_PROVIDER_{name.upper().replace('-', '_')}_"
+        allowed = {"client_id", "client_secret", "kind", "issuer", "scopes", *ENDPOINT_KEYS}
+        for key in section:
+            if key not in allowed:
+                problems.append(f"[providers.{name}]: unknown key {key!r}")
+        scopes = section.get("scopes", [])
+        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+            problems.append(f"[providers.{name}]: scopes must be a list of strings")
+            scopes = []
+        result[name] = ProviderSettings(
+            name=name,
+            client_id=env.get(prefix + "CLIENT_ID", str(section.get("client_id", ""))),
+            client_secret=env.get(prefix + "CLIENT_SECRET", str(section.get("client_secret", ""))),
+            kind=str(section.get("kind", "")),
+            issuer=str(section.get("issuer", "")).rstrip("/"),
+            scopes=tuple(scopes),
+            endpoints={
+                k: str(section[k]).rstrip("/") if k == "issuer" else str(section[k])
+                for k in (*ENDPOINT_KEYS, "issuer")
+                if section.get(k)
+            },
+        )
+    return result
+
+
+def _parse(kind: str, value: Any, where: str, problems: list[str]) -> Any:
+    try:
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            lowered = str(value).strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+        if kind == "list":
+            items = value if isinstance(value, list) else str(value).split(",")
+            return tuple(str(item).strip() for item in items if str(item).strip())
+        return str(value)
+    except (TypeError, ValueError):
+        problems.append(f"{where}: expected {kind}, got {value!r}")
+        return None
+
+
+def _is_http_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in {"http", "https"} and bool(parts.netloc)

@@ -1,0 +1,47 @@
+"""Disconnecting: revoke at the provider where it can, then forget the tokens."""
+
+from __future__ import annotations
+
+import structlog
+
+from gateway.connections import Connection, ConnectionStore
+from gateway.errors import LinkgateError
+from gateway.oauth import revoke_token
+from gateway.provider_registry import ProviderRegistry
+
+import httpx
+
+log = structlog.get_logger(__name__)
+
+
+async def disconnect(
+    connection: Connection,
+    *,
+    store: ConnectionStore,
+    registry: ProviderRegistry,
+    http: httpx.AsyncClient,
+) -> bool:
+    """Returns whether the provider confirmed the revocation.
+
+    RFC 7009 §2.1: revoking the refresh token invalidates the whole grant at
+    providers that support it, so it goes first; the access token follows for
+    providers that revoke only what they are given. A provider that cannot be
+    reached does not keep the tokens alive here: the tokens are deleted anyway,
+    and the outcome says the revocation is unconfirmed.
+    """
+    revoked = False
+    configured = registry.get(connection.provider)
+    if configured is not None:
+        try:
+            for name in ("refresh_token", "access_token"):
+                token = store.open_token(connection, name)
+                if token:
+                    revoked = await revoke_token(
+                        http, configured.provider, configured.client, token, name
+                    ) or revoked
+        except LinkgateError as exc:
+            log.warning("connection.revoke_failed", connection_id=connection.id, problem=exc.problem)
+            revoked = False
+    await store.mark_revoked(connection.id, "disconnected" if revoked else "disconnected (revocation unconfirmed)")
+    log.info("connection.deleted", connection_id=connection.id, revoked_at_provider=revoked)
+    return revoked

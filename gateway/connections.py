@@ -1,0 +1,219 @@
+"""Connections: a customer's linked accounts and their sealed tokens.
+
+A connection is keyed by (customer, provider, issuer, subject): linking the
+same account again updates it rather than creating a twin. Tokens are sealed
+by the vault with the connection id and column name as associated data.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.errors import NotFound
+from gateway.oauth import TokenSet
+from gateway.storage import connections, writer
+from gateway.vault import KeyRing, token_row
+from providers.base import Account
+
+
+class Status(enum.StrEnum):
+    ACTIVE = "active"
+    REFRESHING = "refreshing"
+    NEEDS_REAUTH = "needs_reauth"
+    REVOKED = "revoked"
+    SUPPRESSED = "suppressed"
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    id: str
+    customer_id: str
+    provider: str
+    issuer: str
+    subject: str
+    account_name: str
+    scopes: tuple[str, ...]
+    status: Status
+    status_reason: str | None
+    token_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    last_refreshed_at: datetime | None
+    sealed_access_token: str | None = field(default=None, repr=False)
+    sealed_refresh_token: str | None = field(default=None, repr=False)
+
+    def public(self) -> dict[str, Any]:
+        """The contract's shape; never a token."""
+        return {
+            "id": self.id,
+            "customer_id": self.customer_id,
+            "provider": self.provider,
+            "account": {"id": self.subject, "name": self.account_name, "issuer": self.issuer},
+            "scopes": list(self.scopes),
+            "status": self.status.value,
+            "status_reason": self.status_reason,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "expires_at": self.token_expires_at.isoformat() if self.token_expires_at else None,
+            "last_refreshed_at": (
+                self.last_refreshed_at.isoformat() if self.last_refreshed_at else None
+            ),
+        }
+
+
+def from_row(row: Any) -> Connection:
+    return Connection(
+        id=row["id"],
+        customer_id=row["customer_id"],
+        provider=row["provider"],
+        issuer=row["issuer"],
+        subject=row["subject"],
+        account_name=row["account_name"],
+        scopes=tuple(row["scopes"]),
+        status=Status(row["status"]),
+        status_reason=row["status_reason"],
+        token_expires_at=row["token_expires_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        last_refreshed_at=row["last_refreshed_at"],
+        sealed_access_token=row["access_token"],
+        sealed_refresh_token=row["refresh_token"],
+    )
+
+
+def sealed_tokens(vault: KeyRing, connection_id: str, tokens: TokenSet) -> dict[str, Any]:
+    """Column values for a fresh token set; a missing refresh token leaves the old one alone."""
+    values: dict[str, Any] = {
+        "access_token": vault.seal(tokens.access_token, row=token_row(connection_id, "access_token")),
+        "token_expires_at": (
+            datetime.fromtimestamp(tokens.expires_at, UTC) if tokens.expires_at else None
+        ),
+    }
+    if tokens.refresh_token:
+        values["refresh_token"] = vault.seal(
+            tokens.refresh_token, row=token_row(connection_id, "refresh_token")
+        )
+    return values
+
+
+class ConnectionStore:
+    def __init__(self, engine: AsyncEngine, vault: KeyRing):
+        self._engine = engine
+        self._vault = vault
+
+    async def link(
+        self, *, customer_id: str, provider: str, account: Account, tokens: TokenSet,
+        scopes: tuple[str, ...],
+    ) -> tuple[Connection, bool]:
+        """Create the connection, or refresh the existing one for the same account.
+
+        Returns the connection and whether it is new.
+        """
+        for _attempt in range(2):  # a concurrent first link of the same account wins once
+            try:
+                async with writer(self._engine).begin() as conn:
+                    return await self._link(conn, customer_id, provider, account, tokens, scopes)
+            except IntegrityError:
+                continue
+        raise RuntimeError("could not link the account after a concurrent insert")  # pragma: no cover
+
+    async def _link(
+        self, conn: AsyncConnection, customer_id: str, provider: str, account: Account,
+        tokens: TokenSet, scopes: tuple[str, ...],
+    ) -> tuple[Connection, bool]:
+        now = datetime.now(UTC)
+        key = (
+            connections.c.customer_id == customer_id,
+            connections.c.provider == provider,
+            connections.c.issuer == account.issuer,
+            connections.c.subject == account.subject,
+        )
+        existing = (await conn.execute(select(connections.c.id).where(*key))).scalar()
+        connection_id = existing or f"con_{uuid.uuid4().hex[:24]}"
+        values = {
+            **sealed_tokens(self._vault, connection_id, tokens),
+            "account_name": account.name,
+            "scopes": list(scopes),
+            "status": Status.ACTIVE.value,
+            "status_reason": None,
+            "updated_at": now,
+            "last_refreshed_at": now,
+            "refresh_failures": 0,
+            "refresh_cooldown_until": None,
+        }
+        if existing:
+            await conn.execute(update(connections).where(connections.c.id == existing).values(values))
+        else:
+            await conn.execute(
+                connections.insert().values(
+                    id=connection_id,
+                    customer_id=customer_id,
+                    provider=provider,
+                    issuer=account.issuer,
+                    subject=account.subject,
+                    created_at=now,
+                    **values,
+                )
+            )
+        row = (
+            (await conn.execute(select(connections).where(connections.c.id == connection_id)))
+            .mappings()
+            .one()
+        )
+        return from_row(row), existing is None
+
+    async def get(self, connection_id: str, *, customers: frozenset[str]) -> Connection:
+        """The connection, or 404 when it does not exist *or* belongs to another customer."""
+        async with self._engine.connect() as conn:
+            row = (
+                (await conn.execute(select(connections).where(connections.c.id == connection_id)))
+                .mappings()
+                .first()
+            )
+        if row is None or row["customer_id"] not in customers:
+            raise NotFound(f"no connection {connection_id!r}")
+        return from_row(row)
+
+    async def list(self, customer_id: str) -> list[Connection]:
+        query = (
+            select(connections)
+            .where(connections.c.customer_id == customer_id)
+            .order_by(connections.c.created_at, connections.c.id)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [from_row(row) for row in rows]
+
+    def open_token(self, connection: Connection, name: str) -> str | None:
+        sealed = (
+            connection.sealed_access_token
+            if name == "access_token"
+            else connection.sealed_refresh_token
+        )
+        if sealed is None:
+            return None
+        return self._vault.open(sealed, row=token_row(connection.id, name))
+
+    async def mark_revoked(self, connection_id: str, reason: str) -> None:
+        """Forget the tokens; the row stays so the audit trail keeps its subject."""
+        async with writer(self._engine).begin() as conn:
+            await conn.execute(
+                update(connections)
+                .where(connections.c.id == connection_id)
+                .values(
+                    status=Status.REVOKED.value,
+                    status_reason=reason,
+                    access_token=None,
+                    refresh_token=None,
+                    token_expires_at=None,
+                    updated_at=datetime.now(UTC),
+                )
+            )

@@ -1,0 +1,183 @@
+"""Every error a Linkgate caller can see, and how it becomes problem+json.
+
+The tree::
+
+    LinkgateError                        500  internal
+    ├── ConfigError                      (start-up only, never served)
+    ├── BadRequest                       400  bad-request
+    │   ├── InvalidParameter             400  invalid-parameter
+    │   ├── InvalidCursor                400  invalid-cursor
+    │   └── UnknownResource              404  unknown-resource
+    ├── Unauthenticated                  401  unauthenticated
+    ├── Forbidden                        403  forbidden
+    │   └── PurposeNotAllowed            403  purpose-not-allowed
+    ├── NotFound                         404  not-found
+    ├── Conflict                         409  conflict
+    │   ├── ConnectionNeedsReauth        409  connection-needs-reauth
+    │   ├── ConnectionRevoked            409  connection-revoked
+    │   └── ConnectionSuppressed         409  connection-suppressed
+    ├── ConnectFlowError                 400  connect-flow (shown as a page, not JSON)
+    ├── UpstreamError                    502  upstream
+    │   ├── UpstreamMalformed            502  upstream-malformed
+    │   ├── UpstreamRateLimited          429  upstream-rate-limited
+    │   └── UpstreamUnavailable          503  upstream-unavailable
+    └── AuditUnavailable                 503  audit-unavailable
+
+Foreign exceptions (httpx, SQLAlchemy, authlib, joserfc) are translated where
+they are caught; none of them reaches a caller. Problem types are stable URIs
+under ``PROBLEM_BASE``: other systems switch on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+PROBLEM_BASE = "https://linkgate.dev/problems/"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class LinkgateError(Exception):
+    """Root of every error Linkgate raises on purpose."""
+
+    problem: ClassVar[str] = "internal"
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str = "", *, headers: Mapping[str, str] | None = None, **extra: Any):
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    @property
+    def type_uri(self) -> str:
+        return PROBLEM_BASE + self.problem
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        """RFC 9457 §3.1 members, plus extension members from ``extra``."""
+        body: dict[str, Any] = {
+            "type": self.type_uri,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+class ConfigError(LinkgateError):
+    problem = "config"
+    title = "Invalid configuration"
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class BadRequest(LinkgateError):
+    problem = "bad-request"
+    status = 400
+    title = "Bad request"
+
+
+class InvalidParameter(BadRequest):
+    problem = "invalid-parameter"
+    title = "Invalid parameter"
+
+
+class InvalidCursor(BadRequest):
+    problem = "invalid-cursor"
+    title = "Invalid cursor"
+
+
+class UnknownResource(BadRequest):
+    problem = "unknown-resource"
+    status = 404
+    title = "Unknown resource"
+
+
+class Unauthenticated(LinkgateError):
+    problem = "unauthenticated"
+    status = 401
+    title = "Missing or invalid credentials"
+
+    def __init__(self, detail: str = "", **extra: Any):
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="linkgate"'}, **extra)
+
+
+class Forbidden(LinkgateError):
+    problem = "forbidden"
+    status = 403
+    title = "Not allowed"
+
+
+class PurposeNotAllowed(Forbidden):
+    problem = "purpose-not-allowed"
+    title = "Purpose not allowed"
+
+
+class NotFound(LinkgateError):
+    problem = "not-found"
+    status = 404
+    title = "Not found"
+
+
+class Conflict(LinkgateError):
+    problem = "conflict"
+    status = 409
+    title = "Conflict"
+
+
+class ConnectionNeedsReauth(Conflict):
+    problem = "connection-needs-reauth"
+    title = "The connection needs the customer to consent again"
+
+
+class ConnectionRevoked(Conflict):
+    problem = "connection-revoked"
+    title = "The connection was disconnected"
+
+
+class ConnectionSuppressed(Conflict):
+    problem = "connection-suppressed"
+    title = "The connection is suppressed (consent withdrawn)"
+
+
+class ConnectFlowError(LinkgateError):
+    """A failed OAuth round trip; rendered as a page for the admin's browser."""
+
+    problem = "connect-flow"
+    status = 400
+    title = "The account could not be linked"
+
+
+class UpstreamError(LinkgateError):
+    problem = "upstream"
+    status = 502
+    title = "The provider answered with an error"
+
+
+class UpstreamMalformed(UpstreamError):
+    problem = "upstream-malformed"
+    title = "The provider's answer could not be understood"
+
+
+class UpstreamRateLimited(UpstreamError):
+    problem = "upstream-rate-limited"
+    status = 429
+    title = "The provider's rate limit is exhausted"
+
+
+class UpstreamUnavailable(UpstreamError):
+    problem = "upstream-unavailable"
+    status = 503
+    title = "The provider is unavailable"
+
+
+class AuditUnavailable(LinkgateError):
+    problem = "audit-unavailable"
+    status = 503
+    title = "The audit log cannot be written; no data is released"

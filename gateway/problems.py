@@ -1,0 +1,57 @@
+"""Turning any error into RFC 9457 problem+json — the one place that does it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import structlog
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.errors import PROBLEM_BASE, PROBLEM_CONTENT_TYPE, LinkgateError
+
+log = structlog.get_logger(__name__)
+
+_STARLETTE_TYPES = {404: "not-found", 405: "method-not-allowed", 400: "bad-request"}
+
+
+def problem_response(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        status_code=status,
+        media_type=PROBLEM_CONTENT_TYPE,
+        headers=headers,
+    )
+
+
+async def linkgate_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LinkgateError)
+    level = "warning" if exc.status < 500 else "error"
+    getattr(log, level)("request.failed", problem=exc.problem, status=exc.status)
+    return problem_response(exc.to_problem(request.url.path), exc.status, exc.headers)
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kind = _STARLETTE_TYPES.get(exc.status_code, "http-error")
+    body = {
+        "type": PROBLEM_BASE + kind,
+        "title": str(exc.detail),
+        "status": exc.status_code,
+        "instance": request.url.path,
+    }
+    return problem_response(body, exc.status_code, dict(exc.headers or {}))
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    # The detail stays in our log (redacted); the caller learns only that it failed.
+    log.error("request.crashed", error_type=type(exc).__name__, exc_info=exc)
+    body = {
+        "type": PROBLEM_BASE + "internal",
+        "title": "Internal error",
+        "status": 500,
+        "instance": request.url.path,
+    }
+    return problem_response(body, 500)

@@ -1,0 +1,83 @@
+"""Everything long-lived a running gateway holds, built in the app's lifespan.
+
+Routes reach it as ``request.state.runtime``; nothing here is a global.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.config import Settings
+from gateway.connect.flow import ConnectFlow
+from gateway.connect.jwks import JWKSCache
+from gateway.connect.sessions import ConnectSessionStore
+from gateway.connections import ConnectionStore
+from gateway.provider_registry import ProviderRegistry, load_providers
+from gateway.storage import create_engine
+from gateway.vault import KeyRing
+
+OAUTH_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+OAUTH_LIMITS = httpx.Limits(max_connections=50, max_keepalive_connections=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    vault: KeyRing
+    oauth_http: httpx.AsyncClient  # token, JWKS, discovery, revocation: low volume
+    providers: ProviderRegistry
+    sessions: ConnectSessionStore
+    connections: ConnectionStore
+    connect: ConnectFlow
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    oauth_transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[Runtime]:
+    """Build the runtime; ``oauth_transport`` lets tests put a stand-in at the far edge."""
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    vault = KeyRing.parse(settings.vault_keys)
+    async with httpx.AsyncClient(
+        transport=oauth_transport, timeout=OAUTH_TIMEOUT, limits=OAUTH_LIMITS,
+        follow_redirects=False,
+    ) as oauth_http:
+        try:
+            registry = await load_providers(settings, oauth_http)
+            sessions = ConnectSessionStore(
+                engine,
+                ttl_seconds=settings.connect_session_ttl,
+                return_url_allowlist=settings.return_url_allowlist,
+            )
+            connections = ConnectionStore(engine, vault)
+            connect = ConnectFlow(
+                engine=engine,
+                vault=vault,
+                registry=registry,
+                sessions=sessions,
+                connections=connections,
+                http=oauth_http,
+                jwks=JWKSCache(oauth_http),
+                redirect_uri=settings.redirect_uri,
+                state_ttl=settings.state_ttl,
+            )
+            yield Runtime(
+                settings=settings,
+                engine=engine,
+                vault=vault,
+                oauth_http=oauth_http,
+                providers=registry,
+                sessions=sessions,
+                connections=connections,
+                connect=connect,
+            )
+        finally:
+            await engine.dispose()

@@ -1,0 +1,16 @@
+"""Storage: the schema, the engine, and migrations."""
+
+from __future__ import annotations
+
+from gateway.storage.engine import create_engine, writer
+from gateway.storage.schema import callers, connect_sessions, connections, metadata, oauth_states
+
+__all__ = [
+    "callers",
+    "connect_sessions",
+    "connections",
+    "create_engine",
+    "metadata",
+    "oauth_states",
+    "writer",
+]

@@ -1,0 +1,170 @@
+"""Shared fixtures: real databases (SQLite and PostgreSQL), settings, live servers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import asyncpg
+import pytest
+import uvicorn
+from sqlalchemy.engine import make_url
+
+from gateway.config import ProviderSettings, Settings
+from gateway.storage.migrate import upgrade
+from gateway.vault import generate_key_entry
+
+POSTGRES_URL = os.environ.get(
+    "LINKGATE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _asyncpg_dsn(url: str, database: str | None = None) -> str:
+    parsed = make_url(url).set(drivername="postgresql")
+    if database:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"linkgate_t_{secrets.token_hex(6)}"
+    try:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(
+            f"PostgreSQL at {POSTGRES_URL} is not reachable ({exc}); start it "
+            "(pg_ctlcluster … main start) or set LINKGATE_TEST_POSTGRES_URL"
+        )
+    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """A migrated database of each kind; every storage test runs on both."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path}/linkgate.db"
+    else:
+        url = request.getfixturevalue("postgres_database")
+    upgrade(url)
+    return url
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    base = Settings(
+        database_url=database_url,
+        vault_keys=generate_key_entry("t1"),
+        secret_key=secrets.token_urlsafe(48),
+        log_json=True,
+    )
+    return replace(base, **overrides)
+
+
+@pytest.fixture
+def settings_factory(database_url: str) -> Callable[..., Settings]:
+    return lambda **overrides: make_settings(database_url, **overrides)
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@dataclass
+class LiveServer:
+    """An ASGI app served by uvicorn over real TCP in a background thread."""
+
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def serve_in_thread(app: Any, sock: socket.socket) -> LiveServer:
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the live server did not start")
+        time.sleep(0.02)
+    host, port = sock.getsockname()
+    return LiveServer(url=f"http://{host}:{port}", server=server, thread=thread)
+
+
+class Servers:
+    """Ephemeral-port servers for one test: reserve URLs first, then serve apps on them."""
+
+    def __init__(self) -> None:
+        self._sockets: dict[str, socket.socket] = {}
+        self._started: list[LiveServer] = []
+
+    def reserve(self) -> str:
+        sock = free_socket()
+        host, port = sock.getsockname()
+        url = f"http://{host}:{port}"
+        self._sockets[url] = sock
+        return url
+
+    def serve(self, url: str, app: Any) -> LiveServer:
+        server = serve_in_thread(app, self._sockets.pop(url))
+        self._started.append(server)
+        return server
+
+    def stop_all(self) -> None:
+        for server in reversed(self._started):
+            server.stop()
+        for sock in self._sockets.values():
+            sock.close()
+
+
+@pytest.fixture
+def servers() -> Iterator[Servers]:
+    """Start apps on ephemeral ports; all stopped at teardown."""
+    running = Servers()
+    yield running
+    running.stop_all()
+
+
+def sandbox_provider_settings(sandbox_url: str, client_secret: str) -> ProviderSettings:
+    """Point the built-in sandbox provider at a sandbox served on ``sandbox_url``."""
+    return ProviderSettings(
+        name="sandbox",
+        client_id="linkgate-test",
+        client_secret=client_secret,
+        endpoints={
+            "authorize_url": f"{sandbox_url}/authorize",
+            "token_url": f"{sandbox_url}/token",
+            "revoke_url": f"{sandbox_url}/revoke",
+            "userinfo_url": f"{sandbox_url}/userinfo",
+            "jwks_url": f"{sandbox_url}/jwks",
+            "api_base_url": f"{sandbox_url}/api",
+            "issuer": sandbox_url,
+        },
+    )
