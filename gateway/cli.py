@@ -119,7 +119,9 @@ async def _create_credential(args: argparse.Namespace, kind: CallerKind) -> int:
 
 def _purpose_problems(purposes: Sequence[str]) -> list[str]:
     if not purposes:
-        return ["--purpose: give at least one purpose (a Fides data-use key, e.g. essential.service)"]
+        return [
+            "--purpose: give at least one purpose (a Fides data-use key, e.g. essential.service)"
+        ]
     try:
         from policies import validate_purposes
     except ImportError:  # the policy engine validates purposes once it is installed
@@ -178,10 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.set_defaults(handler=cmd_serve)
 
-    demo = commands.add_parser("demo", help="run the gateway with the sandbox provider and demo data")
+    demo = commands.add_parser(
+        "demo", help="run the gateway with the sandbox provider and demo data"
+    )
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--sandbox-port", type=int, default=8081)
-    demo.add_argument("--home", default="var/demo", help="where the demo keeps its database and keys")
+    demo.add_argument(
+        "--home", default="var/demo", help="where the demo keeps its database and keys"
+    )
     demo.set_defaults(handler=cmd_demo)
 
     migrate = commands.add_parser("migrate", help="upgrade the database schema")
@@ -197,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate = keys.add_parser("generate", help="print a new LINKGATE_VAULT_KEYS entry")
     generate.add_argument("--kid", default="k1", help="key id for the entry")
-    generate.add_argument("--secret", action="store_true", help="print a LINKGATE_SECRET_KEY instead")
+    generate.add_argument(
+        "--secret", action="store_true", help="print a LINKGATE_SECRET_KEY instead"
+    )
     generate.set_defaults(handler=cmd_keys_generate)
     keys.add_parser(
         "rotate", help="re-seal every token under the first (current) key of LINKGATE_VAULT_KEYS"

@@ -189,12 +189,16 @@ def _provider_problems(settings: Settings) -> list[str]:
         where = f"[providers.{name}]"
         if provider.kind == "oidc":
             if not _is_http_url(provider.issuer):
-                problems.append(f"{where}: issuer must be an absolute http(s) URL for kind = \"oidc\"")
+                problems.append(
+                    f'{where}: issuer must be an absolute http(s) URL for kind = "oidc"'
+                )
         elif provider.kind:
-            problems.append(f"{where}: kind must be \"oidc\" or absent, not {provider.kind!r}")
+            problems.append(f'{where}: kind must be "oidc" or absent, not {provider.kind!r}')
         elif name not in BUILTIN_PROVIDERS:
             known = ", ".join(sorted(BUILTIN_PROVIDERS))
-            problems.append(f"{where}: unknown provider; built-ins are {known}, or set kind = \"oidc\"")
+            problems.append(
+                f'{where}: unknown provider; built-ins are {known}, or set kind = "oidc"'
+            )
         if not provider.client_id:
             problems.append(f"{where}: client_id is missing")
         for key, url in provider.endpoints.items():

@@ -92,7 +92,9 @@ def from_row(row: Any) -> Connection:
 def sealed_tokens(vault: KeyRing, connection_id: str, tokens: TokenSet) -> dict[str, Any]:
     """Column values for a fresh token set; a missing refresh token leaves the old one alone."""
     values: dict[str, Any] = {
-        "access_token": vault.seal(tokens.access_token, row=token_row(connection_id, "access_token")),
+        "access_token": vault.seal(
+            tokens.access_token, row=token_row(connection_id, "access_token")
+        ),
         "token_expires_at": (
             datetime.fromtimestamp(tokens.expires_at, UTC) if tokens.expires_at else None
         ),
@@ -110,7 +112,12 @@ class ConnectionStore:
         self._vault = vault
 
     async def link(
-        self, *, customer_id: str, provider: str, account: Account, tokens: TokenSet,
+        self,
+        *,
+        customer_id: str,
+        provider: str,
+        account: Account,
+        tokens: TokenSet,
         scopes: tuple[str, ...],
     ) -> tuple[Connection, bool]:
         """Create the connection, or refresh the existing one for the same account.
@@ -123,11 +130,18 @@ class ConnectionStore:
                     return await self._link(conn, customer_id, provider, account, tokens, scopes)
             except IntegrityError:
                 continue
-        raise RuntimeError("could not link the account after a concurrent insert")  # pragma: no cover
+        raise RuntimeError(
+            "could not link the account after a concurrent insert"
+        )  # pragma: no cover
 
     async def _link(
-        self, conn: AsyncConnection, customer_id: str, provider: str, account: Account,
-        tokens: TokenSet, scopes: tuple[str, ...],
+        self,
+        conn: AsyncConnection,
+        customer_id: str,
+        provider: str,
+        account: Account,
+        tokens: TokenSet,
+        scopes: tuple[str, ...],
     ) -> tuple[Connection, bool]:
         now = datetime.now(UTC)
         key = (
@@ -150,7 +164,9 @@ class ConnectionStore:
             "refresh_cooldown_until": None,
         }
         if existing:
-            await conn.execute(update(connections).where(connections.c.id == existing).values(values))
+            await conn.execute(
+                update(connections).where(connections.c.id == existing).values(values)
+            )
         else:
             await conn.execute(
                 connections.insert().values(

@@ -26,11 +26,14 @@ async def rotate_vault(settings: Settings, *, progress: Callable[[int, int], Non
         async with engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(connections.c.id, connections.c.access_token, connections.c.refresh_token)
+                    select(
+                        connections.c.id, connections.c.access_token, connections.c.refresh_token
+                    )
                 )
             ).all()
         stale = [
-            row for row in rows
+            row
+            for row in rows
             if any(sealed and vault.needs_rotation(sealed) for sealed in (row[1], row[2]))
         ]
         progress(0, len(stale))

@@ -140,7 +140,9 @@ async def revoke_token(
     try:
         response = await http.post(url, **_client_auth(provider, client, form))
     except httpx.HTTPError as exc:
-        raise UpstreamUnavailable(f"revocation endpoint unreachable ({type(exc).__name__})") from None
+        raise UpstreamUnavailable(
+            f"revocation endpoint unreachable ({type(exc).__name__})"
+        ) from None
     # §2.2: 200 means revoked (or already invalid); 503 asks us to retry later.
     if response.status_code == 503:
         raise UpstreamUnavailable("the provider asked to retry the revocation later")
@@ -229,7 +231,9 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-async def fetch_json(http: httpx.AsyncClient, url: str, *, bearer: str | None = None) -> dict[str, Any]:
+async def fetch_json(
+    http: httpx.AsyncClient, url: str, *, bearer: str | None = None
+) -> dict[str, Any]:
     """GET a JSON document (discovery, JWKS, userinfo), translating transport failures."""
     headers = {"Accept": "application/json"}
     if bearer:

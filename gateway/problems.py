@@ -17,7 +17,9 @@ log = structlog.get_logger(__name__)
 _STARLETTE_TYPES = {404: "not-found", 405: "method-not-allowed", 400: "bad-request"}
 
 
-def problem_response(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> Response:
+def problem_response(
+    body: dict[str, Any], status: int, headers: dict[str, str] | None = None
+) -> Response:
     return Response(
         json.dumps(body, separators=(",", ":")),
         status_code=status,

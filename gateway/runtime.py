@@ -12,13 +12,14 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.audit import AuditStore, AuditWriter, SubjectHasher
 from gateway.config import Settings
 from gateway.connect.flow import ConnectFlow
 from gateway.connect.jwks import JWKSCache
 from gateway.connect.sessions import ConnectSessionStore
 from gateway.connections import ConnectionStore
 from gateway.provider_registry import ProviderRegistry, load_providers
-from gateway.storage import create_engine
+from gateway.storage import audit_tables, create_engine, writer
 from gateway.vault import KeyRing
 
 OAUTH_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -35,6 +36,9 @@ class Runtime:
     sessions: ConnectSessionStore
     connections: ConnectionStore
     connect: ConnectFlow
+    audit_store: AuditStore
+    audit: AuditWriter  # group commit: record() returns once the event is durable
+    subjects: SubjectHasher  # per-customer keyed hashes of End User identifiers
 
 
 @asynccontextmanager
@@ -46,10 +50,17 @@ async def open_runtime(
     """Build the runtime; ``oauth_transport`` lets tests put a stand-in at the far edge."""
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     vault = KeyRing.parse(settings.vault_keys)
-    async with httpx.AsyncClient(
-        transport=oauth_transport, timeout=OAUTH_TIMEOUT, limits=OAUTH_LIMITS,
-        follow_redirects=False,
-    ) as oauth_http:
+    audit_store = AuditStore(writer(engine), audit_tables)
+    audit = AuditWriter(audit_store)
+    async with (
+        audit,
+        httpx.AsyncClient(
+            transport=oauth_transport,
+            timeout=OAUTH_TIMEOUT,
+            limits=OAUTH_LIMITS,
+            follow_redirects=False,
+        ) as oauth_http,
+    ):
         try:
             registry = await load_providers(settings, oauth_http)
             sessions = ConnectSessionStore(
@@ -60,6 +71,7 @@ async def open_runtime(
             connections = ConnectionStore(engine, vault)
             connect = ConnectFlow(
                 engine=engine,
+                audit=audit,
                 vault=vault,
                 registry=registry,
                 sessions=sessions,
@@ -78,6 +90,9 @@ async def open_runtime(
                 sessions=sessions,
                 connections=connections,
                 connect=connect,
+                audit_store=audit_store,
+                audit=audit,
+                subjects=SubjectHasher(settings.secret_key.encode()),
             )
         finally:
             await engine.dispose()

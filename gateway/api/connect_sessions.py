@@ -19,7 +19,9 @@ async def create_connect_session(request: Request) -> JSONResponse:
     providers = string_list(body, "providers")
     unknown = [name for name in providers if name not in runtime.providers]
     if unknown:
-        raise InvalidParameter(f"providers not configured here: {', '.join(unknown)}", parameter="providers")
+        raise InvalidParameter(
+            f"providers not configured here: {', '.join(unknown)}", parameter="providers"
+        )
     session, token = await runtime.sessions.create(
         customer_id=customer_id,
         providers=providers,

@@ -35,7 +35,12 @@ async def delete_connection(request: Request) -> Response:
         request.path_params["connection_id"], customers=caller.customers
     )
     revoked = await disconnect(
-        connection, store=runtime.connections, registry=runtime.providers, http=runtime.oauth_http
+        connection,
+        caller=caller,
+        audit=runtime.audit,
+        store=runtime.connections,
+        registry=runtime.providers,
+        http=runtime.oauth_http,
     )
     updated = await runtime.connections.get(connection.id, customers=caller.customers)
     return JSONResponse({**updated.public(), "revoked_at_provider": revoked})

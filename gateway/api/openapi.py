@@ -21,7 +21,12 @@ def _json(schema: dict[str, Any], description: str = "ok") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-_CONNECTION_ID = {"name": "connection_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_CONNECTION_ID = {
+    "name": "connection_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -42,7 +47,15 @@ OPENAPI: dict[str, Any] = {
             },
             "Connection": {
                 "type": "object",
-                "required": ["id", "customer_id", "provider", "account", "scopes", "status", "created_at"],
+                "required": [
+                    "id",
+                    "customer_id",
+                    "provider",
+                    "account",
+                    "scopes",
+                    "status",
+                    "created_at",
+                ],
                 "properties": {
                     "id": {"type": "string"},
                     "customer_id": {"type": "string"},
@@ -105,7 +118,12 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "A customer's connections (never a token)",
                 "parameters": [
-                    {"name": "customer_id", "in": "query", "required": True, "schema": {"type": "string"}}
+                    {
+                        "name": "customer_id",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
                 ],
                 "responses": {
                     "200": _json(
@@ -143,7 +161,10 @@ OPENAPI: dict[str, Any] = {
         },
         "/healthz": {"get": {"security": [], "responses": {"200": _json({"type": "object"})}}},
         "/readyz": {
-            "get": {"security": [], "responses": {"200": _json({"type": "object"}), **_problems(503)}}
+            "get": {
+                "security": [],
+                "responses": {"200": _json({"type": "object"}), **_problems(503)},
+            }
         },
     },
 }

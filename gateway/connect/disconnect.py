@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import httpx
 import structlog
 
+from gateway.audit import Action, AuditWriter, EventDraft, Outcome
+from gateway.callers import Caller
 from gateway.connections import Connection, ConnectionStore
 from gateway.errors import LinkgateError
 from gateway.oauth import revoke_token
+from gateway.observability import current_trace_id
 from gateway.provider_registry import ProviderRegistry
-
-import httpx
 
 log = structlog.get_logger(__name__)
 
@@ -17,6 +19,8 @@ log = structlog.get_logger(__name__)
 async def disconnect(
     connection: Connection,
     *,
+    caller: Caller,
+    audit: AuditWriter,
     store: ConnectionStore,
     registry: ProviderRegistry,
     http: httpx.AsyncClient,
@@ -36,12 +40,30 @@ async def disconnect(
             for name in ("refresh_token", "access_token"):
                 token = store.open_token(connection, name)
                 if token:
-                    revoked = await revoke_token(
-                        http, configured.provider, configured.client, token, name
-                    ) or revoked
+                    revoked = (
+                        await revoke_token(
+                            http, configured.provider, configured.client, token, name
+                        )
+                        or revoked
+                    )
         except LinkgateError as exc:
-            log.warning("connection.revoke_failed", connection_id=connection.id, problem=exc.problem)
+            log.warning(
+                "connection.revoke_failed", connection_id=connection.id, problem=exc.problem
+            )
             revoked = False
-    await store.mark_revoked(connection.id, "disconnected" if revoked else "disconnected (revocation unconfirmed)")
+    reason = "disconnected" if revoked else "disconnected (revocation at the provider unconfirmed)"
+    await store.mark_revoked(connection.id, reason)
+    await audit.record(
+        EventDraft(
+            customer_id=connection.customer_id,
+            action=Action.CONNECTION_DELETED,
+            outcome=Outcome.ALLOWED,
+            caller_id=caller.id,
+            caller_class=caller.caller_class.value,
+            connection_id=connection.id,
+            provider=connection.provider,
+            trace_id=current_trace_id(),
+        )
+    )
     log.info("connection.deleted", connection_id=connection.id, revoked_at_provider=revoked)
     return revoked

@@ -23,11 +23,13 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.audit import Action, AuditWriter, EventDraft, Outcome
 from gateway.connect.idtoken import Expectations, IDTokenError, validate_id_token
 from gateway.connect.jwks import JWKSCache
 from gateway.connect.sessions import ConnectSession, ConnectSessionStore, digest
 from gateway.connections import Connection, ConnectionStore
 from gateway.errors import ConnectFlowError, LinkgateError, NotFound
+from gateway.observability import current_trace_id
 from gateway.oauth import OAuthError, begin_authorization, exchange_code, fetch_json
 from gateway.provider_registry import ConfiguredProvider, ProviderRegistry
 from gateway.storage import oauth_states, writer
@@ -66,6 +68,7 @@ class ConnectFlow:
         self,
         *,
         engine: AsyncEngine,
+        audit: AuditWriter,
         vault: KeyRing,
         registry: ProviderRegistry,
         sessions: ConnectSessionStore,
@@ -76,6 +79,7 @@ class ConnectFlow:
         state_ttl: int,
     ):
         self._engine = engine
+        self._audit = audit
         self._vault = vault
         self._registry = registry
         self._sessions = sessions
@@ -164,6 +168,17 @@ class ConnectFlow:
             tokens=tokens,
             scopes=scopes,
         )
+        await self._audit.record(
+            EventDraft(
+                customer_id=session.customer_id,
+                action=Action.CONNECTION_CREATED,
+                outcome=Outcome.ALLOWED,
+                caller_id=session.created_by,
+                connection_id=connection.id,
+                provider=provider.name,
+                trace_id=current_trace_id(),
+            )
+        )
         log.info(
             "connection.linked",
             connection_id=connection.id,
@@ -178,14 +193,20 @@ class ConnectFlow:
         now = datetime.now(UTC)
         async with writer(self._engine).begin() as conn:
             row = (
-                (await conn.execute(select(oauth_states).where(oauth_states.c.state_hash == state_hash)))
+                (
+                    await conn.execute(
+                        select(oauth_states).where(oauth_states.c.state_hash == state_hash)
+                    )
+                )
                 .mappings()
                 .first()
             )
             if row is None:
                 raise ConnectFlowError("This sign-in link is unknown. Start again from the portal.")
             if row["used_at"] is not None:
-                raise ConnectFlowError("This sign-in was already used. Start again from the portal.")
+                raise ConnectFlowError(
+                    "This sign-in was already used. Start again from the portal."
+                )
             if row["expires_at"] <= now:
                 raise ConnectFlowError("This sign-in took too long and expired. Start again.")
             expected = row["browser_binding"]
@@ -200,7 +221,9 @@ class ConnectFlow:
                 .values(used_at=now)
             )
             if consumed.rowcount != 1:
-                raise ConnectFlowError("This sign-in was already used. Start again from the portal.")
+                raise ConnectFlowError(
+                    "This sign-in was already used. Start again from the portal."
+                )
         return dict(row)
 
     def _check_issuer_parameter(self, configured: ConfiguredProvider, iss: str | None) -> None:
@@ -243,9 +266,13 @@ class ConnectFlow:
                     return validate_id_token(id_token, keys, expect)
             except IDTokenError as exc:
                 log.warning("connect.id_token_rejected", provider=provider.name, reason=exc.reason)
-                raise ConnectFlowError(f"The provider's ID token was rejected: {exc.reason}.") from None
+                raise ConnectFlowError(
+                    f"The provider's ID token was rejected: {exc.reason}."
+                ) from None
             except LinkgateError as exc:
-                raise ConnectFlowError(f"The provider's keys could not be fetched: {exc.detail}") from None
+                raise ConnectFlowError(
+                    f"The provider's keys could not be fetched: {exc.detail}"
+                ) from None
         if not endpoints.userinfo_url:
             raise ConnectFlowError("The provider offers no way to identify the account.")
         try:

@@ -46,7 +46,9 @@ def allowed_return_url(url: str, allowlist: Sequence[str]) -> bool:
 
 
 class ConnectSessionStore:
-    def __init__(self, engine: AsyncEngine, *, ttl_seconds: int, return_url_allowlist: Sequence[str]):
+    def __init__(
+        self, engine: AsyncEngine, *, ttl_seconds: int, return_url_allowlist: Sequence[str]
+    ):
         self._engine = engine
         self._ttl = timedelta(seconds=ttl_seconds)
         self._allowlist = tuple(return_url_allowlist)

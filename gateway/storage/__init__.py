@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from gateway.storage.engine import create_engine, writer
-from gateway.storage.schema import callers, connect_sessions, connections, metadata, oauth_states
+from gateway.storage.schema import (
+    audit_tables,
+    callers,
+    connect_sessions,
+    connections,
+    metadata,
+    oauth_states,
+)
 
 __all__ = [
+    "audit_tables",
     "callers",
     "connect_sessions",
     "connections",

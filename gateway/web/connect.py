@@ -24,7 +24,9 @@ async def portal(request: Request) -> Response:
     try:
         session = await runtime.sessions.by_token(token)
     except LinkgateError as exc:
-        return render("error.html", status_code=exc.status, title="Link expired", message=exc.detail)
+        return render(
+            "error.html", status_code=exc.status, title="Link expired", message=exc.detail
+        )
     connections = await runtime.connections.list(session.customer_id)
     return render(
         "portal.html",
@@ -45,7 +47,9 @@ async def start(request: Request) -> Response:
             request.cookies.get(BROWSER_COOKIE),
         )
     except LinkgateError as exc:
-        return render("error.html", status_code=exc.status, title="Cannot connect", message=exc.detail)
+        return render(
+            "error.html", status_code=exc.status, title="Cannot connect", message=exc.detail
+        )
     response = RedirectResponse(started.redirect_url, status_code=303)
     # Binds the round trip to this browser (RFC 9700 §4.7.1). Lax: the
     # provider's redirect back is a top-level GET navigation, which Lax allows.
@@ -74,7 +78,10 @@ async def callback(request: Request) -> Response:
         )
     except LinkgateError as exc:
         return render(
-            "error.html", status_code=exc.status, headers=headers, title="Not linked",
+            "error.html",
+            status_code=exc.status,
+            headers=headers,
+            title="Not linked",
             message=exc.detail,
         )
     connection = finished.connection

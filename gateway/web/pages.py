@@ -16,6 +16,8 @@ _ENV = Environment(
 )
 
 
-def render(name: str, *, status_code: int = 200, headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
+def render(
+    name: str, *, status_code: int = 200, headers: dict[str, str] | None = None, **context: Any
+) -> HTMLResponse:
     html = _ENV.get_template(name).render(**context)
     return HTMLResponse(html, status_code=status_code, headers=headers)

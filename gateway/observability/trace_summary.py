@@ -1,0 +1,166 @@
+"""A compact, in-memory summary of each in-flight request's trace.
+
+The audit log stores, beside each event's trace id, what happened on the way
+(span names, durations, upstream status codes, retries, whether a token was
+refreshed) so an auditor can read it without a tracing backend.
+`TraceSummaryRecorder` keeps that summary per trace from the moment the
+trace's local root span (the request's server span) starts until it ends;
+memory is bounded by the number of traces and of spans per trace.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import NotRequired, TypedDict
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.util.types import AttributeValue
+
+from gateway.observability.redaction import redact_text
+from gateway.observability.tracing import redact_attributes
+
+__all__ = [
+    "DEFAULT_MAX_SPANS_PER_TRACE",
+    "DEFAULT_MAX_TRACES",
+    "SUMMARY_ATTRIBUTES",
+    "SpanSummary",
+    "TraceSummary",
+    "TraceSummaryRecorder",
+]
+
+DEFAULT_MAX_TRACES = 1_024
+DEFAULT_MAX_SPANS_PER_TRACE = 64
+
+# Attributes worth keeping in an audit summary. The HTTP ones are OpenTelemetry
+# semantic conventions (http.request.resend_count is the retry count); the
+# linkgate.* ones are set by the gateway's own spans.
+SUMMARY_ATTRIBUTES: frozenset[str] = frozenset(
+    {
+        "error.type",
+        "http.request.method",
+        "http.request.resend_count",
+        "http.response.status_code",
+        "http.route",
+        "linkgate.provider",
+        "linkgate.refreshed",
+        "linkgate.resource",
+        "linkgate.retries",
+        "server.address",
+    }
+)
+
+
+class SpanSummary(TypedDict):
+    """One finished span: ``{"name", "duration_ms", "status", "attributes"?}``."""
+
+    name: str
+    duration_ms: float
+    status: str
+    attributes: NotRequired[dict[str, AttributeValue]]
+
+
+class TraceSummary(TypedDict):
+    """A trace's finished spans so far, in the order they ended."""
+
+    trace_id: str
+    spans: list[SpanSummary]
+    dropped_spans: int
+
+
+@dataclass(slots=True)
+class _Trace:
+    root_span_id: int
+    spans: list[SpanSummary] = field(default_factory=list)
+    dropped_spans: int = 0
+
+
+class TraceSummaryRecorder(SpanProcessor):
+    """Keep a `TraceSummary` for each trace while its local root span is open.
+
+    A span whose parent is absent or remote (the server span of a request)
+    opens a trace; its children are summarised as they end; the trace is
+    forgotten when the root span ends or `discard` is called. Beyond
+    *max_traces* open traces the oldest is forgotten; beyond
+    *max_spans_per_trace* spans are only counted.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_traces: int = DEFAULT_MAX_TRACES,
+        max_spans_per_trace: int = DEFAULT_MAX_SPANS_PER_TRACE,
+        attributes: Iterable[str] = SUMMARY_ATTRIBUTES,
+    ) -> None:
+        self._max_traces = max_traces
+        self._max_spans_per_trace = max_spans_per_trace
+        self._attributes = frozenset(attributes)
+        self._traces: OrderedDict[int, _Trace] = OrderedDict()
+        # on_end runs on whichever thread ends the span (threadpool included).
+        self._lock = threading.Lock()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if span.parent is not None and not span.parent.is_remote:
+            return
+        context = span.get_span_context()
+        with self._lock:
+            self._traces[context.trace_id] = _Trace(context.span_id)
+            while len(self._traces) > self._max_traces:
+                self._traces.popitem(last=False)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is None:
+            return
+        summary = self._summarise(span)
+        with self._lock:
+            trace = self._traces.get(context.trace_id)
+            if trace is None:
+                return
+            if context.span_id == trace.root_span_id:
+                del self._traces[context.trace_id]
+            elif len(trace.spans) < self._max_spans_per_trace:
+                trace.spans.append(summary)
+            else:
+                trace.dropped_spans += 1
+
+    def _summarise(self, span: ReadableSpan) -> SpanSummary:
+        duration_ns = (span.end_time or 0) - (span.start_time or 0)
+        summary = SpanSummary(
+            name=redact_text(span.name),
+            duration_ms=round(duration_ns / 1_000_000, 3),
+            status=span.status.status_code.name.lower(),
+        )
+        selected = {
+            key: value for key, value in (span.attributes or {}).items() if key in self._attributes
+        }
+        if selected:
+            summary["attributes"] = redact_attributes(selected)
+        return summary
+
+    def summary_for(self, trace_id: str) -> TraceSummary:
+        """The summary of the trace with this 32-hex id; empty if unknown."""
+        with self._lock:
+            trace = self._traces.get(int(trace_id, 16))
+            if trace is None:
+                return TraceSummary(trace_id=trace_id, spans=[], dropped_spans=0)
+            return TraceSummary(
+                trace_id=trace_id,
+                spans=list(trace.spans),
+                dropped_spans=trace.dropped_spans,
+            )
+
+    def discard(self, trace_id: str) -> None:
+        """Forget the trace with this 32-hex id (no error if unknown)."""
+        with self._lock:
+            self._traces.pop(int(trace_id, 16), None)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._traces.clear()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
