@@ -33,6 +33,7 @@ class IdentifierKind(enum.StrEnum):
     PHONE = "phone"
     PROVIDER_USER_ID = "provider_user_id"
     HANDLE = "handle"
+    PSEUDONYM = "pseudonym"  # keyed hash standing in for another identifier (analytics purposes)
 
 
 class CallerClass(enum.StrEnum):

@@ -1,0 +1,64 @@
+"""Engine mechanics that no single rule owns."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from policies import AccessContext, Field, Outcome, PolicyEngine, Record
+
+
+def test_released_copy_keeps_every_other_record_field(
+    engine: PolicyEngine,
+    make_context: Callable[..., AccessContext],
+    make_record: Callable[..., Record],
+) -> None:
+    """A redacted record differs from the original only in data and subjects."""
+    record = make_record(
+        data={"odd": Field("x", "user.mystery"), "text": Field("hi", "user.content")},
+        occurred_at=datetime(2025, 1, 1, tzinfo=UTC),
+        extra={"likes": 3},
+    )
+    released = engine.decide(record, make_context()).record
+    assert released is not None
+    for spec in dataclasses.fields(Record):
+        if spec.name != "data":
+            assert getattr(record, spec.name) == getattr(released, spec.name), spec.name
+
+
+def test_decision_explains_a_drop(
+    engine: PolicyEngine,
+    make_context: Callable[..., AccessContext],
+    make_record: Callable[..., Record],
+) -> None:
+    """A drop names its rule, gives a reason and releases nothing."""
+    decision = engine.decide(make_record(visibility="private"), make_context())
+    assert decision.outcome is Outcome.DROP
+    assert decision.reason
+    assert decision.record is None
+
+
+def test_page_counts_drops_by_rule(
+    engine: PolicyEngine,
+    make_context: Callable[..., AccessContext],
+    make_record: Callable[..., Record],
+) -> None:
+    """The page summary counts dropped records per rule id."""
+    records = [make_record(), make_record(visibility="private"), make_record(customer_id="x")]
+    page = engine.decide_page(records, make_context())
+    assert page.dropped == {"public-or-direct": 1, "tenant-tag": 1}
+    assert len(page.kept) == 1
+
+
+def test_contexts_are_not_mixed_up(
+    engine: PolicyEngine,
+    make_context: Callable[..., AccessContext],
+    make_record: Callable[..., Record],
+) -> None:
+    """Alternating contexts each get their own verdicts (per-context preparation is keyed)."""
+    allowed = make_context()
+    refused = make_context(entitled_customers=frozenset())
+    for _ in range(2):
+        assert engine.decide(make_record(), allowed).allowed
+        assert not engine.decide(make_record(), refused).allowed
