@@ -1,8 +1,10 @@
 """Pure ASGI middleware giving every HTTP request a server span and a trace id.
 
-Wrap the whole Starlette application with it (outermost), so that the 500
-response rendered by Starlette's error handling still passes through it and
-carries the trace headers.
+Wrap the whole Starlette application with it (outermost). Starlette's
+``ServerErrorMiddleware`` always sits outside ``Starlette(middleware=[...])``
+and renders the 500 for an unhandled exception itself; only from outside it
+does that response pass through here, get the trace headers, and get rendered
+while the request's span and log context are still current.
 """
 
 from __future__ import annotations
@@ -120,13 +122,12 @@ class TracingMiddleware:
             (b"x-trace-id", trace_id.encode("latin-1")),
             (b"x-request-id", request_id.encode("latin-1")),
         ]
+        # Stays 500 if the application raises before it responds.
         status_code = 500
-        response_started = False
 
         async def send_with_trace(message: Message) -> None:
-            nonlocal status_code, response_started
+            nonlocal status_code
             if message["type"] == "http.response.start":
-                response_started = True
                 status_code = message["status"]
                 message = {**message, "headers": [*message.get("headers", ()), *trace_headers]}
             await send(message)
@@ -136,21 +137,7 @@ class TracingMiddleware:
         )
         try:
             with trace.use_span(span, end_on_exit=False):
-                try:
-                    await self.app(scope, receive, send_with_trace)
-                except Exception:
-                    if not response_started:
-                        await send_with_trace(
-                            {
-                                "type": "http.response.start",
-                                "status": 500,
-                                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
-                            }
-                        )
-                        await send_with_trace(
-                            {"type": "http.response.body", "body": b"Internal Server Error"}
-                        )
-                    raise
+                await self.app(scope, receive, send_with_trace)
         finally:
             path_params: Mapping[str, object] = scope.get("path_params", {})
             path = _redact_path(scope["path"], path_params)

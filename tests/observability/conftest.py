@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+import structlog
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from starlette.types import ASGIApp
+
+from gateway.observability import (
+    RedactingSpanExporter,
+    TraceSummaryRecorder,
+    TracingMiddleware,
+    configure_logging,
+)
+
+
+@pytest.fixture
+def canary() -> str:
+    """A value that must never appear in any log line, span or header."""
+    return "canary-Zq8xW3vT9kPf2mLr"
+
+
+@pytest.fixture
+def exported() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def recorder() -> TraceSummaryRecorder:
+    return TraceSummaryRecorder()
+
+
+@pytest.fixture
+def tracer_provider(
+    exported: InMemorySpanExporter, recorder: TraceSummaryRecorder
+) -> Iterator[TracerProvider]:
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(recorder)
+    provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(exported)))
+    yield provider
+    provider.shutdown()
+
+
+@pytest.fixture
+def make_client(
+    tracer_provider: TracerProvider,
+) -> Callable[[ASGIApp], httpx.AsyncClient]:
+    def make(app: ASGIApp) -> httpx.AsyncClient:
+        traced = TracingMiddleware(app, tracer_provider=tracer_provider)
+        transport = httpx.ASGITransport(app=traced, raise_app_exceptions=False)
+        return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+    return make
+
+
+@pytest.fixture
+def configured_logging() -> Iterator[Callable[..., None]]:
+    """configure_logging, with structlog and the root logger restored afterwards."""
+    saved_config = structlog.get_config()
+    root = logging.getLogger()
+    saved_level, saved_handlers = root.level, list(root.handlers)
+    access = logging.getLogger("uvicorn.access")
+    saved_access_level = access.level
+    yield configure_logging
+    access.setLevel(saved_access_level)
+    structlog.configure(**saved_config)
+    root.handlers[:] = saved_handlers
+    root.setLevel(saved_level)
+    structlog.contextvars.clear_contextvars()

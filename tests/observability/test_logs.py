@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+import structlog
+
+JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjYW5hcnktc3ViamVjdCJ9.c2lnbmF0dXJlLWNhbmFyeS1abThYdzN2VDlr"
+
+
+def rendered_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    err = capsys.readouterr().err
+    return [json.loads(line) for line in err.splitlines() if line]
+
+
+def test_events_are_json_lines_with_iso_timestamps(
+    configured_logging: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each event is one JSON object on stderr with event, level and an ISO timestamp."""
+    configured_logging(level="info")
+
+    structlog.get_logger().info("token.refreshed", connection_id="c_1")
+
+    [line] = rendered_lines(capsys)
+    assert line["event"] == "token.refreshed"
+    assert line["level"] == "info"
+    assert line["connection_id"] == "c_1"
+    assert datetime.fromisoformat(line["timestamp"]).tzinfo is not None
+
+
+def test_request_context_is_merged_from_contextvars(
+    configured_logging: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Values bound through structlog.contextvars appear in every event."""
+    configured_logging()
+    structlog.contextvars.bind_contextvars(trace_id="a" * 32, request_id="r1")
+
+    structlog.get_logger().info("records.served")
+
+    [line] = rendered_lines(capsys)
+    assert (line["trace_id"], line["request_id"]) == ("a" * 32, "r1")
+
+
+def test_events_below_the_level_are_dropped(
+    configured_logging: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At level warning, info events from structlog and the stdlib are not written."""
+    configured_logging(level="warning")
+
+    structlog.get_logger().info("records.served")
+    logging.getLogger("sqlalchemy.engine").info("SELECT 1")
+    structlog.get_logger().warning("token.refresh_failed")
+
+    assert [line["event"] for line in rendered_lines(capsys)] == ["token.refresh_failed"]
+
+
+def test_unknown_level_is_rejected(configured_logging: Callable[..., None]) -> None:
+    """A misspelt level fails loudly instead of logging everything or nothing."""
+    with pytest.raises(ValueError, match="verbose"):
+        configured_logging(level="verbose")
+
+
+def test_canaries_never_reach_the_rendered_line(
+    configured_logging: Callable[..., None], capsys: pytest.CaptureFixture[str], canary: str
+) -> None:
+    """Secrets under secret keys, nested or inside strings, are masked in the JSON line."""
+    configured_logging()
+    structlog.contextvars.bind_contextvars(session_token=canary)
+
+    structlog.get_logger().info(
+        "oauth.callback_received",
+        access_token=canary,
+        REFRESH_TOKEN=canary,
+        id_token=JWT,
+        code=canary,
+        code_verifier=canary,
+        client_secret=canary,
+        password=canary,
+        state=canary,
+        cookie=f"sid={canary}",
+        key=canary,
+        headers={"Authorization": f"Bearer {canary}", "X-Api-Key": canary},
+        upstream=[{"token": {"value": canary}}, f"retrying with Bearer {canary}"],
+        url=f"https://idp.example/cb?code={canary}&state={canary}",
+        body=f"grant_type=authorization_code&code={canary}&client_secret={canary}",
+        note=f"caller presented lgk_{canary} and lga_{canary}",
+        claims=f"unverified {JWT}",
+        reply=f'{{"access_token": "{canary}", "token_type": "Bearer"}}',
+    )
+
+    err = capsys.readouterr().err
+    assert canary not in err
+    assert "eyJ" not in err
+    line = json.loads(err)
+    assert line["access_token"] == "[REDACTED]"
+    assert line["event"] == "oauth.callback_received"
+
+
+def test_standard_library_records_are_rendered_and_redacted(
+    configured_logging: Callable[..., None], capsys: pytest.CaptureFixture[str], canary: str
+) -> None:
+    """uvicorn-style stdlib records go through the same JSON and redaction pipeline."""
+    configured_logging()
+
+    logging.getLogger("uvicorn.error").warning(
+        "upstream rejected %s", f"Authorization: Bearer {canary}"
+    )
+
+    err = capsys.readouterr().err
+    assert canary not in err
+    line = json.loads(err)
+    assert (line["logger"], line["level"]) == ("uvicorn.error", "warning")
+    assert line["event"] == "upstream rejected Authorization: [REDACTED]"
+
+
+def test_exception_messages_are_redacted(
+    configured_logging: Callable[..., None], capsys: pytest.CaptureFixture[str], canary: str
+) -> None:
+    """A secret inside a logged exception's message is masked in the traceback."""
+    configured_logging()
+
+    try:
+        raise RuntimeError(f"token endpoint said refresh_token={canary}")
+    except RuntimeError:
+        structlog.get_logger().exception("token.refresh_failed")
+        logging.getLogger("authlib").exception("refresh failed")
+
+    err = capsys.readouterr().err
+    assert canary not in err
+    assert len([json.loads(line) for line in err.splitlines()]) == 2
+    assert "RuntimeError: token endpoint said refresh_token=[REDACTED]" in err
+
+
+def test_console_layout_is_redacted_too(
+    configured_logging: Callable[..., None], capsys: pytest.CaptureFixture[str], canary: str
+) -> None:
+    """The human-readable layout masks secrets exactly like the JSON one."""
+    configured_logging(json=False)
+
+    structlog.get_logger().info("connect.started", state=canary, note=f"Bearer {canary}")
+
+    err = capsys.readouterr().err
+    assert "connect.started" in err
+    assert canary not in err
+
+
+def test_uvicorn_access_log_is_silenced(
+    configured_logging: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """uvicorn's access line (which includes the query string) gives way to http.request."""
+    configured_logging(level="debug")
+
+    logging.getLogger("uvicorn.access").info('"GET /oauth/callback?code=abc HTTP/1.1" 200')
+
+    assert capsys.readouterr().err == ""

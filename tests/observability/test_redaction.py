@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import pytest
+
+from gateway.observability import MASK, is_secret_key, redact_text, redact_value
+
+JWT = (
+    "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ"
+    ".eyJzdWIiOiJjYW5hcnkiLCJhdWQiOiJsaW5rZ2F0ZSJ9"
+    ".c2lnbmF0dXJlLWNhbmFyeS1abThYdzN2VDlr"
+)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "access_token",
+        "Authorization",
+        "CLIENT_SECRET",
+        "client-secret",
+        "code",
+        "code_verifier",
+        "Cookie",
+        "Set-Cookie",
+        "id_token",
+        "password",
+        "refresh_token",
+        "service_key",
+        "state",
+        "X-Api-Key",
+        "connect_token",
+        "db_password",
+    ],
+)
+def test_secret_keys_are_recognised_case_insensitively(key: str) -> None:
+    """Keys naming a secret match whatever their case or dash/underscore spelling."""
+    assert is_secret_key(key)
+
+
+@pytest.mark.parametrize(
+    "key", ["status_code", "token_type", "key_id", "event", "trace_id", "expires_in"]
+)
+def test_ordinary_keys_are_not_secret(key: str) -> None:
+    """Keys that merely resemble secret names stay readable."""
+    assert not is_secret_key(key)
+
+
+@pytest.mark.parametrize(
+    ("template", "kept"),
+    [
+        ("Authorization: Bearer CANARY", "Authorization: "),
+        ("authorization=CANARY", "authorization="),
+        ('{"Authorization": "Basic CANARY"}', '"Authorization": "'),
+        ("sent bearer CANARY upstream", "upstream"),
+        (f"id token {JWT} rejected", "rejected"),
+        ("key lgk_CANARY revoked", "revoked"),
+        ("auditor lga_CANARY used", "used"),
+        ("GET /oauth/callback?code=CANARY&iss=https://idp", "&iss=https://idp"),
+        ("redirect?state=abc&code=CANARY", "redirect?state="),
+        ("grant_type=refresh_token&refresh_token=CANARY", "grant_type=refresh_token&"),
+        ("https://api.example/me?access_token=CANARY#x", "#x"),
+        ("client_id=app&client_secret=CANARY", "client_id=app&"),
+        ('upstream said {"access_token": "CANARY", "expires_in": 3600}', '"expires_in"'),
+        ("token ya29.CANARY expired", "expired"),
+    ],
+)
+def test_credentials_inside_text_are_masked(template: str, kept: str, canary: str) -> None:
+    """Credential shapes inside free text are masked and the rest is kept."""
+    redacted = redact_text(template.replace("CANARY", canary))
+
+    assert canary not in redacted
+    assert "eyJ" not in redacted
+    assert MASK in redacted
+    assert kept in redacted
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "gateway.observability.middleware",
+        "GET /v1/connections/c_123/records/posts",
+        "status_code=200 error_code=invalid_grant",
+        "token.refreshed",
+        "sqlalchemy.engine.Engine",
+    ],
+)
+def test_ordinary_text_is_unchanged(text: str) -> None:
+    """Dotted names, paths and non-secret parameters pass through untouched."""
+    assert redact_text(text) == text
+
+
+def test_nested_values_are_masked_by_key_and_by_shape(canary: str) -> None:
+    """Mappings and sequences are walked; secret keys mask whole sub-trees."""
+    value = {
+        "upstream": {
+            "headers": {"Authorization": f"Bearer {canary}", "Accept": "application/json"},
+            "token": {"access_token": canary, "nested": [canary]},
+        },
+        "attempts": (1, 2, f"retry with lgk_{canary}"),
+        "ok": True,
+        "count": 3,
+        "nothing": None,
+    }
+
+    expected = {
+        "upstream": {
+            "headers": {"Authorization": MASK, "Accept": "application/json"},
+            "token": MASK,
+        },
+        "attempts": [1, 2, f"retry with {MASK}"],
+        "ok": True,
+        "count": 3,
+        "nothing": None,
+    }
+    assert redact_value(value) == expected
+
+
+def test_unknown_objects_are_stringified_then_masked(canary: str) -> None:
+    """An object a renderer would stringify is stringified and scanned first."""
+
+    class Leaky:
+        def __str__(self) -> str:
+            return f"Leaky(token=lgk_{canary})"
+
+    assert redact_value(Leaky()) == f"Leaky(token={MASK})"

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+from gateway.observability import MASK, RedactingSpanExporter, configure_tracing
+
+
+class Collector(ThreadingHTTPServer):
+    """A stand-in OTLP/HTTP collector that keeps what it receives."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _CollectorHandler)
+        self.received: list[tuple[str, bytes]] = []
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+
+class _CollectorHandler(BaseHTTPRequestHandler):
+    server: Collector
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append((self.path, body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep the test output quiet."""
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    server = Collector()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_exported_spans_have_secrets_masked(canary: str) -> None:
+    """Names, attributes, events, links and status descriptions are redacted on export."""
+    exported = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(exported)))
+    tracer = provider.get_tracer("test")
+    linked = trace.Link(
+        SpanContext(1, 2, is_remote=True), {"note": f"Bearer {canary}", "code": canary}
+    )
+
+    with tracer.start_as_current_span(f"POST /token?code={canary}", links=[linked]) as span:
+        span.set_attribute("http.request.header.authorization", [f"Bearer {canary}"])
+        span.set_attribute("client_secret", canary)
+        span.set_attribute("url.full", f"https://idp.example/token?refresh_token={canary}")
+        span.set_attribute("http.response.status_code", 400)
+        span.add_event("token.rejected", {"body": f'{{"id_token": "{canary}"}}'})
+        span.set_status(trace.Status(trace.StatusCode.ERROR, f"invalid lgk_{canary}"))
+    provider.shutdown()
+
+    [finished] = exported.get_finished_spans()
+    assert canary not in finished.to_json()
+    assert (finished.attributes or {})["client_secret"] == MASK
+    assert (finished.attributes or {})["http.response.status_code"] == 400
+    assert finished.status.description == f"invalid {MASK}"
+
+
+def test_spans_are_recorded_even_when_the_caller_did_not_sample() -> None:
+    """The audit summary needs every request's spans, whatever the incoming sampled flag."""
+    provider = configure_tracing(service_name="linkgate-test", otlp_endpoint=None)
+    unsampled = NonRecordingSpan(
+        SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(0))
+    )
+
+    span = provider.get_tracer("test").start_span(
+        "GET /records", context=trace.set_span_in_context(unsampled)
+    )
+
+    assert span.is_recording()
+    span.end()
+    provider.shutdown()
+
+
+def test_spans_are_exported_over_otlp_http_redacted(collector: Collector, canary: str) -> None:
+    """With an endpoint, spans reach the collector at /v1/traces with secrets masked."""
+    provider = configure_tracing(service_name="linkgate-test", otlp_endpoint=collector.url)
+
+    with provider.get_tracer("test").start_as_current_span("upstream.fetch") as span:
+        span.set_attribute("url.full", f"https://api.example/me?access_token={canary}")
+    provider.shutdown()
+
+    [(path, body)] = collector.received
+    assert path == "/v1/traces"
+    assert b"upstream.fetch" in body
+    assert b"linkgate-test" in body
+    assert canary.encode() not in body
