@@ -1,0 +1,279 @@
+"""The hash chain without a database: linking, canonical bytes, and each kind of tampering."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway.audit import (
+    Action,
+    AuditEvent,
+    Checkpoint,
+    CheckpointKeys,
+    CheckpointSigner,
+    EventDraft,
+    Outcome,
+    canonical_content,
+    decode_event,
+    genesis_hash,
+    link,
+    verify_chain,
+)
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+Chain = tuple[list[AuditEvent], list[Checkpoint]]
+
+
+def build_chain(
+    make_draft: Callable[..., EventDraft],
+    signer: CheckpointSigner,
+    n: int = 10,
+    checkpoint_at: tuple[int, ...] = (5, 10),
+) -> Chain:
+    events: list[AuditEvent] = []
+    checkpoints: list[Checkpoint] = []
+    prev = genesis_hash("acme")
+    for seq in range(1, n + 1):
+        event = link(make_draft(record_count=seq), seq, prev, T0 + timedelta(seconds=seq))
+        events.append(event)
+        prev = event.hash
+        if seq in checkpoint_at:
+            checkpoints.append(
+                signer.sign(
+                    "acme",
+                    seq,
+                    event.hash,
+                    T0 + timedelta(seconds=seq, milliseconds=1),
+                    checkpoints[-1].hash if checkpoints else Checkpoint.GENESIS,
+                )
+            )
+    return events, checkpoints
+
+
+@pytest.fixture
+def chain(make_draft: Callable[..., EventDraft], signer: CheckpointSigner) -> Chain:
+    return build_chain(make_draft, signer)
+
+
+def relink(events: list[AuditEvent], start: int) -> list[AuditEvent]:
+    """What an attacker who knows the scheme does: recompute every hash from ``start`` on."""
+    out = list(events[:start])
+    prev = out[-1].hash if out else genesis_hash("acme")
+    for i, event in enumerate(events[start:], start=start + 1):
+        relinked = link(event.draft, i, prev, event.occurred_at)
+        out.append(relinked)
+        prev = relinked.hash
+    return out
+
+
+def test_intact_chain_verifies(chain: Chain, keys: CheckpointKeys) -> None:
+    """An untouched chain with its checkpoints verifies to its head."""
+    events, checkpoints = chain
+    result = verify_chain(events, checkpoints, keys)
+    assert (True, 10, 10, events[-1].hash, None, "") == (
+        result.ok,
+        result.events_checked,
+        result.head_seq,
+        result.head_hash,
+        result.first_bad_seq,
+        result.problem,
+    )
+
+
+def test_canonical_content_is_stable(make_draft: Callable[..., EventDraft]) -> None:
+    """The hashed bytes are sorted, compact JSON; the hash of a fixed event never changes."""
+    draft = make_draft(trace_summary={"retries": 0}, dropped={}, categories=("b", "a"))
+    event = link(draft, 1, genesis_hash("acme"), T0)
+    content = canonical_content(event)
+    assert content.startswith(b'{"action":"records.read","caller_class":"internal",')
+    assert b" " not in content
+    assert b'"categories":["a","b"]' in content
+    assert b'"occurred_at":"2026-01-02T03:04:05.678901Z"' in content
+    assert event.hash == "86c6e60e16b4a3e37e0280ffabfeee0d0d48d6e8ece6a1a5540f0485c0c39acb"
+
+
+def test_decode_round_trips(chain: Chain) -> None:
+    """Stored content decodes to the same event."""
+    events, _ = chain
+    event = events[3]
+    assert event == decode_event(
+        canonical_content(event), prev_hash=event.prev_hash, hash=event.hash
+    )
+
+
+def test_changed_byte_is_detected_and_located(chain: Chain, keys: CheckpointKeys) -> None:
+    """One changed byte in event 4's stored content breaks the chain at seq 4."""
+    events, checkpoints = chain
+    content = canonical_content(events[3]).replace(b'"facebook"', b'"facebooc"')
+    events[3] = decode_event(content, prev_hash=events[3].prev_hash, hash=events[3].hash)
+    result = verify_chain(events, checkpoints, keys)
+    assert (result.ok, result.first_bad_seq, result.head_seq) == (False, 4, 3)
+    assert "altered" in result.problem
+
+
+def test_deleted_row_is_detected_and_located(chain: Chain, keys: CheckpointKeys) -> None:
+    """A deleted event leaves a gap named by its seq."""
+    events, checkpoints = chain
+    del events[3]
+    result = verify_chain(events, checkpoints, keys)
+    assert (result.ok, result.first_bad_seq) == (False, 4)
+    assert "missing" in result.problem
+
+
+def test_deleted_first_row_is_detected(chain: Chain, keys: CheckpointKeys) -> None:
+    """A chain that starts after seq 1 with no checkpoint to anchor it fails at seq 1."""
+    events, checkpoints = chain
+    result = verify_chain(events[1:], checkpoints, keys)
+    assert (result.ok, result.first_bad_seq) == (False, 1)
+
+
+def test_swapped_rows_are_detected_and_located(chain: Chain, keys: CheckpointKeys) -> None:
+    """Two events in swapped order fail at the first of them."""
+    events, checkpoints = chain
+    events[3], events[4] = events[4], events[3]
+    result = verify_chain(events, checkpoints, keys)
+    assert (result.ok, result.first_bad_seq) == (False, 4)
+
+
+def test_swapped_contents_are_detected(chain: Chain, keys: CheckpointKeys) -> None:
+    """Two events that traded content but kept their seqs fail at the first of them."""
+    events, checkpoints = chain
+    a, b = events[3], events[4]
+    events[3] = dataclasses.replace(b, seq=4, prev_hash=a.prev_hash, hash=a.hash)
+    events[4] = dataclasses.replace(a, seq=5, prev_hash=b.prev_hash, hash=b.hash)
+    result = verify_chain(events, checkpoints, keys)
+    assert (result.ok, result.first_bad_seq) == (False, 4)
+
+
+def test_inserted_row_is_detected_and_located(
+    chain: Chain, keys: CheckpointKeys, make_draft: Callable[..., EventDraft]
+) -> None:
+    """A well-linked forged event slipped in after event 6 is named at seq 7."""
+    events, checkpoints = chain
+    forged = link(make_draft(purpose="marketing"), 7, events[5].hash, events[5].occurred_at)
+    events.insert(6, forged)
+    result = verify_chain(events, checkpoints, keys)
+    assert (result.ok, result.first_bad_seq) == (False, 7)
+
+
+def test_rewritten_chain_is_caught_by_checkpoint(
+    chain: Chain, keys: CheckpointKeys, make_draft: Callable[..., EventDraft]
+) -> None:
+    """Inserting at 7 and recomputing every later hash is caught by the checkpoint at 10."""
+    events, checkpoints = chain
+    forged = dataclasses.replace(events[6], purpose="marketing")
+    events = relink([*events[:6], forged, *events[6:]], 6)[:10]
+    result = verify_chain(events, checkpoints, keys)
+    assert (result.ok, result.first_bad_seq) == (False, 6)
+    assert "rewritten" in result.problem
+
+
+def test_truncated_tail_after_checkpoint_is_detected(chain: Chain, keys: CheckpointKeys) -> None:
+    """Dropping events 8-10 under a checkpoint at 10 fails at seq 8."""
+    events, checkpoints = chain
+    result = verify_chain(events[:7], checkpoints, keys)
+    assert (result.ok, result.first_bad_seq, result.head_seq) == (False, 8, 7)
+    assert "checkpoint" in result.problem
+
+
+def test_truncated_tail_is_detected_by_head(chain: Chain, keys: CheckpointKeys) -> None:
+    """Without a checkpoint, the recorded head still shows a truncated tail."""
+    events, _ = chain
+    result = verify_chain(events[:7], [], keys, head=(10, events[-1].hash))
+    assert (result.ok, result.first_bad_seq) == (False, 8)
+
+
+def test_forged_checkpoint_signature_is_detected(chain: Chain, keys: CheckpointKeys) -> None:
+    """A checkpoint whose signature bytes were changed fails at its seq."""
+    events, checkpoints = chain
+    note = checkpoints[0].note
+    text, _, sig_line = note.partition("\n\n")
+    name, encoded = sig_line.removeprefix("\u2014 ").split()
+    sig = bytearray(base64.b64decode(encoded))
+    sig[-1] ^= 1
+    forged = f"{text}\n\n\u2014 {name} {base64.b64encode(bytes(sig)).decode()}\n"
+    checkpoints[0] = Checkpoint.parse(forged)
+    result = verify_chain(events, checkpoints, keys)
+    assert (result.ok, result.first_bad_seq) == (False, 5)
+    assert "does not verify" in result.problem
+
+
+def test_checkpoint_by_unknown_key_is_rejected(
+    make_draft: Callable[..., EventDraft], keys: CheckpointKeys
+) -> None:
+    """A checkpoint signed by a key the verifier does not know fails at its seq."""
+    stranger = CheckpointSigner(Ed25519PrivateKey.generate(), name="test.linkgate/audit")
+    events, checkpoints = build_chain(make_draft, stranger, checkpoint_at=(6,))
+    result = verify_chain(events, checkpoints, keys)
+    assert (result.ok, result.first_bad_seq) == (False, 6)
+    assert "known key" in result.problem
+
+
+def test_removed_checkpoint_breaks_checkpoint_chain(chain: Chain, keys: CheckpointKeys) -> None:
+    """Checkpoints chain like CloudTrail digests: dropping the first is visible at the second."""
+    events, checkpoints = chain
+    result = verify_chain(events, checkpoints[1:], keys)
+    assert (result.ok, result.first_bad_seq) == (False, 10)
+
+
+def test_chain_may_start_after_a_checkpoint(chain: Chain, keys: CheckpointKeys) -> None:
+    """After pruning up to the checkpoint at 5, events 6-10 verify against it."""
+    events, checkpoints = chain
+    result = verify_chain(events[5:], checkpoints, keys)
+    assert (result.ok, result.events_checked, result.head_seq) == (True, 5, 10)
+
+
+def test_fully_pruned_chain_verifies_to_last_checkpoint(chain: Chain, keys: CheckpointKeys) -> None:
+    """With every event pruned, the newest checkpoint is the head."""
+    events, checkpoints = chain
+    result = verify_chain([], checkpoints, keys, customer_id="acme")
+    assert (True, 10, events[-1].hash) == (result.ok, result.head_seq, result.head_hash)
+
+
+def test_chain_starting_between_checkpoints_is_rejected(chain: Chain, keys: CheckpointKeys) -> None:
+    """Events deleted up to seq 6 (not a checkpoint) fail at 6."""
+    events, checkpoints = chain
+    result = verify_chain(events[6:], checkpoints, keys)
+    assert (result.ok, result.first_bad_seq) == (False, 6)
+
+
+def test_event_from_another_customer_is_rejected(
+    chain: Chain, keys: CheckpointKeys, make_draft: Callable[..., EventDraft]
+) -> None:
+    """An event of another customer's chain spliced in is located."""
+    events, checkpoints = chain
+    other = link(make_draft("globex"), 4, events[2].hash, events[2].occurred_at)
+    events[3] = other
+    result = verify_chain(events, checkpoints, keys)
+    assert (result.ok, result.first_bad_seq) == (False, 4)
+
+
+def test_time_never_runs_backwards(
+    chain: Chain, keys: CheckpointKeys, make_draft: Callable[..., EventDraft]
+) -> None:
+    """An event dated before its predecessor is flagged even when its links hold."""
+    events, _ = chain
+    events = relink([*events[:4], dataclasses.replace(events[4], occurred_at=T0)], 4)
+    result = verify_chain(events, [], keys)
+    assert (result.ok, result.first_bad_seq) == (False, 5)
+
+
+def test_empty_log_verifies() -> None:
+    """A customer with no events and no checkpoints is trivially intact."""
+    result = verify_chain([], [], CheckpointKeys(), customer_id="acme", head=None)
+    assert (result.ok, result.events_checked, result.head_seq) == (True, 0, 0)
+
+
+def test_link_keeps_draft_fields(make_draft: Callable[..., EventDraft]) -> None:
+    """Linking adds place and hash; the draft comes back unchanged."""
+    draft = make_draft(
+        action=Action.CALLER_REFUSED, outcome=Outcome.DENIED, problem_type="forbidden"
+    )
+    event = link(draft, 1, genesis_hash("acme"), T0)
+    assert draft == event.draft

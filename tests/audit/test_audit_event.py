@@ -1,0 +1,53 @@
+"""Audit event values: normalization and the refusals that keep the log clean."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from gateway.audit import EventDraft, Outcome
+
+MakeDraft = Callable[..., EventDraft]
+
+
+def test_draft_normalizes_sets(make_draft: MakeDraft) -> None:
+    """Categories are sorted and deduplicated; zero drop counts disappear; dropped is sorted."""
+    draft = make_draft(categories=["b", "a", "b"], dropped={"z": 1, "a": 0, "m": 2})
+    assert (draft.categories, draft.dropped) == (("a", "b"), {"m": 2, "z": 1})
+    assert list(draft.dropped) == ["m", "z"]
+
+
+def test_clear_identifiers_are_refused(make_draft: MakeDraft) -> None:
+    """A subject that is not a keyed hash never reaches the log."""
+    with pytest.raises(ValueError, match="keyed hashes"):
+        make_draft(subjects=("jane@customer.example",))
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [{"duration_ms": 1.5}, {"spans": [object()]}, {"spans": list(range(600))}],
+)
+def test_trace_summary_must_be_small_integer_json(make_draft: MakeDraft, summary: Any) -> None:
+    """Floats, non-JSON values and oversized summaries are refused."""
+    with pytest.raises(ValueError, match="trace_summary"):
+        make_draft(trace_summary=summary)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"customer_id": ""},
+        {"record_count": -1},
+        {"outcome": "maybe"},
+        {"action": "records.write"},
+        {"outcome": Outcome.ALLOWED, "problem_type": "forbidden"},
+        {"dropped": {"rule": -1}},
+        {"categories": "user.contact"},
+    ],
+)
+def test_invalid_drafts_are_refused(make_draft: MakeDraft, fields: dict[str, Any]) -> None:
+    """Each malformed field raises ValueError at construction."""
+    with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
+        make_draft(**fields)

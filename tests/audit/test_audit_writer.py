@@ -1,0 +1,125 @@
+"""The group-commit writer: batching, durability before return, failure fan-out, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.audit import (
+    AuditEvent,
+    AuditStore,
+    AuditTables,
+    AuditUnavailable,
+    AuditWriter,
+    EventDraft,
+)
+
+MakeDraft = Callable[..., EventDraft]
+
+
+class GatedStore(AuditStore):
+    """Holds each append until released, and records batch sizes."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.gate = asyncio.Event()
+        self.batches: list[int] = []
+
+    async def append(self, drafts: Sequence[EventDraft]) -> list[AuditEvent]:
+        self.batches.append(len(drafts))
+        await self.gate.wait()
+        return await super().append(drafts)
+
+
+class FailingStore(AuditStore):
+    """A store whose every commit fails."""
+
+    async def append(self, drafts: Sequence[EventDraft]) -> list[AuditEvent]:
+        raise AuditUnavailable("database is down")
+
+
+@pytest.fixture
+def database_url(tmp_path: object) -> str:
+    """The writer's behaviour does not depend on the database: SQLite is enough."""
+    return f"sqlite+aiosqlite:///{tmp_path}/audit.db"
+
+
+async def test_record_returns_only_after_commit(
+    engine: AsyncEngine, tables: AuditTables, make_draft: MakeDraft
+) -> None:
+    """A recorded event is already visible to another connection when record returns."""
+    async with AuditWriter(AuditStore(engine, tables)) as writer:
+        event = await writer.record(make_draft())
+        async with engine.connect() as conn:
+            stored = (
+                await conn.execute(select(tables.events.c.hash).where(tables.events.c.seq == 1))
+            ).scalar()
+    assert event.hash == stored
+
+
+async def test_waiters_queue_behind_a_commit_and_share_the_next(
+    engine: AsyncEngine, tables: AuditTables, make_draft: MakeDraft
+) -> None:
+    """Records arriving during a commit wait, unresolved, then go out together in one batch."""
+    store = GatedStore(engine, tables)
+    async with AuditWriter(store) as writer:
+        first = asyncio.create_task(writer.record(make_draft()))
+        await asyncio.sleep(0.01)
+        rest = [asyncio.create_task(writer.record(make_draft())) for _ in range(9)]
+        await asyncio.sleep(0.01)
+        assert not any(t.done() for t in [first, *rest])
+        store.gate.set()
+        events = await asyncio.gather(first, *rest)
+    assert ([1, 9], list(range(1, 11))) == (store.batches, sorted(e.seq for e in events))
+
+
+async def test_failed_commit_fails_every_waiter(
+    engine: AsyncEngine, tables: AuditTables, make_draft: MakeDraft
+) -> None:
+    """When the batch's commit fails, each caller in it gets AuditUnavailable."""
+    async with AuditWriter(FailingStore(engine, tables)) as writer:
+        results = await asyncio.gather(
+            *(writer.record(make_draft()) for _ in range(5)), return_exceptions=True
+        )
+    assert [AuditUnavailable] * 5 == [type(r) for r in results]
+
+
+async def test_max_batch_bounds_a_transaction(
+    engine: AsyncEngine, tables: AuditTables, make_draft: MakeDraft
+) -> None:
+    """No transaction holds more than max_batch events."""
+    store = GatedStore(engine, tables)
+    store.gate.set()
+    async with AuditWriter(store, max_batch=4) as writer:
+        await asyncio.gather(*(writer.record(make_draft()) for _ in range(10)))
+    assert max(store.batches) <= 4
+    assert sum(store.batches) == 10
+
+
+async def test_stop_writes_what_was_queued_then_refuses(
+    engine: AsyncEngine, tables: AuditTables, make_draft: MakeDraft
+) -> None:
+    """Stopping flushes accepted records; a record after stop is refused."""
+    writer = AuditWriter(AuditStore(engine, tables))
+    await writer.start()
+    pending = [asyncio.create_task(writer.record(make_draft())) for _ in range(5)]
+    await asyncio.sleep(0)
+    await writer.stop()
+    assert len(await asyncio.gather(*pending)) == 5
+    with pytest.raises(AuditUnavailable):
+        await writer.record(make_draft())
+    async with engine.connect() as conn:
+        count = (await conn.execute(select(func.count()).select_from(tables.events))).scalar()
+    assert count == 5
+
+
+async def test_record_before_start_is_refused(
+    engine: AsyncEngine, tables: AuditTables, make_draft: MakeDraft
+) -> None:
+    """A writer that was never started fails closed instead of queueing forever."""
+    with pytest.raises(AuditUnavailable):
+        await AuditWriter(AuditStore(engine, tables)).record(make_draft())
