@@ -12,13 +12,16 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from gateway.api import connect_sessions, connections, health
 from gateway.config import Settings
 from gateway.errors import LinkgateError
 from gateway.observability import TracingMiddleware, configure_tracing
 from gateway.problems import http_exception, linkgate_error, unexpected_error
+from gateway.records import route as records_route
 from gateway.runtime import open_runtime
+from gateway.upstream import RetryPolicy
 from gateway.web import connect as connect_pages
 from gateway.web.security_headers import SecurityHeadersMiddleware
 
@@ -29,8 +32,10 @@ def create_app(
     settings: Settings,
     *,
     oauth_transport: httpx.AsyncBaseTransport | None = None,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+    upstream_retry: RetryPolicy | None = None,
     tracer_provider: TracerProvider | None = None,
-) -> Starlette:
+) -> ASGIApp:
     """Build the gateway. Tests pass a transport to stand in for remote providers."""
     provider = tracer_provider or configure_tracing(
         service_name=SERVICE_NAME, otlp_endpoint=settings.otlp_endpoint or None
@@ -38,7 +43,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with open_runtime(settings, oauth_transport=oauth_transport) as runtime:
+        async with open_runtime(
+            settings,
+            oauth_transport=oauth_transport,
+            upstream_transport=upstream_transport,
+            upstream_retry=upstream_retry,
+        ) as runtime:
             yield {"runtime": runtime}
 
     routes = [
@@ -49,20 +59,25 @@ def create_app(
         Route("/v1/connections", connections.list_connections, methods=["GET"]),
         Route("/v1/connections/{connection_id}", connections.get_connection, methods=["GET"]),
         Route("/v1/connections/{connection_id}", connections.delete_connection, methods=["DELETE"]),
+        Route(
+            "/v1/connections/{connection_id}/records/{resource}",
+            records_route.read_records,
+            methods=["GET"],
+        ),
         Route("/connect/{token}", connect_pages.portal, methods=["GET"]),
         Route("/connect/{token}/{provider}", connect_pages.start, methods=["GET"]),
         Route("/oauth/callback", connect_pages.callback, methods=["GET"]),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[
-            Middleware(TracingMiddleware, tracer_provider=provider),
-            Middleware(SecurityHeadersMiddleware),
-        ],
+        middleware=[Middleware(SecurityHeadersMiddleware)],
         exception_handlers={
             LinkgateError: linkgate_error,
             HTTPException: http_exception,
             Exception: unexpected_error,
         },
     )
+    # Outermost, outside Starlette's ServerErrorMiddleware, so that a 500 too
+    # carries the trace id and its handler logs inside the request's span.
+    return TracingMiddleware(app, tracer_provider=provider)

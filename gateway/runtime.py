@@ -6,7 +6,7 @@ Routes reach it as ``request.state.runtime``; nothing here is a global.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -18,9 +18,14 @@ from gateway.connect.flow import ConnectFlow
 from gateway.connect.jwks import JWKSCache
 from gateway.connect.sessions import ConnectSessionStore
 from gateway.connections import ConnectionStore
+from gateway.cursor import CursorKey
 from gateway.provider_registry import ProviderRegistry, load_providers
+from gateway.records import RecordsService
+from gateway.refresh import TokenRefresher
 from gateway.storage import audit_tables, create_engine, writer
+from gateway.upstream import RetryPolicy, UpstreamClients, open_upstream_clients
 from gateway.vault import KeyRing
+from policies import PolicyEngine, load_policy
 
 OAUTH_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 OAUTH_LIMITS = httpx.Limits(max_connections=50, max_keepalive_connections=10)
@@ -39,6 +44,10 @@ class Runtime:
     audit_store: AuditStore
     audit: AuditWriter  # group commit: record() returns once the event is durable
     subjects: SubjectHasher  # per-customer keyed hashes of End User identifiers
+    upstream: UpstreamClients  # one pooled API client per provider
+    refresher: TokenRefresher  # single-flight token refresh
+    policy: PolicyEngine
+    records: RecordsService  # fetch → normalize → decide → audit → respond
 
 
 @asynccontextmanager
@@ -46,8 +55,10 @@ async def open_runtime(
     settings: Settings,
     *,
     oauth_transport: httpx.AsyncBaseTransport | None = None,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+    upstream_retry: RetryPolicy | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Build the runtime; ``oauth_transport`` lets tests put a stand-in at the far edge."""
+    """Build the runtime; the transports let tests put a stand-in at the far edge."""
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     vault = KeyRing.parse(settings.vault_keys)
     audit_store = AuditStore(writer(engine), audit_tables)
@@ -60,6 +71,7 @@ async def open_runtime(
             limits=OAUTH_LIMITS,
             follow_redirects=False,
         ) as oauth_http,
+        AsyncExitStack() as stack,
     ):
         try:
             registry = await load_providers(settings, oauth_http)
@@ -69,6 +81,36 @@ async def open_runtime(
                 return_url_allowlist=settings.return_url_allowlist,
             )
             connections = ConnectionStore(engine, vault)
+            upstream = await stack.enter_async_context(
+                open_upstream_clients(
+                    registry,
+                    request_timeout=settings.upstream_timeout,
+                    max_connections=settings.upstream_max_connections,
+                    max_body=settings.upstream_max_body,
+                    transport=upstream_transport,
+                    policy=upstream_retry,
+                )
+            )
+            subjects = SubjectHasher(settings.secret_key.encode())
+            refresher = TokenRefresher(
+                engine=engine,
+                vault=vault,
+                registry=registry,
+                http=oauth_http,
+                audit=audit,
+                margin=settings.refresh_margin,
+            )
+            policy = PolicyEngine(load_policy())
+            records = RecordsService(
+                connections=connections,
+                providers=registry,
+                upstream=upstream,
+                refresher=refresher,
+                policy=policy,
+                audit=audit,
+                subjects=subjects,
+                cursors=CursorKey(settings.secret_key.encode()),
+            )
             connect = ConnectFlow(
                 engine=engine,
                 audit=audit,
@@ -92,7 +134,11 @@ async def open_runtime(
                 connect=connect,
                 audit_store=audit_store,
                 audit=audit,
-                subjects=SubjectHasher(settings.secret_key.encode()),
+                subjects=subjects,
+                upstream=upstream,
+                refresher=refresher,
+                policy=policy,
+                records=records,
             )
         finally:
             await engine.dispose()

@@ -1,0 +1,344 @@
+"""The records service: the one place where a page of End User data is released.
+
+:meth:`RecordsService.read` is the whole path, in the order the design names it:
+fetch → normalize → decide → audit → respond. Everything it calls is either
+pure (the policy engine, the cursor, the provider's normalizers) or an edge
+(the upstream client, the token refresher, the audit writer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.audit import Action, AuditWriter, EventDraft, Outcome, SubjectHasher
+from gateway.callers import Caller
+from gateway.connections import Connection, ConnectionStore
+from gateway.cursor import Binding, CursorKey, PagePosition, same_origin
+from gateway.errors import (
+    Forbidden,
+    InvalidParameter,
+    LinkgateError,
+    PurposeNotAllowed,
+    UnknownResource,
+    UpstreamMalformed,
+)
+from gateway.observability import current_trace_id
+from gateway.provider_registry import ProviderRegistry
+from gateway.refresh import TokenRefresher, require_usable
+from gateway.upstream import Unauthorized, UpstreamClients
+from policies import TENANT_TAG, AccessContext, Identifier, PageDecision, PolicyEngine, Record
+from providers.base import NormalizeContext, PageStyle, Provider, Resource, dig
+
+DEFAULT_LIMIT = 25
+
+
+def NO_CONSENT(_identifier: Identifier) -> bool:
+    """No consent store yet: nobody has consented to marketing (fail closed)."""
+    return False
+
+
+def NO_SUPPRESSION(_identifier: Identifier, _purpose: str) -> bool:
+    """No suppression store yet: the seam where processor requests will plug in."""
+    return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordsQuery:
+    """One records request, as the route parsed it (strings still unvalidated)."""
+
+    connection_id: str
+    resource: str
+    purpose: str
+    limit: str | None = None
+    cursor: str | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordsPage:
+    records: list[Record]
+    decision: PageDecision
+    next_cursor: str | None
+    fetched_at: datetime
+    trace_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A validated query."""
+
+    provider: Provider
+    resource: Resource
+    params: dict[str, str]
+    limit: int
+    position: PagePosition | None
+    binding: Binding
+
+
+class RecordsService:
+    def __init__(
+        self,
+        *,
+        connections: ConnectionStore,
+        providers: ProviderRegistry,
+        upstream: UpstreamClients,
+        refresher: TokenRefresher,
+        policy: PolicyEngine,
+        audit: AuditWriter,
+        subjects: SubjectHasher,
+        cursors: CursorKey,
+        consented: Callable[[Identifier], bool] = NO_CONSENT,
+        suppressed: Callable[[Identifier, str], bool] = NO_SUPPRESSION,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._connections = connections
+        self._providers = providers
+        self._upstream = upstream
+        self._refresher = refresher
+        self._policy = policy
+        self._audit = audit
+        self._subjects = subjects
+        self._cursors = cursors
+        # The consent and suppression stores plug in here (per customer, per identifier).
+        self._consented = consented
+        self._suppressed = suppressed
+        self._clock = clock
+
+    async def read(self, caller: Caller, query: RecordsQuery) -> RecordsPage:
+        """fetch → normalize → decide → audit → respond."""
+        # 404 for another customer's connection too: its existence does not leak.
+        connection = await self._connections.get(query.connection_id, customers=caller.customers)
+        request = self._validate(connection, query)
+        ctx = self._context(caller, connection, query.purpose)
+        refusal = self._policy.check_access(ctx)
+        if not refusal.allowed:
+            error = self._refusal_error(refusal.rule_id, refusal.reason)
+            await self._record(caller, connection, request, query.purpose, error=error)
+            raise error
+        try:
+            require_usable(connection)
+            body, fetched_at = await self._fetch(connection, request)
+            records = self._normalize(connection, request, body, fetched_at)
+        except LinkgateError as error:
+            await self._record(caller, connection, request, query.purpose, error=error)
+            raise
+        decision = self._policy.decide_page(records, ctx)
+        next_cursor = self._next_cursor(request, body, len(records))
+        trace_id = await self._record(caller, connection, request, query.purpose, page=decision)
+        return RecordsPage(decision.kept, decision, next_cursor, fetched_at, trace_id)
+
+    # -- validate ---------------------------------------------------------------
+
+    def _validate(self, connection: Connection, query: RecordsQuery) -> _Request:
+        provider = self._providers.require(connection.provider).provider
+        resource = provider.resources.get(query.resource)
+        if resource is None:
+            raise UnknownResource(
+                f"{provider.name} has no resource {query.resource!r}",
+                resources=sorted(provider.resources),
+            )
+        params: dict[str, str] = {}
+        declared = {param.name: param for param in resource.params}
+        unknown = sorted(set(query.params) - set(declared))
+        if unknown:
+            raise InvalidParameter(
+                f"{resource.name} takes no parameter {unknown[0]!r}", parameter=unknown[0]
+            )
+        for name, param in declared.items():
+            value = query.params.get(name)
+            if value is None:
+                if param.required:
+                    raise InvalidParameter(f"{name} is required", parameter=name)
+                continue
+            if not param.accepts(value):
+                raise InvalidParameter(f"{name} is not a valid value", parameter=name)
+            params[name] = value
+        limit = _limit(query.limit, resource)
+        binding = Binding(connection.id, resource.name, params)
+        position = self._cursors.open(query.cursor, binding) if query.cursor else None
+        return _Request(provider, resource, params, limit, position, binding)
+
+    def _context(self, caller: Caller, connection: Connection, purpose: str) -> AccessContext:
+        customer_id = connection.customer_id
+        hasher = self._subjects
+
+        def pseudonymize(identifier: Identifier) -> str:
+            return hasher.hash(customer_id, str(identifier))
+
+        return AccessContext(
+            service_id=caller.id,
+            caller_class=caller.caller_class,
+            granted_purposes=caller.purposes,
+            entitled_customers=caller.customers,
+            connection_customer_id=customer_id,
+            purpose=purpose,
+            now=self._clock(),
+            consented=self._consented,
+            suppressed=self._suppressed,
+            pseudonymize=pseudonymize,
+        )
+
+    @staticmethod
+    def _refusal_error(rule_id: str | None, reason: str) -> LinkgateError:
+        if rule_id == TENANT_TAG:
+            return Forbidden(reason, rule_id=rule_id)
+        return PurposeNotAllowed(reason, rule_id=rule_id)
+
+    # -- fetch ------------------------------------------------------------------
+
+    async def _fetch(
+        self, connection: Connection, request: _Request
+    ) -> tuple[Mapping[str, Any], datetime]:
+        url, query = self._page_request(connection, request)
+        client = self._upstream[connection.provider]
+        connection = await self._refresher.fresh(connection)
+        try:
+            body = await client.get_json(
+                url, params=query, bearer=self._refresher.access_token(connection)
+            )
+        except Unauthorized:
+            # RFC 6750 §3.1 invalid_token: refresh once (single-flight) and try again.
+            connection = await self._refresher.refresh(connection)
+            try:
+                body = await client.get_json(
+                    url, params=query, bearer=self._refresher.access_token(connection)
+                )
+            except Unauthorized:
+                raise UpstreamMalformed(
+                    f"{connection.provider} refused a freshly refreshed token"
+                ) from None
+        return body, self._clock()
+
+    def _page_request(
+        self, connection: Connection, request: _Request
+    ) -> tuple[str, dict[str, str]]:
+        base = request.provider.oauth.endpoints.api_base_url.rstrip("/")
+        position = request.position
+        pagination = request.resource.pagination
+        if position is not None and position.link is not None:
+            # The link came from the provider and was signed by us; check the origin
+            # anyway so no cursor can ever point the gateway (and its bearer token) elsewhere.
+            if not same_origin(position.link, base):
+                raise UpstreamMalformed("the provider's next link leaves its API origin")
+            return position.link, {}
+        path = request.resource.path.format(account_id=connection.subject, **request.params)
+        query = dict(request.resource.query)
+        if pagination.limit_param:
+            query[pagination.limit_param] = str(request.limit)
+        if position is not None and position.token is not None:
+            query[pagination.token_param] = position.token
+        if position is not None and position.offset is not None:
+            query[pagination.token_param] = str(position.offset)
+        return base + path, query
+
+    # -- normalize --------------------------------------------------------------
+
+    @staticmethod
+    def _normalize(
+        connection: Connection,
+        request: _Request,
+        body: Mapping[str, Any],
+        fetched_at: datetime,
+    ) -> list[Record]:
+        resource = request.resource
+        items: Any = [body] if not resource.items_path else dig(body, resource.items_path)
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            # Never a partial, unfiltered page: the whole answer is refused.
+            raise UpstreamMalformed(f"{connection.provider} answered without a list of items")
+        ctx = NormalizeContext(
+            customer_id=connection.customer_id,
+            connection_id=connection.id,
+            provider=connection.provider,
+            resource=resource.name,
+            fetched_at=fetched_at,
+            account_id=connection.subject,
+        )
+        try:
+            return [resource.normalize(item, ctx) for item in items]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UpstreamMalformed(
+                f"{connection.provider} answered with an item the gateway cannot read "
+                f"({type(exc).__name__})"
+            ) from None
+
+    def _next_cursor(self, request: _Request, body: Mapping[str, Any], count: int) -> str | None:
+        pagination = request.resource.pagination
+        style = pagination.style
+        if style is PageStyle.NONE:
+            return None
+        if style is PageStyle.OFFSET:
+            if count < request.limit:
+                return None
+            start = request.position.offset if request.position and request.position.offset else 0
+            return self._cursors.sign(request.binding, PagePosition(offset=start + count))
+        found = dig(body, pagination.token_path)
+        if not isinstance(found, str) or not found:
+            return None
+        if style is PageStyle.NEXT_LINK:
+            base = request.provider.oauth.endpoints.api_base_url
+            if not same_origin(found, base):
+                raise UpstreamMalformed("the provider's next link leaves its API origin")
+            return self._cursors.sign(request.binding, PagePosition(link=found))
+        return self._cursors.sign(request.binding, PagePosition(token=found))
+
+    # -- audit ------------------------------------------------------------------
+
+    async def _record(
+        self,
+        caller: Caller,
+        connection: Connection,
+        request: _Request,
+        purpose: str,
+        *,
+        page: PageDecision | None = None,
+        error: LinkgateError | None = None,
+    ) -> str:
+        """Append the access to the audit log; returns once durable (privacy notice, "accountable").
+
+        Raises ``AuditUnavailable`` otherwise, and then nothing is released.
+        """
+        trace_id = current_trace_id()
+        customer_id = connection.customer_id
+        subjects: set[str] = set()
+        if page is not None:
+            for record in page.kept:
+                for subject in record.subjects:
+                    for identifier in subject.identifiers:
+                        subjects.add(self._subjects.hash(customer_id, str(identifier)))
+        denied = isinstance(error, (Forbidden,))
+        await self._audit.record(
+            EventDraft(
+                customer_id=customer_id,
+                action=Action.RECORDS_READ,
+                outcome=(
+                    Outcome.ALLOWED
+                    if error is None
+                    else (Outcome.DENIED if denied else Outcome.ERROR)
+                ),
+                problem_type=error.type_uri if error is not None else None,
+                caller_id=caller.id,
+                caller_class=caller.caller_class.value,
+                connection_id=connection.id,
+                provider=connection.provider,
+                resource=request.resource.name,
+                purpose=purpose,
+                record_count=len(page.kept) if page is not None else 0,
+                categories=tuple(page.categories_released) if page is not None else (),
+                dropped=page.dropped if page is not None else {},
+                subjects=tuple(subjects),
+                trace_id=trace_id,
+            )
+        )
+        return trace_id
+
+
+def _limit(raw: str | None, resource: Resource) -> int:
+    maximum = resource.pagination.max_limit
+    if raw is None:
+        return min(DEFAULT_LIMIT, maximum)
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise InvalidParameter(f"limit must be between 1 and {maximum}", parameter="limit")
+    return int(raw)

@@ -1,0 +1,289 @@
+"""Token refresh, single-flight within a process and across processes.
+
+When a connection's access token expires within the margin, or the provider
+answers 401 once (RFC 6750 §3.1 ``invalid_token``), the gateway refreshes it
+(RFC 6749 §6) — exactly once, however many requests noticed at the same time:
+
+* within a process, one :class:`asyncio.Task` per connection that every waiter awaits;
+* across processes, a write transaction that locks the connection row
+  (PostgreSQL ``SELECT … FOR UPDATE``; SQLite ``BEGIN IMMEDIATE`` through
+  :func:`gateway.storage.writer`) and re-reads it: if the sealed access token is
+  no longer the one the waiter saw, someone else refreshed and that token is used.
+
+The rotated refresh token is stored in the same transaction (RFC 9700 §4.14.2:
+a rotated token is single use, so losing it would end the grant); a provider
+that sends none keeps the old one (RFC 6749 §6). ``invalid_grant`` (§5.2) moves
+the connection to ``needs_reauth``; a transient failure sets a growing cooldown
+so one broken connection cannot hammer the provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.audit import Action, AuditWriter, EventDraft, Outcome
+from gateway.connections import Connection, Status, from_row, sealed_tokens
+from gateway.errors import (
+    ConnectionNeedsReauth,
+    ConnectionRevoked,
+    ConnectionSuppressed,
+    LinkgateError,
+    NotFound,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from gateway.oauth import OAuthError, TokenSet, refresh_tokens
+from gateway.provider_registry import ProviderRegistry
+from gateway.storage import connections, writer
+from gateway.vault import KeyRing, token_row
+
+__all__ = ["DEFAULT_COOLDOWN", "TokenRefresher", "cooldown_for", "needs_refresh", "require_usable"]
+
+log = structlog.get_logger("gateway.refresh")
+
+DEFAULT_COOLDOWN = 30.0  # seconds after the first transient failure; doubles per failure
+MAX_COOLDOWN = 15 * 60.0
+
+
+def needs_refresh(expires_at: datetime | None, now: datetime, margin: int) -> bool:
+    """True when the token expires within ``margin`` seconds of ``now``.
+
+    No expiry (RFC 6749 §5.1 makes ``expires_in`` optional) means: use it until a 401.
+    """
+    if expires_at is None:
+        return False
+    return expires_at - now <= timedelta(seconds=margin)
+
+
+def cooldown_for(failures: int, base: float = DEFAULT_COOLDOWN) -> float:
+    """Seconds to wait after the ``failures``-th consecutive transient failure."""
+    return float(min(MAX_COOLDOWN, base * 2 ** max(0, failures - 1)))
+
+
+def require_usable(connection: Connection) -> None:
+    """Raise the connection's problem unless it may be used to call the provider."""
+    if connection.status is Status.NEEDS_REAUTH:
+        raise ConnectionNeedsReauth(
+            connection.status_reason or "the customer must link the account again",
+            connection_id=connection.id,
+        )
+    if connection.status is Status.REVOKED:
+        raise ConnectionRevoked(connection_id=connection.id)
+    if connection.status is Status.SUPPRESSED:
+        raise ConnectionSuppressed(connection_id=connection.id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    error: LinkgateError
+    action: Action | None = None
+
+
+class TokenRefresher:
+    """Hands out usable access tokens, refreshing them single-flight."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        vault: KeyRing,
+        registry: ProviderRegistry,
+        http: httpx.AsyncClient,
+        audit: AuditWriter,
+        margin: int,
+        cooldown: float = DEFAULT_COOLDOWN,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._engine = engine
+        self._vault = vault
+        self._registry = registry
+        self._http = http
+        self._audit = audit
+        self._margin = margin
+        self._cooldown = cooldown
+        self._clock = clock
+        self._inflight: dict[str, asyncio.Task[Connection]] = {}
+
+    def access_token(self, connection: Connection) -> str:
+        token = (
+            self._vault.open(
+                connection.sealed_access_token, row=token_row(connection.id, "access_token")
+            )
+            if connection.sealed_access_token
+            else None
+        )
+        if token is None:
+            raise ConnectionNeedsReauth("the connection holds no access token")
+        return token
+
+    async def fresh(self, connection: Connection) -> Connection:
+        """``connection`` itself, or refreshed first when its token is about to expire."""
+        if needs_refresh(connection.token_expires_at, self._clock(), self._margin):
+            return await self.refresh(connection, forced=False)
+        return connection
+
+    async def refresh(self, connection: Connection, *, forced: bool = True) -> Connection:
+        """Refresh unless someone already replaced the token ``connection`` holds.
+
+        ``forced`` is for a provider 401: the token is dead whatever its expiry says.
+        """
+        task = self._inflight.get(connection.id)
+        if task is None:
+            task = asyncio.create_task(
+                self._refresh(connection.id, connection.sealed_access_token, forced),
+                name=f"refresh-{connection.id}",
+            )
+            self._inflight[connection.id] = task
+            task.add_done_callback(lambda done: self._forget(connection.id, done))
+        # Shielded: a caller that goes away must not cancel the refresh others await.
+        return await asyncio.shield(task)
+
+    def _forget(self, connection_id: str, task: asyncio.Task[Connection]) -> None:
+        if self._inflight.get(connection_id) is task:
+            del self._inflight[connection_id]
+        if not task.cancelled():
+            task.exception()  # retrieved here too, so a refresh nobody awaits is not "lost"
+
+    async def _refresh(self, connection_id: str, seen: str | None, forced: bool) -> Connection:
+        failure: _Failure | None = None
+        refreshed = False
+        async with writer(self._engine).begin() as conn:
+            row = (
+                (
+                    await conn.execute(
+                        select(connections)
+                        .where(connections.c.id == connection_id)
+                        .with_for_update()  # PostgreSQL row lock; SQLite holds BEGIN IMMEDIATE
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise NotFound(f"no connection {connection_id!r}")
+            current = from_row(row)
+            require_usable(current)
+            now = self._clock()
+            if current.sealed_access_token != seen:
+                return current  # refreshed by another task or process since we read it
+            if not forced and not needs_refresh(current.token_expires_at, now, self._margin):
+                return current
+            cooldown_until = row["refresh_cooldown_until"]
+            if cooldown_until is not None and cooldown_until > now:
+                wait = int((cooldown_until - now).total_seconds()) + 1
+                raise UpstreamUnavailable(
+                    "refreshing this connection's token failed recently; cooling off",
+                    headers={"Retry-After": str(wait)},
+                )
+            outcome = await self._call_provider(current)
+            if isinstance(outcome, TokenSet):
+                values = {
+                    **sealed_tokens(self._vault, connection_id, outcome),
+                    "status": Status.ACTIVE.value,
+                    "status_reason": None,
+                    "last_refreshed_at": now,
+                    "refresh_failures": 0,
+                    "refresh_cooldown_until": None,
+                    "updated_at": now,
+                }
+                refreshed = True
+            elif outcome.action is Action.CONNECTION_NEEDS_REAUTH:
+                values = {
+                    "status": Status.NEEDS_REAUTH.value,
+                    "status_reason": outcome.error.detail,
+                    "updated_at": now,
+                }
+                failure = outcome
+            else:
+                failures = int(row["refresh_failures"] or 0) + 1
+                pause = cooldown_for(failures, self._cooldown)
+                values = {
+                    "refresh_failures": failures,
+                    "refresh_cooldown_until": now + timedelta(seconds=pause),
+                    "updated_at": now,
+                }
+                outcome.error.headers["Retry-After"] = str(int(pause))
+                failure = outcome
+            await conn.execute(
+                update(connections).where(connections.c.id == connection_id).values(values)
+            )
+            updated = from_row(
+                (await conn.execute(select(connections).where(connections.c.id == connection_id)))
+                .mappings()
+                .one()
+            )
+        # The row is committed; now the audit log learns what happened to the connection.
+        if refreshed:
+            log.info("token.refreshed", connection_id=connection_id)
+            await self._record(updated, Action.CONNECTION_REFRESHED, Outcome.ALLOWED)
+            return updated
+        assert failure is not None
+        if failure.action is not None:
+            log.warning("connection.needs_reauth", connection_id=connection_id)
+            await self._record(
+                updated, failure.action, Outcome.ERROR, problem_type=failure.error.type_uri
+            )
+        else:
+            log.warning("token.refresh_failed", connection_id=connection_id)
+        raise failure.error
+
+    async def _call_provider(self, connection: Connection) -> TokenSet | _Failure:
+        configured = self._registry.require(connection.provider)
+        refresh_token = (
+            self._vault.open(
+                connection.sealed_refresh_token, row=token_row(connection.id, "refresh_token")
+            )
+            if connection.sealed_refresh_token
+            else None
+        )
+        if refresh_token is None:
+            return _Failure(
+                ConnectionNeedsReauth(
+                    "the provider issued no refresh token", connection_id=connection.id
+                ),
+                Action.CONNECTION_NEEDS_REAUTH,
+            )
+        try:
+            return await refresh_tokens(
+                self._http, configured.provider, configured.client, refresh_token
+            )
+        except OAuthError as exc:
+            if exc.error == OAuthError.INVALID_GRANT:
+                # RFC 6749 §5.2: the grant is expired, revoked or was never ours; only
+                # the customer can fix that, by linking the account again.
+                return _Failure(
+                    ConnectionNeedsReauth(
+                        f"the provider refused the refresh token ({exc.error})",
+                        connection_id=connection.id,
+                    ),
+                    Action.CONNECTION_NEEDS_REAUTH,
+                )
+            return _Failure(UpstreamUnavailable(f"token refresh failed ({exc.error})"))
+        except UpstreamError as exc:
+            return _Failure(UpstreamUnavailable(f"token refresh failed: {exc.detail}"))
+
+    async def _record(
+        self,
+        connection: Connection,
+        action: Action,
+        outcome: Outcome,
+        problem_type: str | None = None,
+    ) -> None:
+        await self._audit.record(
+            EventDraft(
+                customer_id=connection.customer_id,
+                action=action,
+                outcome=outcome,
+                problem_type=problem_type,
+                connection_id=connection.id,
+                provider=connection.provider,
+            )
+        )

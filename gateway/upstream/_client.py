@@ -1,0 +1,241 @@
+"""One long-lived, pooled HTTP client per provider, and the call that retries on it."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import httpx
+import structlog
+from httpx_aiohttp import AiohttpTransport
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+)
+
+from gateway.errors import (
+    LinkgateError,
+    NotFound,
+    UpstreamError,
+    UpstreamMalformed,
+    UpstreamRateLimited,
+    UpstreamUnavailable,
+)
+from gateway.upstream._breaker import CircuitBreaker
+from gateway.upstream._retry import (
+    RETRYABLE_STATUS,
+    RetryPolicy,
+    announced,
+    is_usage_capped,
+    retry_delay,
+)
+
+log = structlog.get_logger("gateway.upstream")
+
+DEFAULT_CONNECT_TIMEOUT = 5.0
+
+
+class Unauthorized(Exception):
+    """The provider refused the access token (RFC 6750 §3.1 ``invalid_token``)."""
+
+
+class _Transient(Exception):
+    """One attempt failed in a way worth retrying; carries the problem to raise at the end."""
+
+    def __init__(self, problem: LinkgateError, delay: float | None = None) -> None:
+        super().__init__(problem.detail)
+        self.problem = problem
+        self.delay = delay
+
+
+class UpstreamClient:
+    """GETs JSON objects from one provider's API."""
+
+    def __init__(
+        self,
+        name: str,
+        http: httpx.AsyncClient,
+        *,
+        max_body: int,
+        policy: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.name = name
+        self._http = http
+        self._max_body = max_body
+        self._policy = policy or RetryPolicy()
+        self.breaker = breaker or CircuitBreaker(name)
+
+    async def get_json(self, url: str, *, params: Mapping[str, str], bearer: str) -> dict[str, Any]:
+        """The JSON object at ``url``, retried under the policy's deadline."""
+        policy = self._policy
+        started = time.monotonic()
+
+        def wait(state: RetryCallState) -> float:
+            # Full jitter (AWS architecture blog, "Exponential Backoff and Jitter"),
+            # but never sooner than the provider asked (RFC 9110 §10.2.3).
+            backoff = min(
+                policy.max_backoff, policy.initial_backoff * 2 ** (state.attempt_number - 1)
+            )
+            jittered = random.uniform(0, backoff)  # noqa: S311 - jitter, not a secret
+            outcome = state.outcome
+            error = outcome.exception() if outcome is not None else None
+            asked = error.delay if isinstance(error, _Transient) else None
+            return max(jittered, asked or 0.0)
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(_Transient),
+            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.deadline),
+            wait=wait,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._attempt(
+                        url,
+                        params,
+                        bearer,
+                        remaining=policy.deadline - (time.monotonic() - started),
+                    )
+        except _Transient as exc:
+            log.warning("upstream.gave_up", provider=self.name, problem=exc.problem.problem)
+            raise exc.problem from None
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _attempt(
+        self, url: str, params: Mapping[str, str], bearer: str, *, remaining: float
+    ) -> dict[str, Any]:
+        self.breaker.before()
+        headers = {"Authorization": f"Bearer {bearer}", "Accept": "application/json"}
+        try:
+            async with self._http.stream("GET", url, params=params, headers=headers) as response:
+                body = await self._read(response)
+        except httpx.TimeoutException as exc:
+            self.breaker.failure()
+            raise _Transient(self._unavailable(f"timed out ({type(exc).__name__})")) from None
+        except httpx.TransportError as exc:
+            self.breaker.failure()
+            raise _Transient(self._unavailable(f"unreachable ({type(exc).__name__})")) from None
+        status = response.status_code
+        if status in RETRYABLE_STATUS:
+            return self._transient(status, response.headers, body, remaining)
+        self.breaker.success()
+        if status == 401:
+            raise Unauthorized()
+        if status == 404:
+            raise NotFound(f"{self.name} has no such item")
+        if status >= 400:
+            raise UpstreamError(f"{self.name} answered HTTP {status}")
+        return _json_object(self.name, body)
+
+    def _transient(
+        self, status: int, headers: httpx.Headers, body: bytes, remaining: float
+    ) -> dict[str, Any]:
+        delay = retry_delay(headers, now=time.time())
+        if status == 429:
+            self.breaker.success()  # the provider is up; it is only pacing us
+            if is_usage_capped(status, body):
+                raise UpstreamRateLimited(
+                    f"{self.name} reports a usage cap; retrying will not help",
+                    headers={"Retry-After": announced(delay)},
+                )
+            problem: LinkgateError = UpstreamRateLimited(
+                f"{self.name} is rate limiting", headers={"Retry-After": announced(delay)}
+            )
+            if delay is not None and delay > remaining:
+                raise problem  # waiting would outlast the deadline: say when to come back
+            raise _Transient(problem, delay)
+        self.breaker.failure()
+        raise _Transient(
+            UpstreamUnavailable(
+                f"{self.name} answered HTTP {status}", headers={"Retry-After": announced(delay)}
+            ),
+            delay,
+        )
+
+    def _unavailable(self, what: str) -> UpstreamUnavailable:
+        return UpstreamUnavailable(f"{self.name} {what}", headers={"Retry-After": announced(None)})
+
+    async def _read(self, response: httpx.Response) -> bytes:
+        """The body, refusing anything past the size cap before it is all in memory."""
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+            raise UpstreamMalformed(f"{self.name} answered with a body over the size cap")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self._max_body:
+                raise UpstreamMalformed(f"{self.name} answered with a body over the size cap")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _json_object(name: str, body: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        raise UpstreamMalformed(f"{name} answered with something that is not JSON") from None
+    if not isinstance(parsed, dict):
+        raise UpstreamMalformed(f"{name} answered with JSON that is not an object")
+    return parsed
+
+
+class UpstreamClients(Mapping[str, UpstreamClient]):
+    """The clients by provider name."""
+
+    def __init__(self, clients: Mapping[str, UpstreamClient]) -> None:
+        self._clients = dict(clients)
+
+    def __getitem__(self, name: str) -> UpstreamClient:
+        return self._clients[name]
+
+    def __iter__(self) -> Any:
+        return iter(self._clients)
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+
+@asynccontextmanager
+async def open_upstream_clients(
+    names: Iterable[str],
+    *,
+    request_timeout: float,
+    max_connections: int,
+    max_body: int,
+    transport: httpx.AsyncBaseTransport | None = None,
+    policy: RetryPolicy | None = None,
+) -> AsyncIterator[UpstreamClients]:
+    """One client per provider for the runtime's lifetime; closed on exit.
+
+    ``transport`` replaces the network for tests. Otherwise each client gets its
+    own ``httpx-aiohttp`` pool: measured here at 32 in flight, it serves about
+    6.7x the requests/s of httpx's default httpcore pool with a tenth of the p99,
+    while keeping the httpx API (see tests/benchmarks/bench_upstream.py).
+    """
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    async with AsyncExitStack() as stack:
+        clients: dict[str, UpstreamClient] = {}
+        for name in names:
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    transport=transport or AiohttpTransport(limits=limits, trust_env=False),
+                    timeout=httpx.Timeout(
+                        request_timeout, connect=min(request_timeout, DEFAULT_CONNECT_TIMEOUT)
+                    ),
+                    follow_redirects=False,  # a redirect could leave the provider's origin
+                )
+            )
+            clients[name] = UpstreamClient(name, http, max_body=max_body, policy=policy)
+        yield UpstreamClients(clients)
