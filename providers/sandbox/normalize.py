@@ -1,0 +1,369 @@
+"""How sandbox API items become records: visibility, subjects and categorised fields.
+
+Pure functions over parsed JSON; nothing here does I/O. Anything the sandbox
+does not say, or says in a way not listed below, becomes ``Visibility.UNKNOWN``
+so that the ``public-or-direct`` rule drops it (fail closed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from policies import (
+    AgeHint,
+    Field,
+    Identifier,
+    InvalidIdentifier,
+    JSONValue,
+    Record,
+    Subject,
+    Visibility,
+    email_identifier,
+    handle_identifier,
+    phone_identifier,
+    provider_user_identifier,
+)
+from providers.base import JSONObject, NormalizeContext
+
+# Post audience (``privacy.value``), the sandbox's copy of a social network's audience picker.
+POST_PRIVACY: Mapping[str, Visibility] = {
+    "EVERYONE": Visibility.PUBLIC,  # "Public": designated publicly accessible by its author
+    "ALL_FRIENDS": Visibility.RESTRICTED,  # "Friends"
+    "FRIENDS_OF_FRIENDS": Visibility.RESTRICTED,  # wider, but still not public
+    "CUSTOM": Visibility.RESTRICTED,  # a hand-picked audience
+    "SELF": Visibility.PRIVATE,  # "Only me"
+}
+
+# A comment on the customer's post is directly provided to the customer, unless the
+# page hid it: then only its author (and their friends) still see it.
+COMMENT_HIDDEN: Mapping[bool, Visibility] = {
+    False: Visibility.DIRECT,
+    True: Visibility.RESTRICTED,
+}
+
+# Calendar ``visibility`` of a meeting; "default" defers to calendar settings the API
+# does not show, so it is as unknown as a missing value.
+EVENT_VISIBILITY: Mapping[str, Visibility] = {
+    "public": Visibility.PUBLIC,
+    "private": Visibility.PRIVATE,
+    "confidential": Visibility.RESTRICTED,
+    "default": Visibility.UNKNOWN,
+}
+
+# Where the kind of item itself settles it.
+DIRECT_MESSAGE = Visibility.DIRECT  # a message sent to the customer's page
+BOOKING = Visibility.DIRECT  # the invitee booked with the customer themselves
+OWN_PROFILE = Visibility.DIRECT  # the linked account holder's own profile, shared by linking
+
+PUBLIC_CONTENT = "user.content.public"
+PRIVATE_CONTENT = "user.content.private"
+
+
+def normalize_profile(item: JSONObject, ctx: NormalizeContext) -> Record:
+    """``/api/me``: the account holder who linked the account."""
+    page = _mapping(item.get("page"))
+    data = _fields(
+        ("id", item.get("id"), "user.unique_id"),
+        ("name", item.get("name"), "user.name"),
+        ("email", item.get("email"), "user.contact.email"),
+        # The page is the customer's business, not an End User.
+        ("page_id", page.get("id"), "system.operations"),
+        ("page_name", page.get("name"), "system.operations"),
+        ("page_handle", page.get("handle"), "system.operations"),
+    )
+    holder = _subject(item, ctx, role="account_holder")
+    return _record(
+        item,
+        ctx,
+        visibility=OWN_PROFILE,
+        subjects=[holder],
+        data=data,
+        occurred_at=None,
+        extra={},
+    )
+
+
+def normalize_post(item: JSONObject, ctx: NormalizeContext) -> Record:
+    """``/api/posts``: posts on the linked page, by the page or by End Users."""
+    privacy = _mapping(item.get("privacy")).get("value")
+    visibility = (
+        POST_PRIVACY.get(privacy, Visibility.UNKNOWN)
+        if isinstance(privacy, str)
+        else (Visibility.UNKNOWN)
+    )
+    if item.get("is_published") is False:
+        # A draft is seen by the page's admins only, whatever audience it will get.
+        visibility = Visibility.PRIVATE
+    author = _mapping(item.get("from"))
+    data = _fields(
+        ("message", item.get("message"), _content(visibility)),
+        ("created_time", item.get("created_time"), "system.operations"),
+        ("place", item.get("place"), "user.location.precise"),
+        *_author_fields(author),
+    )
+    return _record(
+        item,
+        ctx,
+        visibility=visibility,
+        subjects=[_subject(author, ctx, role="author")],
+        data=data,
+        occurred_at=item.get("created_time"),
+        extra={"provider_visibility": privacy, "is_published": item.get("is_published")},
+    )
+
+
+def normalize_comment(item: JSONObject, ctx: NormalizeContext) -> Record:
+    """``/api/posts/{post_id}/comments``: comments on one of the page's posts."""
+    hidden = item.get("is_hidden")
+    visibility = (
+        COMMENT_HIDDEN.get(hidden, Visibility.UNKNOWN)
+        if isinstance(hidden, bool)
+        else (Visibility.UNKNOWN)
+    )
+    author = _mapping(item.get("from"))
+    data = _fields(
+        ("message", item.get("message"), _content(visibility)),
+        ("created_time", item.get("created_time"), "system.operations"),
+        *_author_fields(author),
+    )
+    return _record(
+        item,
+        ctx,
+        visibility=visibility,
+        subjects=[_subject(author, ctx, role="author")],
+        data=data,
+        occurred_at=item.get("created_time"),
+        extra={"provider_visibility": hidden},
+    )
+
+
+def normalize_conversation(item: JSONObject, ctx: NormalizeContext) -> Record:
+    """``/api/conversations``: direct-message threads with the page."""
+    people = [_mapping(p) for p in _list(item.get("participants")) if not _is_page(p)]
+    messages = [
+        {
+            "from": str(_mapping(message.get("from")).get("name", "")),
+            "text": str(message.get("text", "")),
+            "created_time": str(message.get("created_time", "")),
+        }
+        for message in map(_mapping, _list(item.get("messages")))
+    ]
+    data = _fields(
+        ("channel", item.get("channel"), "system.operations"),
+        ("participant_ids", _present(p.get("id") for p in people), "user.unique_id"),
+        ("participant_names", _present(p.get("name") for p in people), "user.name"),
+        ("participant_handles", _present(p.get("handle") for p in people),
+         "user.account.username"),
+        ("participant_emails", _present(p.get("email") for p in people), "user.contact.email"),
+        ("participant_phones", _present(p.get("phone") for p in people),
+         "user.contact.phone_number"),
+        ("messages", messages or None, PRIVATE_CONTENT),
+    )  # fmt: skip
+    return _record(
+        item,
+        ctx,
+        visibility=DIRECT_MESSAGE,
+        subjects=[_subject(p, ctx, role="participant") for p in people],
+        data=data,
+        occurred_at=item.get("updated_time"),
+        extra={},
+    )
+
+
+def normalize_event(item: JSONObject, ctx: NormalizeContext) -> Record:
+    """``/api/events``: calendar events and bookings."""
+    raw = item.get("visibility")
+    if item.get("event_type") == "booking":
+        visibility = BOOKING
+    elif isinstance(raw, str):
+        visibility = EVENT_VISIBILITY.get(raw, Visibility.UNKNOWN)
+    else:
+        visibility = Visibility.UNKNOWN
+    content = _content(visibility)
+    attendees = [_mapping(a) for a in _list(item.get("attendees"))]
+    invitee = _mapping(item.get("invitee"))
+    answers = [_mapping(qa) for qa in _list(item.get("questions_and_answers"))]
+    reminder = invitee.get("text_reminder_number")
+    data = _fields(
+        ("summary", item.get("summary"), content),
+        ("description", item.get("description"), content),
+        ("start", item.get("start"), content),
+        ("end", item.get("end"), content),
+        ("organizer_email", _mapping(item.get("organizer")).get("email"), "user.contact.email"),
+        ("attendee_emails", _present(a.get("email") for a in attendees), "user.contact.email"),
+        ("attendee_names", _present(a.get("display_name") for a in attendees), "user.name"),
+        ("invitee_name", invitee.get("name"), "user.name"),
+        ("invitee_email", invitee.get("email"), "user.contact.email"),
+        ("answers", [dict(qa) for qa in answers] or None, PRIVATE_CONTENT),
+    )
+    if isinstance(reminder, str) and reminder:
+        # Given to receive text reminders: the notice's "phone numbers collected for SMS
+        # consent will not be shared" applies to this field.
+        data["text_reminder_number"] = Field(
+            _phone_or_raw(reminder), "user.contact.phone_number", sms_consent=True
+        )
+    subjects = [_subject(a, ctx, role="attendee") for a in attendees]
+    if invitee:
+        subjects.append(_subject({**invitee, "phone": reminder}, ctx, role="invitee"))
+    return _record(
+        item,
+        ctx,
+        visibility=visibility,
+        subjects=subjects,
+        data=data,
+        occurred_at=item.get("start"),
+        extra={"provider_visibility": raw, "event_type": item.get("event_type")},
+    )
+
+
+# Building blocks --------------------------------------------------------------
+
+
+def _record(
+    item: JSONObject,
+    ctx: NormalizeContext,
+    *,
+    visibility: Visibility,
+    subjects: Iterable[Subject | None],
+    data: dict[str, Field],
+    occurred_at: object,
+    extra: Mapping[str, Any],
+) -> Record:
+    return Record(
+        id=str(item.get("id", "")),
+        customer_id=ctx.customer_id,
+        connection_id=ctx.connection_id,
+        provider=ctx.provider,
+        resource=ctx.resource,
+        visibility=visibility,
+        subjects=tuple(s for s in subjects if s is not None),
+        data=data,
+        occurred_at=_datetime(occurred_at),
+        extra={key: _json(value) for key, value in extra.items()},
+    )
+
+
+def _subject(person: Mapping[str, Any], ctx: NormalizeContext, *, role: str) -> Subject | None:
+    """The End User ``person`` describes, or None for the customer's own page or nobody."""
+    if not person or _is_page(person):
+        return None
+    makers: list[tuple[object, Callable[[str], Identifier]]] = [
+        (person.get("id"), lambda v: provider_user_identifier(ctx.provider, v)),
+        (person.get("handle"), lambda v: handle_identifier(ctx.provider, v)),
+        (person.get("email"), email_identifier),
+        (person.get("phone"), phone_identifier),
+    ]
+    identifiers: list[Identifier] = []
+    for raw, make in makers:
+        if isinstance(raw, str) and raw:
+            try:
+                identifiers.append(make(raw))
+            except InvalidIdentifier:
+                continue  # an unreadable identifier cannot match anything; the others still can
+    return Subject(identifiers=tuple(identifiers), age=_age(person), role=role)
+
+
+def _age(person: Mapping[str, Any]) -> AgeHint | None:
+    """What the sandbox tells about age: an ``age_range`` and/or a ``birthday``."""
+    age_max = _mapping(person.get("age_range")).get("max")
+    birthday = person.get("birthday")
+    birth_date: date | None = None
+    if isinstance(birthday, str):
+        try:
+            birth_date = date.fromisoformat(birthday)
+        except ValueError:
+            birth_date = None
+    valid_max = age_max if isinstance(age_max, int) and not isinstance(age_max, bool) else None
+    if valid_max is None and birth_date is None:
+        return None
+    return AgeHint(birth_date=birth_date, age_range_max=valid_max)
+
+
+def _author_fields(author: Mapping[str, Any]) -> list[tuple[str, object, str]]:
+    if _is_page(author):
+        return [("page_id", author.get("id"), "system.operations")]
+    return [
+        ("author_id", author.get("id"), "user.unique_id"),
+        ("author_name", author.get("name"), "user.name"),
+        ("author_handle", author.get("handle"), "user.account.username"),
+        ("author_email", author.get("email"), "user.contact.email"),
+    ]
+
+
+def _fields(*entries: tuple[str, object, str]) -> dict[str, Field]:
+    """Fields for the values that are present; emails lower-cased, phones in E.164."""
+    fields: dict[str, Field] = {}
+    for name, value, category in entries:
+        if value is None or value == "":
+            continue
+        if category == "user.contact.email":
+            value = _each(value, _email_or_raw)
+        elif category == "user.contact.phone_number":
+            value = _each(value, _phone_or_raw)
+        fields[name] = Field(_json(value), category)
+    return fields
+
+
+def _each(value: object, normalize: Callable[[str], str]) -> object:
+    if isinstance(value, str):
+        return normalize(value)
+    if isinstance(value, list):
+        return [normalize(v) if isinstance(v, str) else v for v in value]
+    return value
+
+
+def _email_or_raw(raw: str) -> str:
+    try:
+        return email_identifier(raw).value
+    except InvalidIdentifier:
+        return raw
+
+
+def _phone_or_raw(raw: str) -> str:
+    try:
+        return phone_identifier(raw).value
+    except InvalidIdentifier:
+        return raw
+
+
+def _content(visibility: Visibility) -> str:
+    return PUBLIC_CONTENT if visibility is Visibility.PUBLIC else PRIVATE_CONTENT
+
+
+def _is_page(person: object) -> bool:
+    return isinstance(person, Mapping) and person.get("is_page") is True
+
+
+def _present(values: Iterable[object]) -> list[str] | None:
+    found = [str(v) for v in values if v]
+    return found or None
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _datetime(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _json(value: object) -> JSONValue:
+    """``value`` as plain JSON (mappings become dicts), for the record's data and extra."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    return str(value)
