@@ -122,11 +122,10 @@ def _purpose_problems(purposes: Sequence[str]) -> list[str]:
         return [
             "--purpose: give at least one purpose (a Fides data-use key, e.g. essential.service)"
         ]
-    try:
-        from policies import validate_purposes
-    except ImportError:  # the policy engine validates purposes once it is installed
-        return []
-    return list(validate_purposes(purposes))
+    from policies import PolicyEngine, load_policy
+
+    decision = PolicyEngine(load_policy()).check_grant(purposes)
+    return [] if decision.allowed else [f"--purpose: {decision.reason}"]
 
 
 async def _list_credentials(args: argparse.Namespace, kind: CallerKind) -> int:

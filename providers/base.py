@@ -22,8 +22,8 @@ JSONObject = Mapping[str, Any]
 class ClientAuth(enum.StrEnum):
     """Token-endpoint client authentication (RFC 6749 §2.3, OIDC Core §9)."""
 
-    CLIENT_SECRET_BASIC = "client_secret_basic"
-    CLIENT_SECRET_POST = "client_secret_post"
+    CLIENT_SECRET_BASIC = "client_secret_basic"  # noqa: S105 - a method name (RFC 6749 §2.3.1)
+    CLIENT_SECRET_POST = "client_secret_post"  # noqa: S105 - a method name
     NONE = "none"  # public client: PKCE only
 
 
@@ -71,7 +71,7 @@ class PageStyle(enum.StrEnum):
     """How a provider pages through a collection."""
 
     NONE = "none"  # a single object or a single page
-    PAGE_TOKEN = "page_token"  # opaque token from the body, sent back as a query parameter
+    PAGE_TOKEN = "page_token"  # noqa: S105 - a style name; opaque token from the body, sent back as a query parameter
     NEXT_LINK = "next_link"  # absolute URL of the next page in the body
     OFFSET = "offset"  # numeric offset
 

@@ -71,7 +71,9 @@ PROFILE = Resource(
 )
 
 
-def provider_from_discovery(name: str, metadata: Mapping[str, Any], scopes: tuple[str, ...]) -> Provider:
+def provider_from_discovery(
+    name: str, metadata: Mapping[str, Any], scopes: tuple[str, ...]
+) -> Provider:
     """Build a provider from a discovery document already checked for issuer equality."""
     methods = metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
     client_auth = (
@@ -80,7 +82,9 @@ def provider_from_discovery(name: str, metadata: Mapping[str, Any], scopes: tupl
         else ClientAuth.CLIENT_SECRET_POST
     )
     algorithms = tuple(
-        alg for alg in metadata.get("id_token_signing_alg_values_supported", ["RS256"]) if alg != "none"
+        alg
+        for alg in metadata.get("id_token_signing_alg_values_supported", ["RS256"])
+        if alg != "none"
     )
     userinfo = metadata.get("userinfo_endpoint")
     return Provider(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import secrets
 import socket
@@ -166,3 +167,23 @@ def sandbox_provider_settings(sandbox_url: str, client_secret: str) -> ProviderS
             "issuer": sandbox_url,
         },
     )
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    """The production logging pipeline (JSON lines, redaction) into a buffer, undone after."""
+    import logging
+
+    import structlog
+
+    from gateway.observability import configure_logging
+
+    buffer = io.StringIO()
+    configure_logging(level="debug", json=True, stream=buffer)
+    yield buffer
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler.get_name() == "linkgate":
+            root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+    structlog.reset_defaults()

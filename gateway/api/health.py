@@ -9,8 +9,8 @@ from starlette.responses import JSONResponse
 
 from gateway.api.openapi import OPENAPI
 from gateway.api.requests import runtime_of
-from gateway.problems import problem_response
 from gateway.errors import PROBLEM_BASE
+from gateway.problems import problem_response
 
 
 async def healthz(request: Request) -> JSONResponse:

@@ -29,8 +29,8 @@ from gateway.connect.jwks import JWKSCache
 from gateway.connect.sessions import ConnectSession, ConnectSessionStore, digest
 from gateway.connections import Connection, ConnectionStore
 from gateway.errors import ConnectFlowError, LinkgateError, NotFound
-from gateway.observability import current_trace_id
 from gateway.oauth import OAuthError, begin_authorization, exchange_code, fetch_json
+from gateway.observability import current_trace_id
 from gateway.provider_registry import ConfiguredProvider, ProviderRegistry
 from gateway.storage import oauth_states, writer
 from gateway.vault import KeyRing

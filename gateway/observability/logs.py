@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -46,7 +47,9 @@ def _level_number(level: str) -> int:
     return number
 
 
-def configure_logging(*, level: str = "info", json: bool = True) -> None:
+def configure_logging(
+    *, level: str = "info", json: bool = True, stream: TextIO | None = None
+) -> None:
     """Configure structlog and the standard library to write to stderr.
 
     *level* is a standard level name (``debug``, ``info``, ``warning`` …);
@@ -70,13 +73,13 @@ def configure_logging(*, level: str = "info", json: bool = True) -> None:
     structlog.configure(
         processors=[*shared, *final],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=stream or sys.stderr),
         # Not cached, so that reconfiguring (the CLI after parsing --log-level,
         # tests capturing stderr) reaches loggers created at import time.
         cache_logger_on_first_use=False,
     )
 
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

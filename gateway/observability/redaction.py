@@ -133,8 +133,10 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
         ),
         (".",),
     ),
-    # Linkgate service keys (lgk_) and auditor keys (lga_).
-    SecretPattern(re.compile(rf"(?<![A-Za-z0-9])lg[ka]_{_B64URL}+"), ("lgk_", "lga_")),
+    # Linkgate service keys (lgk_), auditor keys (lga_) and connect-session tokens (lgcs_).
+    SecretPattern(
+        re.compile(rf"(?<![A-Za-z0-9])lg(?:k|a|cs)_{_B64URL}+"), ("lgk_", "lga_", "lgcs_")
+    ),
     # Well-known provider token shapes: Google access tokens and Meta tokens.
     SecretPattern(re.compile(r"\bya29\.[A-Za-z0-9_\-.]+|\bEAA[A-Za-z0-9]{20,}"), ("ya29.", "eaa")),
     # name=value in a query string or form body.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -75,7 +74,7 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(database_url: str, servers: Servers) -> AsyncIterator[Stack]:
+async def stack(database_url: str, servers: Servers) -> Stack:
     secret = secrets.token_urlsafe(16)
     gateway_url = servers.reserve()
     sandbox_url = servers.reserve()
@@ -119,7 +118,7 @@ async def stack(database_url: str, servers: Servers) -> AsyncIterator[Stack]:
         )
     finally:
         await engine.dispose()
-    yield Stack(
+    return Stack(
         gateway=gateway,
         sandbox=sandbox,
         settings=settings,
