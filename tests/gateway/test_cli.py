@@ -1,0 +1,153 @@
+"""The `linkgate` command: services, config check, key rotation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+
+import pytest
+from sqlalchemy import select
+
+from gateway.callers import CallerKind, authenticate
+from gateway.cli import main
+from gateway.connections import ConnectionStore
+from gateway.oauth import TokenSet
+from gateway.storage import connections, create_engine
+from gateway.vault import KeyRing, generate_key_entry, token_row
+from providers.base import Account
+
+OLD = generate_key_entry("k1")
+NEW = generate_key_entry("k2")
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: object) -> str:
+    monkeypatch.chdir(str(tmp_path))
+    monkeypatch.delenv("LINKGATE_CONFIG", raising=False)
+    monkeypatch.setenv("LINKGATE_DATABASE_URL", database_url)
+    monkeypatch.setenv("LINKGATE_VAULT_KEYS", OLD)
+    monkeypatch.setenv("LINKGATE_SECRET_KEY", secrets.token_urlsafe(48))
+    return database_url
+
+
+async def _authenticates(url: str, key: str) -> bool:
+    engine = create_engine(url)
+    try:
+        caller = await authenticate(engine, f"Bearer {key}", CallerKind.SERVICE)
+    finally:
+        await engine.dispose()
+    return caller.customers == frozenset({"acme", "globex"})
+
+
+def test_services_create_prints_the_key_once_as_json(
+    env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`services create --json` prints {id, key}; the key authenticates; `list` never shows it."""
+    code = main(
+        [
+            "services", "create", "crm", "--customer", "acme", "--customer", "globex",
+            "--purpose", "essential.service", "--class", "affiliate", "--json",
+        ]
+    )  # fmt: skip
+    created = json.loads(capsys.readouterr().out)
+    main(["services", "list", "--json"])
+    listed = json.loads(capsys.readouterr().out)
+
+    assert code == 0
+    assert created["key"].startswith("lgk_")
+    assert asyncio.run(_authenticates(env, created["key"]))
+    assert [entry["id"] for entry in listed] == [created["id"]]
+    assert listed[0]["class"] == "affiliate"
+    assert created["key"] not in json.dumps(listed)
+
+
+def test_services_create_refuses_a_sale_purpose(
+    env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A purpose the notice forbids (selling data) cannot be granted."""
+    code = main(
+        ["services", "create", "broker", "--customer", "acme", "--purpose", "third_party_sharing"]
+    )
+
+    assert code == 2
+    assert "--purpose" in capsys.readouterr().err
+
+
+def test_services_revoke_stops_the_key(env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A revoked key no longer authenticates."""
+    main(["services", "create", "crm", "--customer", "acme", "--purpose", "essential.service",
+          "--json"])  # fmt: skip
+    created = json.loads(capsys.readouterr().out)
+
+    assert main(["services", "revoke", created["id"]]) == 0
+    with pytest.raises(Exception, match="revoked"):
+        asyncio.run(_authenticates(env, created["key"]))
+
+
+def test_config_check_lists_every_problem(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Invalid settings fail with one line per problem and exit code 2."""
+    monkeypatch.chdir(str(tmp_path))
+    for name in ("LINKGATE_CONFIG", "LINKGATE_VAULT_KEYS", "LINKGATE_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LINKGATE_DATABASE_URL", "mysql://nope")
+    monkeypatch.setenv("LINKGATE_PORT", "eighty")
+
+    code = main(["config", "check"])
+    err = capsys.readouterr().err
+
+    assert code == 2
+    for setting in (
+        "LINKGATE_DATABASE_URL",
+        "LINKGATE_VAULT_KEYS",
+        "LINKGATE_SECRET_KEY",
+        "LINKGATE_PORT",
+    ):
+        assert setting in err
+
+
+def test_keys_rotate_reseals_every_token_under_the_new_key(
+    env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rotation re-encrypts under the first key, shows progress, and tokens still open."""
+
+    async def link() -> str:
+        engine = create_engine(env)
+        try:
+            connection, _ = await ConnectionStore(engine, KeyRing.parse(OLD)).link(
+                customer_id="acme", provider="sandbox",
+                account=Account(subject="u1", name="Ada", issuer="http://idp"),
+                tokens=TokenSet(access_token="at-canary", token_type="Bearer", expires_at=None,
+                                refresh_token="rt-canary"),
+                scopes=("openid",),
+            )  # fmt: skip
+        finally:
+            await engine.dispose()
+        return connection.id
+
+    async def sealed() -> dict[str, str]:
+        engine = create_engine(env)
+        try:
+            async with engine.connect() as conn:
+                row = (await conn.execute(select(connections))).mappings().one()
+        finally:
+            await engine.dispose()
+        return dict(row)
+
+    connection_id = asyncio.run(link())
+    monkeypatch.setenv("LINKGATE_VAULT_KEYS", f"{NEW},{OLD}")
+
+    assert main(["keys", "rotate"]) == 0
+    row = asyncio.run(sealed())
+    err = capsys.readouterr().err
+
+    assert "1/1" in err
+    new_only = KeyRing.parse(NEW)
+    assert new_only.open(row["access_token"], row=token_row(connection_id, "access_token")) == (
+        "at-canary"
+    )
+    assert new_only.open(row["refresh_token"], row=token_row(connection_id, "refresh_token")) == (
+        "rt-canary"
+    )
