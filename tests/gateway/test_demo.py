@@ -43,7 +43,8 @@ def test_demo_prints_a_working_portal_link_and_curl_line(tmp_path: Path) -> None
             output += line
         portal = re.search(r"(http://127\.0\.0\.1:\d+/connect/\S+)", output)
         key = re.search(r"Bearer (lgk_\S+)\"", output)
-        assert portal and key, output
+        assert portal, output
+        assert key, output
 
         with httpx.Client(timeout=10) as browser:
             page = browser.get(portal.group(1))
