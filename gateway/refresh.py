@@ -29,9 +29,11 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway import audit
 from gateway.audit import Action, AuditWriter, EventDraft, Outcome
 from gateway.connections import Connection, Status, from_row, sealed_tokens
 from gateway.errors import (
+    AuditUnavailable,
     ConnectionNeedsReauth,
     ConnectionRevoked,
     ConnectionSuppressed,
@@ -277,13 +279,15 @@ class TokenRefresher:
         outcome: Outcome,
         problem_type: str | None = None,
     ) -> None:
-        await self._audit.record(
-            EventDraft(
-                customer_id=connection.customer_id,
-                action=action,
-                outcome=outcome,
-                problem_type=problem_type,
-                connection_id=connection.id,
-                provider=connection.provider,
-            )
+        draft = EventDraft(
+            customer_id=connection.customer_id,
+            action=action,
+            outcome=outcome,
+            problem_type=problem_type,
+            connection_id=connection.id,
+            provider=connection.provider,
         )
+        try:
+            await self._audit.record(draft)
+        except audit.AuditUnavailable as exc:
+            raise AuditUnavailable(str(exc)) from None

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway import audit
 from gateway.audit import Action, AuditWriter, EventDraft, Outcome, SubjectHasher
 from gateway.callers import Caller
 from gateway.connections import Connection, ConnectionStore
 from gateway.cursor import Binding, CursorKey, PagePosition, same_origin
 from gateway.errors import (
+    AuditUnavailable,
     Forbidden,
     InvalidParameter,
     LinkgateError,
@@ -308,30 +310,31 @@ class RecordsService:
                 for subject in record.subjects:
                     for identifier in subject.identifiers:
                         subjects.add(self._subjects.hash(customer_id, str(identifier)))
-        denied = isinstance(error, (Forbidden,))
-        await self._audit.record(
-            EventDraft(
-                customer_id=customer_id,
-                action=Action.RECORDS_READ,
-                outcome=(
-                    Outcome.ALLOWED
-                    if error is None
-                    else (Outcome.DENIED if denied else Outcome.ERROR)
-                ),
-                problem_type=error.type_uri if error is not None else None,
-                caller_id=caller.id,
-                caller_class=caller.caller_class.value,
-                connection_id=connection.id,
-                provider=connection.provider,
-                resource=request.resource.name,
-                purpose=purpose,
-                record_count=len(page.kept) if page is not None else 0,
-                categories=tuple(page.categories_released) if page is not None else (),
-                dropped=page.dropped if page is not None else {},
-                subjects=tuple(subjects),
-                trace_id=trace_id,
-            )
+        denied = isinstance(error, Forbidden)
+        draft = EventDraft(
+            customer_id=customer_id,
+            action=Action.RECORDS_READ,
+            outcome=(
+                Outcome.ALLOWED if error is None else (Outcome.DENIED if denied else Outcome.ERROR)
+            ),
+            problem_type=error.type_uri if error is not None else None,
+            caller_id=caller.id,
+            caller_class=caller.caller_class.value,
+            connection_id=connection.id,
+            provider=connection.provider,
+            resource=request.resource.name,
+            purpose=purpose,
+            record_count=len(page.kept) if page is not None else 0,
+            categories=tuple(page.categories_released) if page is not None else (),
+            dropped=page.dropped if page is not None else {},
+            subjects=tuple(subjects),
+            trace_id=trace_id,
         )
+        try:
+            await self._audit.record(draft)
+        except audit.AuditUnavailable as exc:
+            # Fail closed (privacy notice, "accountable"): no event, no data.
+            raise AuditUnavailable(str(exc)) from None
         return trace_id
 
 

@@ -1,0 +1,165 @@
+"""The upstream client against a respx-mocked provider edge."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+import respx
+
+from gateway.errors import (
+    NotFound,
+    UpstreamError,
+    UpstreamMalformed,
+    UpstreamRateLimited,
+    UpstreamUnavailable,
+)
+from gateway.upstream import CircuitBreaker, RetryPolicy, Unauthorized, UpstreamClient
+
+URL = "https://api.provider.example/v2/tweets"
+FAST = RetryPolicy(attempts=4, deadline=5.0, initial_backoff=0.001, max_backoff=0.01)
+
+
+@asynccontextmanager
+async def _client(
+    router: respx.Router, *, max_body: int = 1024, policy: RetryPolicy = FAST
+) -> AsyncIterator[UpstreamClient]:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(router.handler)) as http:
+        yield UpstreamClient("x", http, max_body=max_body, policy=policy)
+
+
+async def _get(client: UpstreamClient) -> dict[str, object]:
+    return await client.get_json(URL, params={"max_results": "5"}, bearer="tok")
+
+
+async def test_a_json_object_is_returned_with_the_bearer_sent() -> None:
+    """2xx JSON object → dict; the token goes in the Authorization header (RFC 6750 §2.1)."""
+    router = respx.Router()
+    route = router.get(URL).respond(200, json={"data": [], "meta": {}})
+    async with _client(router) as client:
+        assert await _get(client) == {"data": [], "meta": {}}
+    assert route.calls.last.request.headers["authorization"] == "Bearer tok"
+    assert route.calls.last.request.url.params["max_results"] == "5"
+
+
+@pytest.mark.parametrize("body", [b"<html>oops</html>", b"[1, 2]", b'{"data": [', b""])
+async def test_malformed_json_is_upstream_malformed(body: bytes) -> None:
+    """Not JSON, or JSON that is not an object → 502 upstream-malformed."""
+    router = respx.Router()
+    router.get(URL).respond(200, content=body)
+    async with _client(router) as client:
+        with pytest.raises(UpstreamMalformed):
+            await _get(client)
+
+
+async def test_a_body_over_the_size_cap_is_refused() -> None:
+    """Past upstream_max_body the answer is refused, not buffered."""
+    router = respx.Router()
+    router.get(URL).respond(200, json={"data": ["x" * 2000]})
+    async with _client(router, max_body=1024) as client:
+        with pytest.raises(UpstreamMalformed):
+            await _get(client)
+
+
+async def test_a_usage_capped_429_is_not_retried() -> None:
+    """X's usage-capped problem is final: one call, 429 problem with Retry-After."""
+    router = respx.Router()
+    route = router.get(URL).respond(
+        429,
+        json={
+            "title": "UsageCapExceeded",
+            "type": "https://api.x.com/2/problems/usage-capped",
+            "status": 429,
+        },
+    )
+    async with _client(router) as client:
+        with pytest.raises(UpstreamRateLimited) as raised:
+            await _get(client)
+    assert route.call_count == 1
+    assert "Retry-After" in raised.value.headers
+
+
+async def test_a_429_with_retry_after_is_retried_then_served() -> None:
+    """A rate-limit 429 is waited out and the next answer served."""
+    router = respx.Router()
+    route = router.get(URL)
+    route.side_effect = [
+        httpx.Response(429, headers={"Retry-After": "0"}, json={"title": "Too Many Requests"}),
+        httpx.Response(200, json={"data": []}),
+    ]
+    async with _client(router) as client:
+        assert await _get(client) == {"data": []}
+    assert route.call_count == 2
+
+
+async def test_a_429_asking_longer_than_the_deadline_is_answered_at_once() -> None:
+    """x-rate-limit-reset past the deadline → 429 problem now, saying when to come back."""
+    router = respx.Router()
+    route = router.get(URL).respond(429, headers={"x-rate-limit-reset": "9999999999"})
+    async with _client(router) as client:
+        with pytest.raises(UpstreamRateLimited) as raised:
+            await _get(client)
+    assert route.call_count == 1
+    assert int(raised.value.headers["Retry-After"]) > 60
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+async def test_5xx_past_the_budget_is_upstream_unavailable(status: int) -> None:
+    """502/503/504 are retried up to the attempt budget, then 503 with Retry-After."""
+    router = respx.Router()
+    route = router.get(URL).respond(status)
+    async with _client(router) as client:
+        with pytest.raises(UpstreamUnavailable) as raised:
+            await _get(client)
+    assert FAST.attempts == route.call_count
+    assert "Retry-After" in raised.value.headers
+
+
+async def test_connect_errors_and_timeouts_are_retried() -> None:
+    """Transport failures are transient: retried, then served."""
+    router = respx.Router()
+    route = router.get(URL)
+    route.side_effect = [
+        httpx.ConnectError("refused"),
+        httpx.ReadTimeout("slow"),
+        httpx.Response(200, json={"ok": True}),
+    ]
+    async with _client(router) as client:
+        assert await _get(client) == {"ok": True}
+    assert route.call_count == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(401, Unauthorized), (404, NotFound), (400, UpstreamError)]
+)
+async def test_other_4xx_are_not_retried(status: int, error: type[Exception]) -> None:
+    """401 goes back for a token refresh; 404 and 400 are final."""
+    router = respx.Router()
+    route = router.get(URL).respond(status, json={"error": "x"})
+    async with _client(router) as client:
+        with pytest.raises(error):
+            await _get(client)
+    assert route.call_count == 1
+
+
+async def test_an_open_breaker_fails_fast_then_lets_a_probe_through() -> None:
+    """After the threshold the provider is not called until the cool-off has passed."""
+    now = [0.0]
+    router = respx.Router()
+    route = router.get(URL).respond(503)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(router.handler)) as http:
+        breaker = CircuitBreaker("x", threshold=2, cool_off=10.0, clock=lambda: now[0])
+        client = UpstreamClient("x", http, max_body=1024, policy=FAST, breaker=breaker)
+        with pytest.raises(UpstreamUnavailable):
+            await _get(client)
+        calls = route.call_count
+        assert calls == 2
+        with pytest.raises(UpstreamUnavailable):
+            await _get(client)
+        assert calls == route.call_count
+        now[0] = 11.0
+        route.respond(200, json={"back": True})
+        assert await _get(client) == {"back": True}
+        assert not breaker.is_open
