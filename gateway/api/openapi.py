@@ -45,6 +45,36 @@ OPENAPI: dict[str, Any] = {
                     "instance": {"type": "string"},
                 },
             },
+            "Record": {
+                "type": "object",
+                "required": [
+                    "id",
+                    "customer_id",
+                    "connection_id",
+                    "provider",
+                    "resource",
+                    "visibility",
+                    "subjects",
+                    "data",
+                    "fetched_at",
+                ],
+                "properties": {
+                    "id": {"type": "string"},
+                    "customer_id": {"type": "string"},
+                    "connection_id": {"type": "string"},
+                    "provider": {"type": "string"},
+                    "resource": {"type": "string"},
+                    "visibility": {"enum": ["public", "direct"]},
+                    "subjects": {"type": "array", "items": {"type": "object"}},
+                    "data": {"type": "object"},
+                    "categories": {
+                        "type": "object",
+                        "additionalProperties": {"type": "string"},
+                    },
+                    "occurred_at": {"type": ["string", "null"], "format": "date-time"},
+                    "fetched_at": {"type": "string", "format": "date-time"},
+                },
+            },
             "Connection": {
                 "type": "object",
                 "required": [
@@ -158,6 +188,55 @@ OPENAPI: dict[str, Any] = {
                     **_problems(401, 404),
                 },
             },
+        },
+        "/v1/connections/{connection_id}/records/{resource}": {
+            "get": {
+                "summary": "A policy-filtered, customer-tagged page of a connection's records",
+                "description": (
+                    "Resource parameters (e.g. post_id for comments) go in the query string. "
+                    "next_cursor is opaque and signed, bound to the connection, resource and "
+                    "parameters. dropped counts records withheld per policy rule."
+                ),
+                "parameters": [
+                    _CONNECTION_ID,
+                    {
+                        "name": "resource",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "purpose",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["records", "next_cursor", "dropped", "trace_id"],
+                            "properties": {
+                                "records": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/Record"},
+                                },
+                                "next_cursor": {"type": ["string", "null"]},
+                                "dropped": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "integer"},
+                                },
+                                "redacted": {"type": "array", "items": {"type": "object"}},
+                                "trace_id": {"type": "string"},
+                            },
+                        }
+                    ),
+                    **_problems(400, 401, 403, 404, 409, 429, 502, 503),
+                },
+            }
         },
         "/healthz": {"get": {"security": [], "responses": {"200": _json({"type": "object"})}}},
         "/readyz": {

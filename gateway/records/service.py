@@ -25,6 +25,7 @@ from gateway.errors import (
     LinkgateError,
     PurposeNotAllowed,
     UnknownResource,
+    UpstreamError,
     UpstreamMalformed,
 )
 from gateway.observability import current_trace_id
@@ -209,7 +210,7 @@ class RecordsService:
                     url, params=query, bearer=self._refresher.access_token(connection)
                 )
             except Unauthorized:
-                raise UpstreamMalformed(
+                raise UpstreamError(
                     f"{connection.provider} refused a freshly refreshed token"
                 ) from None
         return body, self._clock()
