@@ -23,6 +23,7 @@ from gateway.audit.chain import (
     event_hash,
     genesis_hash,
     link,
+    link_with_content,
     verify_chain,
 )
 from gateway.audit.checkpoint import (
@@ -70,6 +71,7 @@ __all__ = [
     "generate_key_file",
     "genesis_hash",
     "link",
+    "link_with_content",
     "parse_time",
     "prunable_up_to",
     "verify_chain",

@@ -61,6 +61,7 @@ __all__ = [
     "event_hash",
     "genesis_hash",
     "link",
+    "link_with_content",
     "verify_chain",
 ]
 
@@ -124,16 +125,18 @@ def event_hash(prev_hash: str, content: bytes) -> str:
 
 def link(draft: EventDraft, seq: int, prev_hash: str, occurred_at: datetime) -> AuditEvent:
     """Give ``draft`` its place after ``prev_hash``; the result carries its hash."""
-    moment = occurred_at.astimezone(UTC)
-    unhashed = AuditEvent(
-        **{name: getattr(draft, name) for name in _DRAFT_FIELDS},
-        seq=seq,
-        occurred_at=moment,
-        prev_hash=prev_hash,
-        hash="",
+    return link_with_content(draft, seq, prev_hash, occurred_at)[0]
+
+
+def link_with_content(
+    draft: EventDraft, seq: int, prev_hash: str, occurred_at: datetime
+) -> tuple[AuditEvent, bytes]:
+    """:func:`link`, also returning the canonical content it hashed (what the store keeps)."""
+    unhashed = AuditEvent.from_draft(
+        draft, seq=seq, occurred_at=occurred_at.astimezone(UTC), prev_hash=prev_hash, hash=""
     )
-    digest = event_hash(prev_hash, canonical_content(unhashed))
-    return _with_hash(unhashed, digest)
+    content = canonical_content(unhashed)
+    return _with_hash(unhashed, event_hash(prev_hash, content)), content
 
 
 def decode_event(content: str | bytes, *, prev_hash: str, hash: str) -> AuditEvent:
@@ -150,9 +153,6 @@ def decode_event(content: str | bytes, *, prev_hash: str, hash: str) -> AuditEve
     data["categories"] = tuple(data["categories"])
     data["subjects"] = tuple(data["subjects"])
     return AuditEvent(**data, prev_hash=prev_hash, hash=hash)
-
-
-_DRAFT_FIELDS = tuple(name for name in _CONTENT_FIELDS if name not in ("seq", "occurred_at"))
 
 
 def _with_hash(event: AuditEvent, digest: str) -> AuditEvent:

@@ -136,6 +136,34 @@ class AuditEvent(EventDraft):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self._check_place()
+
+    @classmethod
+    def from_draft(
+        cls,
+        draft: EventDraft,
+        *,
+        seq: int,
+        occurred_at: datetime,
+        prev_hash: str,
+        hash: str,
+    ) -> AuditEvent:
+        """``draft`` placed in a chain. A draft is valid by construction, so only the
+        place is checked (this is the append hot path: no second validation)."""
+        event = object.__new__(cls)
+        for name in _DRAFT_NAMES:
+            _set(event, name, getattr(draft, name))
+        for name, value in (
+            ("seq", seq),
+            ("occurred_at", occurred_at),
+            ("prev_hash", prev_hash),
+            ("hash", hash),
+        ):
+            _set(event, name, value)
+        event._check_place()
+        return event
+
+    def _check_place(self) -> None:
         if self.seq < 1:
             raise ValueError("seq counts from 1")
         offset = self.occurred_at.utcoffset()
@@ -145,8 +173,10 @@ class AuditEvent(EventDraft):
     @property
     def draft(self) -> EventDraft:
         """The draft this event was linked from."""
-        names = {f.name for f in fields(EventDraft)}
-        return EventDraft(**{n: getattr(self, n) for n in names})
+        return EventDraft(**{n: getattr(self, n) for n in _DRAFT_NAMES})
+
+
+_DRAFT_NAMES = tuple(f.name for f in fields(EventDraft))
 
 
 def format_time(moment: datetime) -> str:

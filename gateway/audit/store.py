@@ -39,7 +39,7 @@ from gateway.audit.chain import (
     canonical_content,
     decode_event,
     genesis_hash,
-    link,
+    link_with_content,
 )
 from gateway.audit.checkpoint import Checkpoint, CheckpointKeys, CheckpointSigner, prunable_up_to
 from gateway.audit.errors import AuditUnavailable, ChainBroken
@@ -92,12 +92,18 @@ class AuditStore:
         *,
         keys: CheckpointKeys | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        read_engine: AsyncEngine | None = None,
     ) -> None:
+        """``engine`` takes the writes; ``read_engine`` (default: ``engine``) serves search,
+        export and verification, so that on SQLite an engine that begins every
+        transaction IMMEDIATE does not hold the write lock through a long verify.
+        """
         if engine.dialect.name not in ("sqlite", "postgresql"):
             raise ValueError(
                 f"the audit store supports SQLite and PostgreSQL, not {engine.dialect.name}"
             )
         self._engine = engine
+        self._reader = read_engine or engine
         self._t = tables
         self._keys = keys or CheckpointKeys()
         self._clock = clock
@@ -129,10 +135,12 @@ class AuditStore:
                     occurred_at = max(now, last_time) if last_time else now
                     for index in by_customer[customer_id]:
                         seq += 1
-                        event = link(drafts[index], seq, prev_hash, occurred_at)
+                        event, content = link_with_content(
+                            drafts[index], seq, prev_hash, occurred_at
+                        )
                         prev_hash = event.hash
                         linked[index] = event
-                        event_rows.append(self._event_row(event))
+                        event_rows.append(self._event_row(event, content))
                         subject_rows.extend(
                             {"customer_id": customer_id, "subject_hash": s, "seq": seq}
                             for s in event.subjects
@@ -153,7 +161,7 @@ class AuditStore:
         return [event for event in linked if event is not None]
 
     @staticmethod
-    def _event_row(event: AuditEvent) -> dict[str, Any]:
+    def _event_row(event: AuditEvent, content: bytes | None = None) -> dict[str, Any]:
         return {
             "customer_id": event.customer_id,
             "seq": event.seq,
@@ -163,7 +171,7 @@ class AuditStore:
             "caller_id": event.caller_id,
             "connection_id": event.connection_id,
             "trace_id": event.trace_id,
-            "content": canonical_content(event).decode("utf-8"),
+            "content": (content or canonical_content(event)).decode("utf-8"),
             "prev_hash": event.prev_hash,
             "hash": event.hash,
         }
@@ -197,7 +205,7 @@ class AuditStore:
         self,
         customer_ids: Sequence[str],
         *,
-        subject_hash: str | None = None,
+        subject_hash: str | Sequence[str] | None = None,
         connection_id: str | None = None,
         caller_id: str | None = None,
         action: str | None = None,
@@ -211,6 +219,8 @@ class AuditStore:
 
         ``since`` is inclusive, ``until`` exclusive; ``before`` is the previous
         page's ``next_cursor`` (keyset pagination: stable while events arrive).
+        Subject hashes are per customer, so a subject search over several
+        customers passes one hash per customer.
         """
         if not customer_ids:
             return AuditPage([], None)
@@ -220,7 +230,12 @@ class AuditStore:
         if subject_hash is not None:
             query = query.select_from(
                 e.join(s, and_(s.c.customer_id == e.c.customer_id, s.c.seq == e.c.seq))
-            ).where(s.c.subject_hash == subject_hash, s.c.customer_id.in_(customer_ids))
+            ).where(
+                s.c.subject_hash.in_(
+                    [subject_hash] if isinstance(subject_hash, str) else list(subject_hash)
+                ),
+                s.c.customer_id.in_(customer_ids),
+            )
         query = query.where(e.c.customer_id.in_(customer_ids))
         for column, value in (
             (e.c.connection_id, connection_id),
@@ -252,7 +267,7 @@ class AuditStore:
             e.c.occurred_at.desc(), e.c.customer_id.desc(), e.c.seq.desc()
         ).limit(limit + 1)
         try:
-            async with self._engine.connect() as conn:
+            async with self._reader.connect() as conn:
                 rows = (await conn.execute(query)).all()
         except _UNAVAILABLE as exc:
             raise AuditUnavailable(f"audit search failed: {type(exc).__name__}") from exc
@@ -284,7 +299,7 @@ class AuditStore:
                 .limit(DEFAULT_VERIFY_BATCH)
             )
             try:
-                async with self._engine.connect() as conn:
+                async with self._reader.connect() as conn:
                     rows = (await conn.execute(query)).all()
             except _UNAVAILABLE as exc:
                 raise AuditUnavailable(f"audit read failed: {type(exc).__name__}") from exc
@@ -297,7 +312,7 @@ class AuditStore:
     async def customers(self) -> list[str]:
         """Every customer with a chain (for verifying them all)."""
         try:
-            async with self._engine.connect() as conn:
+            async with self._reader.connect() as conn:
                 rows = await conn.execute(
                     select(self._t.heads.c.customer_id).order_by(self._t.heads.c.customer_id)
                 )
@@ -310,7 +325,7 @@ class AuditStore:
     async def checkpoints(self, customer_id: str) -> list[Checkpoint]:
         """A customer's checkpoints, oldest first (unverified: see :meth:`verify`)."""
         try:
-            async with self._engine.connect() as conn:
+            async with self._reader.connect() as conn:
                 checkpoints, bad = await self._load_checkpoints(conn, customer_id)
         except _UNAVAILABLE as exc:
             raise AuditUnavailable(f"audit read failed: {type(exc).__name__}") from exc
@@ -343,7 +358,7 @@ class AuditStore:
         """Recompute the customer's chain and check it against its head and checkpoints."""
         h, e = self._t.heads, self._t.events
         try:
-            async with self._engine.connect() as conn:
+            async with self._reader.connect() as conn:
                 # Checkpoints before the head, and the head and the highest event
                 # in one statement: each read sees at least what the one before
                 # it committed, so a concurrent append is never mistaken for tampering.

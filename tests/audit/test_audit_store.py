@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -372,6 +373,21 @@ async def test_search_never_crosses_customers(store: AuditStore, make_draft: Mak
     assert {"acme", "initech"} == {e.customer_id for e in both.events}
 
 
+async def test_subject_search_over_two_customers_takes_a_hash_each(
+    store: AuditStore, hasher: SubjectHasher, make_draft: MakeDraft
+) -> None:
+    """The same person has one hash per customer; passing both finds both customers' events."""
+    who = ("email:jane@customer.example",)
+    await store.append([make_draft("acme", who=who), make_draft("globex", who=who)])
+    hashes = [hasher.hash(c, who[0]) for c in ("acme", "globex")]
+    one = await store.search(["acme", "globex"], subject_hash=hashes[0])
+    both = await store.search(["acme", "globex"], subject_hash=hashes)
+    assert (["acme"], {"acme", "globex"}) == (
+        [e.customer_id for e in one.events],
+        {e.customer_id for e in both.events},
+    )
+
+
 # -- the store unavailable ------------------------------------------------------------------
 
 
@@ -432,3 +448,36 @@ async def test_failed_append_leaves_nothing_partial(
         subjects = (await conn.execute(select(func.count()).select_from(tables.subjects))).scalar()
     result = await store.verify("acme")
     assert (acme, subjects, result.ok, result.head_seq) == (1, 0, True, 1)
+
+
+APPENDER = """
+import asyncio, sys
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import create_async_engine
+from gateway.audit import Action, AuditStore, EventDraft, Outcome, define_audit_tables
+
+async def main(url: str, n: int) -> None:
+    engine = create_async_engine(url, connect_args={"timeout": 30} if "sqlite" in url else {})
+    store = AuditStore(engine, define_audit_tables(MetaData()))
+    draft = EventDraft(customer_id="acme", action=Action.RECORDS_READ, outcome=Outcome.ALLOWED)
+    for _ in range(n):
+        await store.append([draft])
+    await engine.dispose()
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+async def test_appends_from_two_processes_leave_a_valid_chain(
+    store: AuditStore, database_url: str
+) -> None:
+    """Two OS processes appending for one customer at once leave one gapless, valid chain."""
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", APPENDER, database_url, "25", cwd=Path(__file__).parents[2]
+        )
+        for _ in range(2)
+    ]
+    codes = [await asyncio.wait_for(p.wait(), timeout=120) for p in procs]
+    result = await store.verify("acme")
+    assert (codes, result.ok, result.head_seq) == ([0, 0], True, 50), result.problem
