@@ -61,7 +61,7 @@ async def open_runtime(
     """Build the runtime; the transports let tests put a stand-in at the far edge."""
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     vault = KeyRing.parse(settings.vault_keys)
-    audit_store = AuditStore(writer(engine), audit_tables)
+    audit_store = AuditStore(writer(engine), audit_tables, read_engine=engine)
     audit = AuditWriter(audit_store)
     async with (
         audit,
