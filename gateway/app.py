@@ -14,10 +14,12 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from gateway.api import audit as audit_api
 from gateway.api import connect_sessions, connections, health
+from gateway.audit_jobs import audit_jobs
 from gateway.config import Settings
 from gateway.errors import LinkgateError
-from gateway.observability import TracingMiddleware, configure_tracing
+from gateway.observability import TraceSummaryRecorder, TracingMiddleware, configure_tracing
 from gateway.problems import http_exception, linkgate_error, unexpected_error
 from gateway.records import route as records_route
 from gateway.runtime import open_runtime
@@ -40,15 +42,22 @@ def create_app(
     provider = tracer_provider or configure_tracing(
         service_name=SERVICE_NAME, otlp_endpoint=settings.otlp_endpoint or None
     )
+    # Each audit event carries a compact summary of its request's trace.
+    trace_summaries = TraceSummaryRecorder()
+    provider.add_span_processor(trace_summaries)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with open_runtime(
-            settings,
-            oauth_transport=oauth_transport,
-            upstream_transport=upstream_transport,
-            upstream_retry=upstream_retry,
-        ) as runtime:
+        async with (
+            open_runtime(
+                settings,
+                oauth_transport=oauth_transport,
+                upstream_transport=upstream_transport,
+                upstream_retry=upstream_retry,
+                trace_summaries=trace_summaries,
+            ) as runtime,
+            audit_jobs(runtime.audit_store, settings),
+        ):
             yield {"runtime": runtime}
 
     routes = [
@@ -64,9 +73,24 @@ def create_app(
             records_route.read_records,
             methods=["GET"],
         ),
+        Route("/v1/audit/events", audit_api.search_events, methods=["GET"]),
+        Route("/v1/audit/events/{customer_id}/{seq}", audit_api.get_event, methods=["GET"]),
+        Route("/v1/audit/verify", audit_api.verify, methods=["GET"]),
+        Route("/v1/audit/disclosures", audit_api.disclosures, methods=["GET"]),
         Route("/connect/{token}", connect_pages.portal, methods=["GET"]),
         Route("/connect/{token}/{provider}", connect_pages.start, methods=["GET"]),
-        Route("/oauth/callback", connect_pages.callback, methods=["GET"]),
+        Route(
+            "/connect/{token}/connections/{connection_id}/disconnect",
+            connect_pages.confirm_disconnect,
+            methods=["GET"],
+        ),
+        Route(
+            "/connect/{token}/connections/{connection_id}/disconnect",
+            connect_pages.disconnect,
+            methods=["POST"],
+        ),
+        # GET for query responses; POST for form_post providers (Apple).
+        Route("/oauth/callback", connect_pages.callback, methods=["GET", "POST"]),
     ]
     app = Starlette(
         routes=routes,

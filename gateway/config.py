@@ -30,6 +30,13 @@ DEFAULT_DB_POOL_SIZE = 10
 DEFAULT_UPSTREAM_TIMEOUT = 10.0
 DEFAULT_UPSTREAM_MAX_CONNECTIONS = 100
 DEFAULT_UPSTREAM_MAX_BODY = 10 * 1024 * 1024
+DEFAULT_WEBHOOK_MAX_ATTEMPTS = 12  # then the delivery is abandoned
+DEFAULT_WEBHOOK_BACKOFF = 30.0  # seconds before the second attempt; doubles per failure
+DEFAULT_AUDIT_CHECKPOINT_INTERVAL = 300.0  # seconds between signed audit checkpoints
+DEFAULT_AUDIT_RETENTION_DAYS = 400
+# The notice's California section accounts for disclosures "in the preceding 12
+# months": the log itself is never kept for less than a year.
+MIN_AUDIT_RETENTION_DAYS = 365
 
 ENDPOINT_KEYS = (
     "authorize_url",
@@ -63,6 +70,9 @@ class Settings:
     vault_keys: str = field(default="", repr=False)  # "kid:base64key,…", first is current
     secret_key: str = field(default="", repr=False)  # HMAC master for cursors, subject hashes
     audit_key_file: str = ""  # Ed25519 key that signs audit checkpoints
+    audit_checkpoint_interval: float = DEFAULT_AUDIT_CHECKPOINT_INTERVAL
+    audit_retention_days: int = DEFAULT_AUDIT_RETENTION_DAYS
+    audit_verifier_keys: tuple[str, ...] = ()  # "name+hash+base64key" per signed-note
     return_url_allowlist: tuple[str, ...] = ()
     connect_session_ttl: int = DEFAULT_CONNECT_SESSION_TTL
     state_ttl: int = DEFAULT_STATE_TTL
@@ -74,6 +84,10 @@ class Settings:
     log_level: str = "info"
     log_json: bool = True
     otlp_endpoint: str = ""
+    webhook_url: str = ""  # connection health events are posted here; none when empty
+    webhook_secret: str = field(default="", repr=False)  # HMAC key that signs them
+    webhook_max_attempts: int = DEFAULT_WEBHOOK_MAX_ATTEMPTS
+    webhook_backoff: float = DEFAULT_WEBHOOK_BACKOFF
     providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
 
     @property
@@ -94,6 +108,9 @@ _ENV: dict[str, tuple[str, str]] = {
     "LINKGATE_VAULT_KEYS": ("vault_keys", "str"),
     "LINKGATE_SECRET_KEY": ("secret_key", "str"),
     "LINKGATE_AUDIT_KEY_FILE": ("audit_key_file", "str"),
+    "LINKGATE_AUDIT_CHECKPOINT_INTERVAL": ("audit_checkpoint_interval", "float"),
+    "LINKGATE_AUDIT_RETENTION_DAYS": ("audit_retention_days", "int"),
+    "LINKGATE_AUDIT_VERIFIER_KEYS": ("audit_verifier_keys", "list"),
     "LINKGATE_RETURN_URL_ALLOWLIST": ("return_url_allowlist", "list"),
     "LINKGATE_CONNECT_SESSION_TTL": ("connect_session_ttl", "int"),
     "LINKGATE_STATE_TTL": ("state_ttl", "int"),
@@ -105,6 +122,10 @@ _ENV: dict[str, tuple[str, str]] = {
     "LINKGATE_LOG_LEVEL": ("log_level", "str"),
     "LINKGATE_LOG_JSON": ("log_json", "bool"),
     "LINKGATE_OTLP_ENDPOINT": ("otlp_endpoint", "str"),
+    "LINKGATE_WEBHOOK_URL": ("webhook_url", "str"),
+    "LINKGATE_WEBHOOK_SECRET": ("webhook_secret", "str"),
+    "LINKGATE_WEBHOOK_MAX_ATTEMPTS": ("webhook_max_attempts", "int"),
+    "LINKGATE_WEBHOOK_BACKOFF": ("webhook_backoff", "float"),
 }
 _FIELD_KINDS = {name: kind for name, kind in _ENV.values()}
 
@@ -173,11 +194,52 @@ def validate(settings: Settings) -> list[str]:
     ):
         if number <= 0:
             problems.append(f"{label}: must be positive")
+    problems.extend(_audit_problems(settings))
+    problems.extend(_webhook_problems(settings))
     if settings.refresh_margin < 0:
         problems.append("LINKGATE_REFRESH_MARGIN: must not be negative")
     if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:
         problems.append("LINKGATE_LOG_LEVEL: one of debug, info, warning, error")
     problems.extend(_provider_problems(settings))
+    return problems
+
+
+def _audit_problems(settings: Settings) -> list[str]:
+    from gateway.audit import CheckpointKeys  # the audit log owns its key format
+
+    problems: list[str] = []
+    if settings.audit_checkpoint_interval <= 0:
+        problems.append("LINKGATE_AUDIT_CHECKPOINT_INTERVAL: must be positive")
+    if settings.audit_retention_days < MIN_AUDIT_RETENTION_DAYS:
+        problems.append(
+            f"LINKGATE_AUDIT_RETENTION_DAYS: at least {MIN_AUDIT_RETENTION_DAYS} "
+            "(disclosures are accounted for over the preceding 12 months)"
+        )
+    try:
+        CheckpointKeys.parse(settings.audit_verifier_keys)
+    except ValueError as exc:
+        problems.append(f"LINKGATE_AUDIT_VERIFIER_KEYS: {exc}")
+    return problems
+
+
+def _webhook_problems(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    if settings.webhook_url:
+        parts = urlsplit(settings.webhook_url)
+        if not _is_http_url(settings.webhook_url):
+            problems.append("LINKGATE_WEBHOOK_URL: must be an absolute http(s) URL")
+        elif parts.scheme != "https" and parts.hostname not in {"localhost", "127.0.0.1", "::1"}:
+            # The body names customers and connections: plain http only on this machine.
+            problems.append("LINKGATE_WEBHOOK_URL: must be https (http only for localhost)")
+        if len(settings.webhook_secret) < 32:
+            problems.append(
+                "LINKGATE_WEBHOOK_SECRET: missing or shorter than 32 characters; "
+                "`linkgate keys generate --secret` prints one"
+            )
+    if settings.webhook_max_attempts <= 0:
+        problems.append("LINKGATE_WEBHOOK_MAX_ATTEMPTS: must be positive")
+    if settings.webhook_backoff <= 0:
+        problems.append("LINKGATE_WEBHOOK_BACKOFF: must be positive")
     return problems
 
 

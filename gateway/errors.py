@@ -15,13 +15,15 @@ The tree::
     ├── Conflict                         409  conflict
     │   ├── ConnectionNeedsReauth        409  connection-needs-reauth
     │   ├── ConnectionRevoked            409  connection-revoked
-    │   └── ConnectionSuppressed         409  connection-suppressed
+    │   ├── ConnectionSuppressed         409  connection-suppressed
+    │   └── AuditChainBroken             409  audit-chain-broken
     ├── ConnectFlowError                 400  connect-flow (shown as a page, not JSON)
     ├── UpstreamError                    502  upstream
     │   ├── UpstreamMalformed            502  upstream-malformed
     │   ├── UpstreamRateLimited          429  upstream-rate-limited
     │   └── UpstreamUnavailable          503  upstream-unavailable
-    └── AuditUnavailable                 503  audit-unavailable
+    ├── AuditUnavailable                 503  audit-unavailable
+    └── SubjectControlsUnavailable       503  subject-controls-unavailable
 
 Foreign exceptions (httpx, SQLAlchemy, authlib, joserfc) are translated where
 they are caught; none of them reaches a caller. Problem types are stable URIs
@@ -146,6 +148,13 @@ class ConnectionSuppressed(Conflict):
     title = "The connection is suppressed (consent withdrawn)"
 
 
+class AuditChainBroken(Conflict):
+    """A stored audit event does not decode: the log was altered (run verify to locate it)."""
+
+    problem = "audit-chain-broken"
+    title = "The audit log does not verify"
+
+
 class ConnectFlowError(LinkgateError):
     """A failed OAuth round trip; rendered as a page for the admin's browser."""
 
@@ -181,3 +190,9 @@ class AuditUnavailable(LinkgateError):
     problem = "audit-unavailable"
     status = 503
     title = "The audit log cannot be written; no data is released"
+
+
+class SubjectControlsUnavailable(LinkgateError):
+    problem = "subject-controls-unavailable"
+    status = 503
+    title = "Consents and suppressions cannot be read; no data is released"

@@ -13,12 +13,14 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit import AuditStore, AuditWriter, SubjectHasher
+from gateway.audit_jobs import checkpoint_keys, load_signer
 from gateway.config import Settings
 from gateway.connect.flow import ConnectFlow
 from gateway.connect.jwks import JWKSCache
 from gateway.connect.sessions import ConnectSessionStore
 from gateway.connections import ConnectionStore
 from gateway.cursor import CursorKey
+from gateway.observability import TraceSummaryRecorder
 from gateway.provider_registry import ProviderRegistry, load_providers
 from gateway.records import RecordsService
 from gateway.refresh import TokenRefresher
@@ -57,11 +59,17 @@ async def open_runtime(
     oauth_transport: httpx.AsyncBaseTransport | None = None,
     upstream_transport: httpx.AsyncBaseTransport | None = None,
     upstream_retry: RetryPolicy | None = None,
+    trace_summaries: TraceSummaryRecorder | None = None,
 ) -> AsyncIterator[Runtime]:
     """Build the runtime; the transports let tests put a stand-in at the far edge."""
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     vault = KeyRing.parse(settings.vault_keys)
-    audit_store = AuditStore(writer(engine), audit_tables, read_engine=engine)
+    audit_store = AuditStore(
+        writer(engine),
+        audit_tables,
+        read_engine=engine,
+        keys=checkpoint_keys(settings, load_signer(settings)),
+    )
     audit = AuditWriter(audit_store)
     async with (
         audit,
@@ -89,6 +97,7 @@ async def open_runtime(
                     max_body=settings.upstream_max_body,
                     transport=upstream_transport,
                     policy=upstream_retry,
+                    errors={name: p.provider.errors for name, p in registry.items()},
                 )
             )
             subjects = SubjectHasher(settings.secret_key.encode())
@@ -110,6 +119,7 @@ async def open_runtime(
                 audit=audit,
                 subjects=subjects,
                 cursors=CursorKey(settings.secret_key.encode()),
+                trace_summary=trace_summaries.audit_summary if trace_summaries else None,
             )
             connect = ConnectFlow(
                 engine=engine,

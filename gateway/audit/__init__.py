@@ -9,7 +9,8 @@ Modules: :mod:`~gateway.audit.event` (the values), :mod:`~gateway.audit.chain`
 (hashing and verification, sans-I/O), :mod:`~gateway.audit.checkpoint` (signed
 notes), :mod:`~gateway.audit.subjects` (keyed subject hashes),
 :mod:`~gateway.audit.tables`, :mod:`~gateway.audit.store`,
-:mod:`~gateway.audit.writer` (group commit) and :mod:`~gateway.audit.errors`.
+:mod:`~gateway.audit.writer` (group commit), :mod:`~gateway.audit.disclosures`
+(the 12-month disclosure accounting) and :mod:`~gateway.audit.errors`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from gateway.audit.checkpoint import (
     generate_key_file,
     prunable_up_to,
 )
+from gateway.audit.disclosures import Disclosures, account_disclosures, is_disclosure
 from gateway.audit.errors import AuditError, AuditUnavailable, ChainBroken, KeyFileError
 from gateway.audit.event import Action, AuditEvent, EventDraft, Outcome, format_time, parse_time
 from gateway.audit.store import AuditCursor, AuditPage, AuditStore
@@ -58,11 +60,13 @@ __all__ = [
     "Checkpoint",
     "CheckpointKeys",
     "CheckpointSigner",
+    "Disclosures",
     "EventDraft",
     "KeyFileError",
     "Outcome",
     "SubjectHasher",
     "VerifyResult",
+    "account_disclosures",
     "canonical_content",
     "decode_event",
     "define_audit_tables",
@@ -70,6 +74,7 @@ __all__ = [
     "format_time",
     "generate_key_file",
     "genesis_hash",
+    "is_disclosure",
     "link",
     "link_with_content",
     "parse_time",

@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -24,6 +24,7 @@ from gateway.observability.redaction import redact_text
 from gateway.observability.tracing import redact_attributes
 
 __all__ = [
+    "AUDIT_MAX_SPANS",
     "DEFAULT_MAX_SPANS_PER_TRACE",
     "DEFAULT_MAX_TRACES",
     "SUMMARY_ATTRIBUTES",
@@ -34,6 +35,9 @@ __all__ = [
 
 DEFAULT_MAX_TRACES = 1_024
 DEFAULT_MAX_SPANS_PER_TRACE = 64
+# An audit row's summary stays well inside the event's item budget
+# (gateway.audit.event.MAX_TRACE_SUMMARY_ITEMS): about 15 items per span.
+AUDIT_MAX_SPANS = 24
 
 # Attributes worth keeping in an audit summary. The HTTP ones are OpenTelemetry
 # semantic conventions (http.request.resend_count is the retry count); the
@@ -153,6 +157,30 @@ class TraceSummaryRecorder(SpanProcessor):
                 dropped_spans=trace.dropped_spans,
             )
 
+    def audit_summary(self, trace_id: str) -> dict[str, Any]:
+        """The summary in the audit log's form: integers and strings only.
+
+        The audit chain hashes canonical JSON without floats (RFC 8785 §3.2.2.3
+        is where float formatting stops being reproducible), so durations are
+        whole microseconds and any float attribute becomes its ``repr``.
+        """
+        summary = self.summary_for(trace_id)
+        kept = summary["spans"][:AUDIT_MAX_SPANS]
+        dropped = summary["dropped_spans"] + len(summary["spans"]) - len(kept)
+        spans: list[dict[str, Any]] = []
+        for span in kept:
+            item: dict[str, Any] = {
+                "name": span["name"],
+                "duration_us": round(span["duration_ms"] * 1000),
+                "status": span["status"],
+            }
+            if "attributes" in span:
+                item["attributes"] = {
+                    key: _integral(value) for key, value in span["attributes"].items()
+                }
+            spans.append(item)
+        return {"spans": spans, "dropped_spans": dropped}
+
     def discard(self, trace_id: str) -> None:
         """Forget the trace with this 32-hex id (no error if unknown)."""
         with self._lock:
@@ -164,3 +192,13 @@ class TraceSummaryRecorder(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
+
+
+def _integral(value: object) -> Any:
+    if isinstance(value, float):
+        return repr(value)
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_integral(item) for item in value]
+    return str(value)

@@ -96,6 +96,7 @@ class RecordsService:
         consented: Callable[[Identifier], bool] = NO_CONSENT,
         suppressed: Callable[[Identifier, str], bool] = NO_SUPPRESSION,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        trace_summary: Callable[[str], Mapping[str, Any]] | None = None,
     ) -> None:
         self._connections = connections
         self._providers = providers
@@ -109,6 +110,7 @@ class RecordsService:
         self._consented = consented
         self._suppressed = suppressed
         self._clock = clock
+        self._trace_summary = trace_summary
 
     async def read(self, caller: Caller, query: RecordsQuery) -> RecordsPage:
         """fetch → normalize → decide → audit → respond."""
@@ -130,7 +132,9 @@ class RecordsService:
             raise
         decision = self._policy.decide_page(records, ctx)
         next_cursor = self._next_cursor(request, body, len(records))
-        trace_id = await self._record(caller, connection, request, query.purpose, page=decision)
+        trace_id = await self._record(
+            caller, connection, request, query.purpose, page=decision, originals=records
+        )
         return RecordsPage(decision.kept, decision, next_cursor, fetched_at, trace_id)
 
     # -- validate ---------------------------------------------------------------
@@ -298,6 +302,7 @@ class RecordsService:
         *,
         page: PageDecision | None = None,
         error: LinkgateError | None = None,
+        originals: list[Record] | None = None,
     ) -> str:
         """Append the access to the audit log; returns once durable (privacy notice, "accountable").
 
@@ -307,7 +312,12 @@ class RecordsService:
         customer_id = connection.customer_id
         subjects: set[str] = set()
         if page is not None:
-            for record in page.kept:
+            # Hash the subjects as fetched, not as released: a pseudonymizing purpose
+            # releases keyed pseudonyms, but the auditor searches by the person's
+            # real identifier (privacy notice, "accountable").
+            kept = {record.id for record in page.kept}
+            touched = [r for r in originals if r.id in kept] if originals else page.kept
+            for record in touched:
                 for subject in record.subjects:
                     for identifier in subject.identifiers:
                         subjects.add(self._subjects.hash(customer_id, str(identifier)))
@@ -330,6 +340,7 @@ class RecordsService:
             dropped=page.dropped if page is not None else {},
             subjects=tuple(subjects),
             trace_id=trace_id,
+            trace_summary=self._trace_summary(trace_id) if self._trace_summary else {},
         )
         try:
             await self._audit.record(draft)
