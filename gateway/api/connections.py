@@ -36,7 +36,8 @@ async def delete_connection(request: Request) -> Response:
     )
     revoked = await disconnect(
         connection,
-        caller=caller,
+        actor_id=caller.id,
+        actor_class=caller.caller_class.value,
         audit=runtime.audit,
         store=runtime.connections,
         registry=runtime.providers,

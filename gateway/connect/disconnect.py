@@ -6,7 +6,6 @@ import httpx
 import structlog
 
 from gateway.audit import Action, AuditWriter, EventDraft, Outcome
-from gateway.callers import Caller
 from gateway.connections import Connection, ConnectionStore
 from gateway.errors import LinkgateError
 from gateway.oauth import revoke_token
@@ -19,13 +18,17 @@ log = structlog.get_logger(__name__)
 async def disconnect(
     connection: Connection,
     *,
-    caller: Caller,
+    actor_id: str,
+    actor_class: str | None,
     audit: AuditWriter,
     store: ConnectionStore,
     registry: ProviderRegistry,
     http: httpx.AsyncClient,
 ) -> bool:
     """Returns whether the provider confirmed the revocation.
+
+    ``actor_id`` is who asked: a service id, or the connect session of the
+    admin who clicked Disconnect in the portal.
 
     RFC 7009 §2.1: revoking the refresh token invalidates the whole grant at
     providers that support it, so it goes first; the access token follows for
@@ -58,8 +61,8 @@ async def disconnect(
             customer_id=connection.customer_id,
             action=Action.CONNECTION_DELETED,
             outcome=Outcome.ALLOWED,
-            caller_id=caller.id,
-            caller_class=caller.caller_class.value,
+            caller_id=actor_id,
+            caller_class=actor_class,
             connection_id=connection.id,
             provider=connection.provider,
             trace_id=current_trace_id(),

@@ -130,6 +130,7 @@ class AuthorizationServer:
             scopes=held.scope,
             accounts=list(self.accounts.values()),
             action=str(request.url_for("decide")),
+            redirect_uri=redirect_uri,
         )
 
     def _validate(self, params: Mapping[str, str], redirect_uri: str) -> AuthorizationRequest:

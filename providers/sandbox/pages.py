@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import HTMLResponse
@@ -32,6 +33,7 @@ def consent_page(
     scopes: Sequence[str],
     accounts: Sequence[DemoAccount],
     action: str,
+    redirect_uri: str,
 ) -> HTMLResponse:
     html = _templates.get_template("consent.html").render(
         request_id=request_id,
@@ -40,7 +42,14 @@ def consent_page(
         accounts=accounts,
         action=action,
     )
-    return HTMLResponse(html, headers=_PAGE_HEADERS)
+    # CSP form-action also governs the redirects that follow a submission
+    # (CSP Level 3 §6.4.1), so the client's registered redirect URI must be
+    # allowed, or browsers stop on this page after Approve.
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(redirect_uri))
+    policy = _PAGE_HEADERS["Content-Security-Policy"].replace(
+        "form-action 'self'", f"form-action 'self' {origin}"
+    )
+    return HTMLResponse(html, headers={**_PAGE_HEADERS, "Content-Security-Policy": policy})
 
 
 def error_page(message: str, status_code: int = 400) -> HTMLResponse:

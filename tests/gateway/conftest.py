@@ -75,6 +75,11 @@ class Stack:
 
 @pytest.fixture
 async def stack(database_url: str, servers: Servers) -> Stack:
+    """Gateway + sandbox; the sandbox approves at once (no consent page)."""
+    return await build_stack(database_url, servers, auto_approve=True)
+
+
+async def build_stack(database_url: str, servers: Servers, *, auto_approve: bool) -> Stack:
     secret = secrets.token_urlsafe(16)
     gateway_url = servers.reserve()
     sandbox_url = servers.reserve()
@@ -88,7 +93,7 @@ async def stack(database_url: str, servers: Servers) -> Stack:
                         client_secret=secret, redirect_uris=(f"{gateway_url}/oauth/callback",)
                     )
                 },
-                auto_approve=True,
+                auto_approve=auto_approve,
             )
         ),
     )
