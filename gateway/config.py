@@ -59,6 +59,11 @@ class ProviderSettings:
     issuer: str = ""
     scopes: tuple[str, ...] = ()
     endpoints: Mapping[str, str] = field(default_factory=dict)
+    # A provider whose client secret is a JWT we sign (Apple): the team that signs it,
+    # the key id in its header, and the PEM file holding the private key.
+    team_id: str = ""
+    key_id: str = ""
+    private_key_file: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -266,7 +271,33 @@ def _provider_problems(settings: Settings) -> list[str]:
         for key, url in provider.endpoints.items():
             if not _is_http_url(url):
                 problems.append(f"{where}: {key} must be an absolute http(s) URL")
+        builtin = BUILTIN_PROVIDERS.get(name) if not provider.kind else None
+        signs = builtin is not None and builtin.oauth.client_secret_jwt is not None
+        problems.extend(_signing_problems(where, provider, required=signs))
     return problems
+
+
+_SIGNING_KEYS = ("team_id", "key_id", "private_key_file")
+
+
+def _signing_problems(where: str, provider: ProviderSettings, *, required: bool) -> list[str]:
+    """A provider that signs its client secret needs all three keys and a usable EC key."""
+    present = [key for key in _SIGNING_KEYS if getattr(provider, key)]
+    if not present and not required:
+        return []
+    missing = [key for key in _SIGNING_KEYS if not getattr(provider, key)]
+    if missing:
+        return [f"{where}: {', '.join(missing)} missing (the client secret is a signed JWT)"]
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(Path(provider.private_key_file).read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        return [f"{where}: private_key_file cannot be read as a PEM key ({type(exc).__name__})"]
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        return [f"{where}: private_key_file must be a P-256 EC key (ES256)"]
+    return []
 
 
 def _read_toml(
@@ -299,6 +330,7 @@ def _providers(
             continue
         prefix = f"LINKGATE_PROVIDER_{name.upper().replace('-', '_')}_"
         allowed = {"client_id", "client_secret", "kind", "issuer", "scopes", *ENDPOINT_KEYS}
+        allowed |= set(_SIGNING_KEYS)
         for key in section:
             if key not in allowed:
                 problems.append(f"[providers.{name}]: unknown key {key!r}")
@@ -313,6 +345,7 @@ def _providers(
             kind=str(section.get("kind", "")),
             issuer=str(section.get("issuer", "")).rstrip("/"),
             scopes=tuple(scopes),
+            **{key: str(section.get(key, "")) for key in _SIGNING_KEYS},
             endpoints={
                 k: str(section[k]).rstrip("/") if k == "issuer" else str(section[k])
                 for k in (*ENDPOINT_KEYS, "issuer")

@@ -17,6 +17,8 @@ from urllib.parse import urlencode
 import httpx
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from joserfc import jwt
+from joserfc.jwk import ECKey
 
 from gateway.errors import UpstreamError, UpstreamMalformed, UpstreamUnavailable
 from providers.base import ClientAuth, Provider
@@ -31,6 +33,10 @@ MAX_OAUTH_BODY = 256 * 1024
 class ClientCredentials:
     client_id: str
     client_secret: str = field(repr=False)
+    # For ClientAuth.SIGNED_SECRET_POST: who signs the client-secret JWT, and with what.
+    team_id: str = ""
+    key_id: str = ""
+    private_key_pem: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +57,18 @@ class OAuthError(Exception):
 
     INVALID_GRANT = "invalid_grant"
 
-    def __init__(self, error: str, description: str = "", status: int = 400):
+    def __init__(
+        self,
+        error: str,
+        description: str = "",
+        status: int = 400,
+        body: Mapping[str, Any] | None = None,
+    ):
         super().__init__(f"{error}: {description}" if description else error)
         self.error = error
         self.description = description
         self.status = status
+        self.body = dict(body or {})  # for the provider's ErrorTable.token rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +99,8 @@ def begin_authorization(
         "code_challenge_method": "S256",
         **provider.oauth.extra_authorize_params,
     }
+    if provider.oauth.response_mode:
+        params["response_mode"] = provider.oauth.response_mode  # OAuth 2.0 Form Post §2
     if nonce:
         params["nonce"] = nonce
     endpoint = provider.oauth.endpoints.authorize_url
@@ -169,7 +184,7 @@ async def _token_request(
         error = body.get("error")
         if not isinstance(error, str):
             raise UpstreamMalformed(f"token endpoint answered HTTP {response.status_code}")
-        raise OAuthError(error, str(body.get("error_description", "")), response.status_code)
+        raise OAuthError(error, str(body.get("error_description", "")), response.status_code, body)
     return parse_token_response(body, now=int(time.time()))
 
 
@@ -214,7 +229,31 @@ def _client_auth(
         return {
             "data": {**form, "client_id": client.client_id, "client_secret": client.client_secret}
         }
+    if method is ClientAuth.SIGNED_SECRET_POST:
+        secret = signed_client_secret(provider, client, now=int(time.time()))
+        return {"data": {**form, "client_id": client.client_id, "client_secret": secret}}
     return {"data": {**form, "client_id": client.client_id}}
+
+
+def signed_client_secret(provider: Provider, client: ClientCredentials, *, now: int) -> str:
+    """A client-secret JWT minted for one token request (Apple "Creating a client secret").
+
+    ``iss`` is the team id, ``sub`` the client id, ``aud`` the provider's; the
+    header names the key (``kid``). Short-lived, so a leaked one soon stops working.
+    """
+    spec = provider.oauth.client_secret_jwt
+    if spec is None or not (client.team_id and client.key_id and client.private_key_pem):
+        raise UpstreamError(f"{provider.name} needs team_id, key_id and private_key_file")
+    key = ECKey.import_key(client.private_key_pem)
+    claims = {
+        "iss": client.team_id,
+        "sub": client.client_id,
+        "aud": spec.audience,
+        "iat": now,
+        "exp": now + spec.lifetime,
+    }
+    header = {"alg": spec.algorithm, "kid": client.key_id}
+    return jwt.encode(header, claims, key, algorithms=[spec.algorithm])
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -69,11 +70,22 @@ async def load_providers(settings: Settings, http: httpx.AsyncClient) -> Provide
             continue
         providers[name] = ConfiguredProvider(
             provider=provider,
-            client=ClientCredentials(section.client_id, section.client_secret),
+            client=ClientCredentials(
+                section.client_id,
+                section.client_secret,
+                team_id=section.team_id,
+                key_id=section.key_id,
+                private_key_pem=_private_key_pem(section),
+            ),
         )
     if problems:
         raise ConfigError(problems)
     return ProviderRegistry(providers)
+
+
+def _private_key_pem(section: ProviderSettings) -> str:
+    """The client-secret signing key; validated at start-up (gateway.config), read once here."""
+    return Path(section.private_key_file).read_text() if section.private_key_file else ""
 
 
 async def _resolve(section: ProviderSettings, http: httpx.AsyncClient) -> Provider | None:

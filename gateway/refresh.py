@@ -40,12 +40,15 @@ from gateway.errors import (
     LinkgateError,
     NotFound,
     UpstreamError,
+    UpstreamRateLimited,
     UpstreamUnavailable,
 )
 from gateway.oauth import OAuthError, TokenSet, refresh_tokens
 from gateway.provider_registry import ProviderRegistry
 from gateway.storage import connections, writer
 from gateway.vault import KeyRing, token_row
+from gateway.webhooks import EventType, WebhookOutbox
+from providers.base import ErrorKind
 
 __all__ = ["DEFAULT_COOLDOWN", "TokenRefresher", "cooldown_for", "needs_refresh", "require_usable"]
 
@@ -70,6 +73,11 @@ def cooldown_for(failures: int, base: float = DEFAULT_COOLDOWN) -> float:
     return float(min(MAX_COOLDOWN, base * 2 ** max(0, failures - 1)))
 
 
+def _generic_token_error_kind(error: str) -> ErrorKind:
+    """Without a provider rule: ``invalid_grant`` needs the customer (RFC 6749 §5.2), else retry."""
+    return ErrorKind.REAUTH if error == OAuthError.INVALID_GRANT else ErrorKind.RETRY_LATER
+
+
 def require_usable(connection: Connection) -> None:
     """Raise the connection's problem unless it may be used to call the provider."""
     if connection.status is Status.NEEDS_REAUTH:
@@ -87,6 +95,7 @@ def require_usable(connection: Connection) -> None:
 class _Failure:
     error: LinkgateError
     action: Action | None = None
+    retry_after: float | None = None  # the provider's own minimum pause, if it gave one
 
 
 class TokenRefresher:
@@ -103,6 +112,7 @@ class TokenRefresher:
         margin: int,
         cooldown: float = DEFAULT_COOLDOWN,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        webhooks: WebhookOutbox | None = None,
     ) -> None:
         self._engine = engine
         self._vault = vault
@@ -112,6 +122,7 @@ class TokenRefresher:
         self._margin = margin
         self._cooldown = cooldown
         self._clock = clock
+        self._webhooks = webhooks or WebhookOutbox.disabled()
         self._inflight: dict[str, asyncio.Task[Connection]] = {}
 
     def access_token(self, connection: Connection) -> str:
@@ -206,7 +217,7 @@ class TokenRefresher:
                 failure = outcome
             else:
                 failures = int(row["refresh_failures"] or 0) + 1
-                pause = cooldown_for(failures, self._cooldown)
+                pause = max(cooldown_for(failures, self._cooldown), outcome.retry_after or 0.0)
                 values = {
                     "refresh_failures": failures,
                     "refresh_cooldown_until": now + timedelta(seconds=pause),
@@ -222,6 +233,8 @@ class TokenRefresher:
                 .mappings()
                 .one()
             )
+            if failure is not None and failure.action is Action.CONNECTION_NEEDS_REAUTH:
+                await self._webhooks.add(conn, EventType.NEEDS_REAUTH, updated)  # same transaction
         # The row is committed; now the audit log learns what happened to the connection.
         if refreshed:
             log.info("token.refreshed", connection_id=connection_id)
@@ -258,17 +271,28 @@ class TokenRefresher:
                 self._http, configured.provider, configured.client, refresh_token
             )
         except OAuthError as exc:
-            if exc.error == OAuthError.INVALID_GRANT:
+            # The provider's ErrorTable.token rules read its own codes (AADSTS…) first.
+            verdict = configured.provider.errors.classify_token(exc.status, exc.body)
+            kind = verdict.kind if verdict else _generic_token_error_kind(exc.error)
+            code = (verdict.code if verdict else exc.error)[:64]
+            if kind is ErrorKind.REAUTH:
                 # RFC 6749 §5.2: the grant is expired, revoked or was never ours; only
                 # the customer can fix that, by linking the account again.
                 return _Failure(
                     ConnectionNeedsReauth(
-                        f"the provider refused the refresh token ({exc.error})",
+                        f"the provider refused the refresh token ({code})",
                         connection_id=connection.id,
                     ),
                     Action.CONNECTION_NEEDS_REAUTH,
                 )
-            return _Failure(UpstreamUnavailable(f"token refresh failed ({exc.error})"))
+            retry_after = verdict.retry_after if verdict else None
+            if kind is ErrorKind.PERMANENT:
+                error: LinkgateError = UpstreamError(f"token refresh refused ({code})")
+            elif kind is ErrorKind.USAGE_CAPPED:
+                error = UpstreamRateLimited(f"token refresh hit a usage cap ({code})")
+            else:
+                error = UpstreamUnavailable(f"token refresh failed ({code})")
+            return _Failure(error, retry_after=retry_after)
         except UpstreamError as exc:
             return _Failure(UpstreamUnavailable(f"token refresh failed: {exc.detail}"))
 

@@ -3,6 +3,70 @@
 A provider is data plus a few small pure functions. The gateway does all I/O:
 it builds requests from these declarations, hands the parsed JSON back to the
 provider's ``normalize`` functions and judges the records they return.
+
+Hooks a provider uses for its quirks (the gateway has no provider names in it):
+
+``Provider.errors`` (:class:`ErrorTable`)
+    How the provider's error bodies map to the gateway's kinds (:class:`ErrorKind`):
+    ``api`` rules for resource calls (``UpstreamClient``), ``token`` rules for the
+    token endpoint (``gateway/refresh.py``). Each :class:`ErrorRule` names HTTP
+    statuses and/or a JSON path whose value must be one of ``values``; lists on
+    the path fan out, so ``("error", "errors", "reason")`` reads every Google
+    reason. The first matching rule wins; when none matches, the generic
+    behaviour stays (API: 401 re-auth, 429/5xx retry, other 4xx permanent;
+    token endpoint: ``invalid_grant`` re-auth, anything else retry later).
+    Example: ``ErrorRule(kind=ErrorKind.REAUTH, path=("error", "code"), values=frozenset({190}))``.
+
+``OAuthSettings.issuer_claims``
+    For a multi-tenant issuer: ``Endpoints.issuer`` is a template such as
+    ``https://login.microsoftonline.com/{tenantid}/v2.0`` and
+    ``issuer_claims={"tenantid": "tid"}`` fills each placeholder from the ID
+    token's own claim before the exact ``iss`` comparison (OIDC Core §3.1.3.7 (2)).
+    Empty means plain equality with ``Endpoints.issuer``.
+
+``OAuthSettings.client_auth = ClientAuth.SIGNED_SECRET_POST`` with ``client_secret_jwt``
+    The client secret is a short-lived JWT the gateway signs per token request
+    (:class:`ClientSecretJWT`: algorithm, audience, lifetime) with the key named
+    by the provider's settings (``team_id``, ``key_id``, ``private_key_file``);
+    it is sent as ``client_secret`` in the form body (Apple).
+
+``OAuthSettings.response_mode = "form_post"``
+    The provider returns to ``POST /oauth/callback`` with a form body (OAuth 2.0
+    Form Post Response Mode); the callback is checked exactly like the GET, and
+    the browser-binding cookie is set ``SameSite=None`` for that round trip.
+
+``Provider.account_from_callback``
+    Refines the linked :class:`Account` from the callback's own parameters,
+    e.g. Apple's ``user`` JSON with the name, sent on first consent only.
+
+``OAuthSettings.extra_authorize_params``
+    Fixed parameters on the authorization request (Google ``access_type=offline``).
+
+``OAuthSettings.long_lived_exchange`` (:class:`TokenExchange`)
+    Right after the code exchange, trade the short-lived access token for a
+    long-lived one at a provider grant (Meta ``fb_exchange_token``, Instagram
+    ``ig_exchange_token``); the long-lived token is the one stored. None: keep it.
+
+``OAuthSettings.refresh_by_exchange`` (:class:`TokenExchange`)
+    The provider has no refresh token: refreshing trades the current access
+    token for a new one (Instagram ``ig_refresh_token``). None: RFC 6749 §6.
+
+``OAuthSettings.revoke_style`` / ``revoke_client_auth``
+    ``RevokeStyle.DELETE_WITH_BEARER``: disconnecting sends ``DELETE revoke_url``
+    with the access token as bearer (Facebook ``DELETE /me/permissions``) instead
+    of an RFC 7009 form. ``revoke_client_auth`` authenticates the revocation
+    request differently from the token endpoint (Calendly wants the credentials
+    in the body there). Defaults: RFC 7009, same client authentication.
+
+``Provider.scoped_tokens`` (:class:`ScopedTokens`) with ``Resource.scoped_token_param``
+    Per-object tokens the provider issues under the user's grant (Meta Page
+    access tokens from ``/me/accounts``): fetched after linking, sealed by the
+    vault per connection, and used as the bearer of every resource that names
+    the object through ``scoped_token_param`` (e.g. ``page_id``).
+
+``Resource.extract``
+    Takes a page body apart into items when ``items_path`` is not enough, e.g. to
+    join X's ``includes.users`` onto each post so its normalizer sees the author.
 """
 
 from __future__ import annotations
@@ -24,7 +88,135 @@ class ClientAuth(enum.StrEnum):
 
     CLIENT_SECRET_BASIC = "client_secret_basic"  # noqa: S105 - a method name (RFC 6749 §2.3.1)
     CLIENT_SECRET_POST = "client_secret_post"  # noqa: S105 - a method name
+    # The client_secret is a JWT signed per request with the provider's private key
+    # (Apple "Creating a client secret"); sent in the body like client_secret_post.
+    SIGNED_SECRET_POST = "signed_secret_post"  # noqa: S105 - a method name
     NONE = "none"  # public client: PKCE only
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientSecretJWT:
+    """How to mint a client-secret JWT: ``iss`` = team id, ``sub`` = client id, ``kid`` header."""
+
+    audience: str
+    algorithm: str = "ES256"
+    lifetime: int = 300  # seconds; short, one per token request
+
+
+class ErrorKind(enum.StrEnum):
+    """What a provider's error means for the gateway."""
+
+    REAUTH = "reauth"  # the token or grant is dead: refresh (API) or re-consent (token endpoint)
+    RETRY_LATER = "retry_later"  # transient or paced: try again after a delay
+    PERMANENT = "permanent"  # retrying will not help; the connection itself is fine
+    USAGE_CAPPED = "usage_capped"  # a quota is spent until its period ends: never retried now
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorRule:
+    """One line of a provider's error table.
+
+    Matches when the HTTP status is in ``statuses`` (empty: any error status) and
+    the JSON body has, at ``path``, a value in ``values`` (empty ``path``: the
+    status alone decides; empty ``values``: any value present there).
+    """
+
+    kind: ErrorKind
+    path: tuple[str, ...] = ()
+    values: frozenset[str | int] = frozenset()
+    statuses: frozenset[int] = frozenset()
+    retry_after: float | None = None  # seconds, when the provider sends no Retry-After
+
+    def matches(self, status: int, body: Any) -> str | None:
+        """The matched provider code (safe to log), or None."""
+        if self.statuses and status not in self.statuses:
+            return None
+        if not self.path:
+            return str(status)
+        for found in _values_at(body, self.path):
+            if isinstance(found, bool) or not isinstance(found, str | int):
+                continue
+            if not self.values or found in self.values:
+                return str(found)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorVerdict:
+    kind: ErrorKind
+    code: str  # the provider's code that decided it (an error name, never a token)
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorTable:
+    """A provider's error rules; first match wins, no match keeps the generic behaviour."""
+
+    api: tuple[ErrorRule, ...] = ()
+    token: tuple[ErrorRule, ...] = ()
+
+    def classify_api(self, status: int, body: Any) -> ErrorVerdict | None:
+        return _first_match(self.api, status, body)
+
+    def classify_token(self, status: int, body: Any) -> ErrorVerdict | None:
+        return _first_match(self.token, status, body)
+
+
+def _first_match(rules: tuple[ErrorRule, ...], status: int, body: Any) -> ErrorVerdict | None:
+    for rule in rules:
+        code = rule.matches(status, body)
+        if code is not None:
+            return ErrorVerdict(rule.kind, code, rule.retry_after)
+    return None
+
+
+def _values_at(body: Any, path: tuple[str, ...]) -> list[Any]:
+    """Every value at ``path``; a list on the way fans out over its items."""
+    current = [body]
+    for key in path:
+        step: list[Any] = []
+        for node in current:
+            for item in node if isinstance(node, list) else [node]:
+                if isinstance(item, Mapping) and key in item:
+                    step.append(item[key])
+        current = step
+    return [v for node in current for v in (node if isinstance(node, list) else [node])]
+
+
+class RevokeStyle(enum.StrEnum):
+    """How a provider is told that a grant ends."""
+
+    RFC7009 = "rfc7009"  # POST revoke_url, form token + token_type_hint
+    DELETE_WITH_BEARER = "delete_with_bearer"  # DELETE revoke_url with the access token
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenExchange:
+    """A provider grant that trades an access token for another (GET, query parameters).
+
+    ``path`` is resolved against ``api_base_url`` (RFC 3986 §5.2), so a relative
+    path stays under the API version and an absolute one (``/access_token``) is
+    at the API host's root. ``token_param`` carries the token being traded.
+    """
+
+    path: str
+    grant_type: str
+    token_param: str
+    send_client_id: bool = True
+    send_client_secret: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScopedTokens:
+    """Where the per-object tokens are listed, and how to read one entry."""
+
+    path: str  # relative to api_base_url, called with the user's access token
+    query: Mapping[str, str] = field(default_factory=dict)
+    items_path: tuple[str, ...] = ("data",)
+    next_path: tuple[str, ...] = ("paging", "next")  # next-page link, same origin only
+    id_field: str = "id"
+    token_field: str = "access_token"  # noqa: S105 - a field name
+    max_pages: int = 10
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +257,25 @@ class OAuthSettings:
     id_token_algorithms: tuple[str, ...] = ("RS256",)
     extra_authorize_params: Mapping[str, str] = field(default_factory=dict)
     scope_separator: str = " "
+    # Multi-tenant issuers: placeholder in Endpoints.issuer -> the ID-token claim filling it.
+    issuer_claims: Mapping[str, str] = field(default_factory=dict)
+    client_secret_jwt: ClientSecretJWT | None = None  # with ClientAuth.SIGNED_SECRET_POST
+    response_mode: str = ""  # "" (query, RFC 6749 §4.1.2) or "form_post"
+    long_lived_exchange: TokenExchange | None = None  # after the code exchange (Meta)
+    refresh_by_exchange: TokenExchange | None = None  # no refresh token (Instagram)
+    revoke_style: RevokeStyle = RevokeStyle.RFC7009
+    revoke_client_auth: ClientAuth | None = None  # None: as at the token endpoint
+
+    def issuer_for(self, claims: Mapping[str, Any]) -> str | None:
+        """The issuer these claims must name; None when a placeholder cannot be filled."""
+        issuer = self.endpoints.issuer or ""
+        for placeholder, claim in self.issuer_claims.items():
+            value = claims.get(claim)
+            # A tenant id is one path segment; anything else could forge another issuer.
+            if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", value):
+                return None
+            issuer = issuer.replace("{" + placeholder + "}", value)
+        return issuer
 
 
 class PageStyle(enum.StrEnum):
@@ -107,6 +318,7 @@ class NormalizeContext:
     resource: str
     fetched_at: datetime
     account_id: str = ""  # the linked account's own id at the provider
+    scope_id: str = ""  # the object whose scoped token read the page (a Facebook Page id)
 
 
 Normalizer = Callable[[JSONObject, NormalizeContext], Record]
@@ -122,6 +334,8 @@ class Resource:
     params: tuple[Param, ...] = ()
     pagination: Pagination = Pagination()
     description: str = ""
+    scoped_token_param: str = ""  # the param naming the object whose scoped token is the bearer
+    extract: Callable[[JSONObject], Any] | None = None  # body -> items, instead of items_path
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,6 +356,10 @@ class Provider:
     # Derives the linked account from ID-token claims (OIDC) or from the userinfo body.
     account_from_claims: Callable[[JSONObject, str], Account]
     scope_descriptions: Mapping[str, str] = field(default_factory=dict)
+    errors: ErrorTable = ErrorTable()
+    # Refines the account from the callback's parameters (Apple's first-consent ``user``).
+    account_from_callback: Callable[[Account, Mapping[str, str]], Account] | None = None
+    scoped_tokens: ScopedTokens | None = None  # per-object tokens (Meta Page tokens)
 
     def with_endpoints(self, overrides: Mapping[str, str]) -> Provider:
         endpoints = self.oauth.endpoints.with_overrides(overrides)

@@ -121,7 +121,10 @@ class ConnectFlow:
         log.info("connect.started", provider=provider_name, customer_id=session.customer_id)
         return Started(redirect_url=request.url, browser_binding=binding)
 
-    async def finish(self, params: Mapping[str, str], browser_binding: str | None) -> Finished:
+    async def finish(
+        self, params: Mapping[str, str], browser_binding: str | None, *, form_post: bool = False
+    ) -> Finished:
+        """``form_post``: the parameters came as a POST form body (OAuth 2.0 Form Post §2)."""
         state = params.get("state", "")
         if not state:
             raise ConnectFlowError("The provider sent you back without a state; start again.")
@@ -129,6 +132,10 @@ class ConnectFlow:
         session = await self._sessions.by_id(pending["session_id"])
         configured = self._registry.require(pending["provider"])
         provider = configured.provider
+        if form_post != (provider.oauth.response_mode == "form_post"):
+            # The answer must come back the way it was asked for: a query-mode code
+            # arriving in a POST (or the reverse) did not come from this round trip.
+            raise ConnectFlowError("The provider answered in an unexpected way; start again.")
         self._check_issuer_parameter(configured, params.get("iss"))
         if "error" in params:
             message = _PROVIDER_ERRORS.get(
@@ -160,6 +167,8 @@ class ConnectFlow:
             raise ConnectFlowError(f"The provider could not be reached: {exc.detail}") from None
         claims = await self._identity(configured, tokens.id_token, tokens.access_token, pending)
         account = provider.account_from_claims(claims, configured.issuer)
+        if provider.account_from_callback is not None:
+            account = provider.account_from_callback(account, params)
         scopes = tokens.scope or provider.oauth.scopes
         connection, created = await self._connections.link(
             customer_id=session.customer_id,
@@ -254,6 +263,7 @@ class ConnectFlow:
                 nonce=pending["nonce"] or "",
                 algorithms=provider.oauth.id_token_algorithms,
                 now=int(time.time()),
+                issuer_for=provider.oauth.issuer_for if provider.oauth.issuer_claims else None,
             )
             try:
                 keys = await self._jwks.get(endpoints.jwks_url)

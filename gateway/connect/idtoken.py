@@ -9,7 +9,7 @@ log say what was wrong, without echoing the token.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,9 @@ class Expectations:
     algorithms: Collection[str]
     now: int  # seconds since the epoch
     leeway: int = DEFAULT_LEEWAY_SECONDS
+    # Multi-tenant issuers (providers.base.OAuthSettings.issuer_for): the issuer these
+    # claims must name, derived from the token's own tenant claim; None = ``issuer``.
+    issuer_for: Callable[[Mapping[str, Any]], str | None] | None = None
 
 
 def validate_id_token(token: str, jwks: Mapping[str, Any], expect: Expectations) -> dict[str, Any]:
@@ -61,8 +64,11 @@ def validate_id_token(token: str, jwks: Mapping[str, Any], expect: Expectations)
 
 
 def _check_claims(claims: dict[str, Any], expect: Expectations) -> None:
-    # §3.1.3.7 (2): iss MUST exactly match the issuer of the provider.
-    if claims.get("iss") != expect.issuer:
+    # §3.1.3.7 (2): iss MUST exactly match the issuer of the provider. For a
+    # multi-tenant issuer, the template filled with the token's own tenant id
+    # (Microsoft identity platform, "Validate the issuer").
+    issuer = expect.issuer_for(claims) if expect.issuer_for else expect.issuer
+    if issuer is None or claims.get("iss") != issuer:
         raise IDTokenError("iss does not match the provider's issuer")
     # §3.1.3.7 (3): aud MUST contain our client_id; (4)-(5): azp when several audiences.
     audience = claims.get("aud")

@@ -36,6 +36,7 @@ from gateway.upstream._retry import (
     is_usage_capped,
     retry_delay,
 )
+from providers.base import ErrorKind, ErrorTable, ErrorVerdict
 
 log = structlog.get_logger("gateway.upstream")
 
@@ -66,12 +67,14 @@ class UpstreamClient:
         max_body: int,
         policy: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
+        errors: ErrorTable | None = None,
     ) -> None:
         self.name = name
         self._http = http
         self._max_body = max_body
         self._policy = policy or RetryPolicy()
         self.breaker = breaker or CircuitBreaker(name)
+        self._errors = errors or ErrorTable()  # the provider's error rules (providers.base)
 
     async def get_json(self, url: str, *, params: Mapping[str, str], bearer: str) -> dict[str, Any]:
         """The JSON object at ``url``, retried under the policy's deadline."""
@@ -125,6 +128,10 @@ class UpstreamClient:
             self.breaker.failure()
             raise _Transient(self._unavailable(f"unreachable ({type(exc).__name__})")) from None
         status = response.status_code
+        if status >= 400:
+            verdict = self._errors.classify_api(status, _parsed_or_none(body))
+            if verdict is not None:
+                return self._classified(verdict, status, response.headers, remaining)
         if status in RETRYABLE_STATUS:
             return self._transient(status, response.headers, body, remaining)
         self.breaker.success()
@@ -161,6 +168,36 @@ class UpstreamClient:
             delay,
         )
 
+    def _classified(
+        self, verdict: ErrorVerdict, status: int, headers: httpx.Headers, remaining: float
+    ) -> dict[str, Any]:
+        """Act on the provider's own reading of its error (its ``ErrorTable.api`` rules)."""
+        code = verdict.code[:64]
+        asked = retry_delay(headers, now=time.time())
+        delay = asked if asked is not None else verdict.retry_after
+        if status >= 500:
+            self.breaker.failure()
+        else:
+            self.breaker.success()  # the provider is up and told us what is wrong
+        if verdict.kind is ErrorKind.REAUTH:
+            raise Unauthorized()
+        if verdict.kind is ErrorKind.PERMANENT:
+            raise UpstreamError(f"{self.name} refused the request ({code})")
+        retry_after = {"Retry-After": announced(delay)}
+        if verdict.kind is ErrorKind.USAGE_CAPPED:
+            raise UpstreamRateLimited(
+                f"{self.name} reports a usage cap ({code}); retrying will not help",
+                headers=retry_after,
+            )
+        problem: LinkgateError = (
+            UpstreamUnavailable(f"{self.name} asks to retry later ({code})", headers=retry_after)
+            if status >= 500
+            else UpstreamRateLimited(f"{self.name} is rate limiting ({code})", headers=retry_after)
+        )
+        if delay is not None and delay > remaining:
+            raise problem  # waiting would outlast the deadline: say when to come back
+        raise _Transient(problem, delay)
+
     def _unavailable(self, what: str) -> UpstreamUnavailable:
         return UpstreamUnavailable(f"{self.name} {what}", headers={"Retry-After": announced(None)})
 
@@ -177,6 +214,14 @@ class UpstreamClient:
                 raise UpstreamMalformed(f"{self.name} answered with a body over the size cap")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _parsed_or_none(body: bytes) -> Any:
+    """An error body as JSON for the provider's rules; None when it is not JSON."""
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
 
 
 def _json_object(name: str, body: bytes) -> dict[str, Any]:
@@ -214,6 +259,7 @@ async def open_upstream_clients(
     max_body: int,
     transport: httpx.AsyncBaseTransport | None = None,
     policy: RetryPolicy | None = None,
+    errors: Mapping[str, ErrorTable] | None = None,
 ) -> AsyncIterator[UpstreamClients]:
     """One client per provider for the runtime's lifetime; closed on exit.
 
@@ -237,5 +283,7 @@ async def open_upstream_clients(
                     follow_redirects=False,  # a redirect could leave the provider's origin
                 )
             )
-            clients[name] = UpstreamClient(name, http, max_body=max_body, policy=policy)
+            clients[name] = UpstreamClient(
+                name, http, max_body=max_body, policy=policy, errors=(errors or {}).get(name)
+            )
         yield UpstreamClients(clients)
