@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from gateway import audit_cli
 from gateway.callers import CallerKind, create_caller, list_callers, revoke_caller
 from gateway.config import Settings, load_settings
 from gateway.errors import ConfigError, LinkgateError
@@ -228,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = services.add_parser("revoke", help="revoke a service key")
     revoke.add_argument("id")
     revoke.set_defaults(handler=cmd_services_revoke)
+    audit_cli.register(commands)  # auditors … and audit …
     return parser
 
 
