@@ -98,6 +98,7 @@ async def open_runtime(
                     transport=upstream_transport,
                     policy=upstream_retry,
                     errors={name: p.provider.errors for name, p in registry.items()},
+                    headers={name: p.provider.api_headers for name, p in registry.items()},
                 )
             )
             subjects = SubjectHasher(settings.secret_key.encode())

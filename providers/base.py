@@ -39,6 +39,9 @@ Hooks a provider uses for its quirks (the gateway has no provider names in it):
     Refines the linked :class:`Account` from the callback's own parameters,
     e.g. Apple's ``user`` JSON with the name, sent on first consent only.
 
+``Provider.api_headers``
+    Fixed headers sent with every API call (LinkedIn ``LinkedIn-Version``).
+
 ``OAuthSettings.extra_authorize_params``
     Fixed parameters on the authorization request (Google ``access_type=offline``).
 
@@ -357,6 +360,8 @@ class Provider:
     account_from_claims: Callable[[JSONObject, str], Account]
     scope_descriptions: Mapping[str, str] = field(default_factory=dict)
     errors: ErrorTable = ErrorTable()
+    # Fixed headers on every API call (LinkedIn's ``LinkedIn-Version``); never credentials.
+    api_headers: Mapping[str, str] = field(default_factory=dict)
     # Refines the account from the callback's parameters (Apple's first-consent ``user``).
     account_from_callback: Callable[[Account, Mapping[str, str]], Account] | None = None
     scoped_tokens: ScopedTokens | None = None  # per-object tokens (Meta Page tokens)

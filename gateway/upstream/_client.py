@@ -68,6 +68,7 @@ class UpstreamClient:
         policy: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
         errors: ErrorTable | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self._http = http
@@ -75,6 +76,7 @@ class UpstreamClient:
         self._policy = policy or RetryPolicy()
         self.breaker = breaker or CircuitBreaker(name)
         self._errors = errors or ErrorTable()  # the provider's error rules (providers.base)
+        self._headers = dict(headers or {})  # the provider's fixed API headers
 
     async def get_json(self, url: str, *, params: Mapping[str, str], bearer: str) -> dict[str, Any]:
         """The JSON object at ``url``, retried under the policy's deadline."""
@@ -117,7 +119,11 @@ class UpstreamClient:
         self, url: str, params: Mapping[str, str], bearer: str, *, remaining: float
     ) -> dict[str, Any]:
         self.breaker.before()
-        headers = {"Authorization": f"Bearer {bearer}", "Accept": "application/json"}
+        headers = {
+            **self._headers,
+            "Authorization": f"Bearer {bearer}",
+            "Accept": "application/json",
+        }
         try:
             async with self._http.stream("GET", url, params=params, headers=headers) as response:
                 body = await self._read(response)
@@ -260,6 +266,7 @@ async def open_upstream_clients(
     transport: httpx.AsyncBaseTransport | None = None,
     policy: RetryPolicy | None = None,
     errors: Mapping[str, ErrorTable] | None = None,
+    headers: Mapping[str, Mapping[str, str]] | None = None,
 ) -> AsyncIterator[UpstreamClients]:
     """One client per provider for the runtime's lifetime; closed on exit.
 
@@ -284,6 +291,11 @@ async def open_upstream_clients(
                 )
             )
             clients[name] = UpstreamClient(
-                name, http, max_body=max_body, policy=policy, errors=(errors or {}).get(name)
+                name,
+                http,
+                max_body=max_body,
+                policy=policy,
+                errors=(errors or {}).get(name),
+                headers=(headers or {}).get(name),
             )
         yield UpstreamClients(clients)
