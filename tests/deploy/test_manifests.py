@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]  # PyYAML ships no stubs; only tests read YAML
 
 from gateway.config import load_settings
 from gateway.vault import generate_key_entry
