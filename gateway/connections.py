@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from gateway.errors import NotFound
 from gateway.oauth import TokenSet
 from gateway.storage import connections, writer
 from gateway.vault import KeyRing, token_row
+from gateway.webhooks import EventType, WebhookOutbox
 from providers.base import Account
 
 
@@ -107,9 +108,12 @@ def sealed_tokens(vault: KeyRing, connection_id: str, tokens: TokenSet) -> dict[
 
 
 class ConnectionStore:
-    def __init__(self, engine: AsyncEngine, vault: KeyRing):
+    def __init__(
+        self, engine: AsyncEngine, vault: KeyRing, webhooks: WebhookOutbox | None = None
+    ) -> None:
         self._engine = engine
         self._vault = vault
+        self._webhooks = webhooks or WebhookOutbox.disabled()
 
     async def link(
         self,
@@ -150,7 +154,10 @@ class ConnectionStore:
             connections.c.issuer == account.issuer,
             connections.c.subject == account.subject,
         )
-        existing = (await conn.execute(select(connections.c.id).where(*key))).scalar()
+        before = (
+            await conn.execute(select(connections.c.id, connections.c.status).where(*key))
+        ).first()
+        existing = before.id if before else None
         connection_id = existing or f"con_{uuid.uuid4().hex[:24]}"
         values = {
             **sealed_tokens(self._vault, connection_id, tokens),
@@ -184,7 +191,10 @@ class ConnectionStore:
             .mappings()
             .one()
         )
-        return from_row(row), existing is None
+        linked = from_row(row)
+        if before is not None and before.status == Status.NEEDS_REAUTH.value:
+            await self._webhooks.add(conn, EventType.RECOVERED, linked)  # same transaction
+        return linked, existing is None
 
     async def get(self, connection_id: str, *, customers: frozenset[str]) -> Connection:
         """The connection, or 404 when it does not exist *or* belongs to another customer."""
@@ -221,6 +231,11 @@ class ConnectionStore:
     async def mark_revoked(self, connection_id: str, reason: str) -> None:
         """Forget the tokens; the row stays so the audit trail keeps its subject."""
         async with writer(self._engine).begin() as conn:
+            before = (
+                (await conn.execute(select(connections).where(connections.c.id == connection_id)))
+                .mappings()
+                .first()
+            )
             await conn.execute(
                 update(connections)
                 .where(connections.c.id == connection_id)
@@ -233,3 +248,6 @@ class ConnectionStore:
                     updated_at=datetime.now(UTC),
                 )
             )
+            if before is not None and before["status"] != Status.REVOKED.value:
+                revoked = replace(from_row(before), status=Status.REVOKED, status_reason=reason)
+                await self._webhooks.add(conn, EventType.REVOKED, revoked)  # same transaction

@@ -25,8 +25,10 @@ from gateway.provider_registry import ProviderRegistry, load_providers
 from gateway.records import RecordsService
 from gateway.refresh import TokenRefresher
 from gateway.storage import audit_tables, create_engine, writer
+from gateway.storage.schema import webhook_tables
 from gateway.upstream import RetryPolicy, UpstreamClients, open_upstream_clients
 from gateway.vault import KeyRing
+from gateway.webhooks import DeliveryPolicy, open_webhooks
 from policies import PolicyEngine, load_policy
 
 OAUTH_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -88,7 +90,19 @@ async def open_runtime(
                 ttl_seconds=settings.connect_session_ttl,
                 return_url_allowlist=settings.return_url_allowlist,
             )
-            connections = ConnectionStore(engine, vault)
+            webhooks = await stack.enter_async_context(
+                open_webhooks(
+                    writer(engine),
+                    webhook_tables,
+                    url=settings.webhook_url,
+                    secret=settings.webhook_secret,
+                    policy=DeliveryPolicy(
+                        max_attempts=settings.webhook_max_attempts,
+                        backoff=settings.webhook_backoff,
+                    ),
+                )
+            )
+            connections = ConnectionStore(engine, vault, webhooks)
             upstream = await stack.enter_async_context(
                 open_upstream_clients(
                     registry,
@@ -109,6 +123,7 @@ async def open_runtime(
                 http=oauth_http,
                 audit=audit,
                 margin=settings.refresh_margin,
+                webhooks=webhooks,
             )
             policy = PolicyEngine(load_policy())
             records = RecordsService(

@@ -24,6 +24,7 @@ from sqlalchemy import (
 
 from gateway.audit.tables import define_audit_tables
 from gateway.storage.types import UTCDateTime
+from gateway.webhooks.tables import define_webhook_tables
 
 metadata = MetaData(
     naming_convention={
@@ -110,3 +111,6 @@ Index("ix_connections_customer", connections.c.customer_id, connections.c.create
 
 # The audit log's own tables (gateway.audit owns their shape).
 audit_tables = define_audit_tables(metadata)
+
+# The webhook outbox (gateway.webhooks owns its shape).
+webhook_tables = define_webhook_tables(metadata, UTCDateTime)

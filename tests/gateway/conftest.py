@@ -79,7 +79,10 @@ async def stack(database_url: str, servers: Servers) -> Stack:
     return await build_stack(database_url, servers, auto_approve=True)
 
 
-async def build_stack(database_url: str, servers: Servers, *, auto_approve: bool) -> Stack:
+async def build_stack(
+    database_url: str, servers: Servers, *, auto_approve: bool, **overrides: Any
+) -> Stack:
+    """``overrides`` are settings for the gateway (e.g. a webhook receiver)."""
     secret = secrets.token_urlsafe(16)
     gateway_url = servers.reserve()
     sandbox_url = servers.reserve()
@@ -101,6 +104,7 @@ async def build_stack(database_url: str, servers: Servers, *, auto_approve: bool
         make_settings(database_url, public_url=gateway_url),
         return_url_allowlist=("https://crm.example/after-connect",),
         providers={"sandbox": sandbox_provider_settings(sandbox_url, secret)},
+        **overrides,
     )
     tracer_provider = TracerProvider()
     gateway = servers.serve(gateway_url, create_app(settings, tracer_provider=tracer_provider))
