@@ -209,7 +209,8 @@ OPENAPI: dict[str, Any] = {
                         "name": "purpose",
                         "in": "query",
                         "required": True,
-                        "schema": {"type": "string"},
+                        # A Fides data-use key, e.g. essential.service
+                        "schema": {"type": "string", "pattern": "^[a-z_]+(\\.[a-z_]+)*$"},
                     },
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
