@@ -15,7 +15,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from gateway.api import audit as audit_api
-from gateway.api import connect_sessions, connections, health
+from gateway.api import connect_sessions, connections, consents, health, suppressions
 from gateway.audit_jobs import audit_jobs
 from gateway.config import Settings
 from gateway.errors import LinkgateError
@@ -66,6 +66,15 @@ def create_app(
         Route("/openapi.json", health.openapi, methods=["GET"]),
         Route("/v1/connect-sessions", connect_sessions.create_connect_session, methods=["POST"]),
         Route("/v1/connections", connections.list_connections, methods=["GET"]),
+        Route("/v1/customers/{customer_id}/consents", consents.record_consent, methods=["PUT"]),
+        Route(
+            "/v1/customers/{customer_id}/consents", consents.withdraw_consent, methods=["DELETE"]
+        ),
+        Route(
+            "/v1/customers/{customer_id}/suppressions",
+            suppressions.list_suppressions,
+            methods=["GET"],
+        ),
         Route("/v1/connections/{connection_id}", connections.get_connection, methods=["GET"]),
         Route("/v1/connections/{connection_id}", connections.delete_connection, methods=["DELETE"]),
         Route(

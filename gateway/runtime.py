@@ -25,7 +25,8 @@ from gateway.provider_registry import ProviderRegistry, load_providers
 from gateway.records import RecordsService
 from gateway.refresh import TokenRefresher
 from gateway.storage import audit_tables, create_engine, writer
-from gateway.storage.schema import webhook_tables
+from gateway.storage.schema import subject_control_tables, webhook_tables
+from gateway.subject_controls import ConsentStore, SubjectControls, SuppressionStore
 from gateway.upstream import RetryPolicy, UpstreamClients, open_upstream_clients
 from gateway.vault import KeyRing
 from gateway.webhooks import DeliveryPolicy, open_webhooks
@@ -52,6 +53,8 @@ class Runtime:
     refresher: TokenRefresher  # single-flight token refresh
     policy: PolicyEngine
     records: RecordsService  # fetch → normalize → decide → audit → respond
+    consents: ConsentStore  # End Users' marketing consents, per customer
+    suppressions: SuppressionStore  # erasure, restriction, objection, consent withdrawal
 
 
 @asynccontextmanager
@@ -126,6 +129,16 @@ async def open_runtime(
                 webhooks=webhooks,
             )
             policy = PolicyEngine(load_policy())
+            consents = ConsentStore(
+                engine, subject_control_tables, hasher=subjects, audit=audit, policy=policy.policy
+            )
+            suppressions = SuppressionStore(
+                engine,
+                subject_control_tables,
+                hasher=subjects,
+                audit=audit,
+                taxonomy=policy.policy.taxonomy,
+            )
             records = RecordsService(
                 connections=connections,
                 providers=registry,
@@ -135,6 +148,7 @@ async def open_runtime(
                 audit=audit,
                 subjects=subjects,
                 cursors=CursorKey(settings.secret_key.encode()),
+                controls=SubjectControls(engine, subject_control_tables, hasher=subjects),
                 trace_summary=trace_summaries.audit_summary if trace_summaries else None,
             )
             connect = ConnectFlow(
@@ -165,6 +179,8 @@ async def open_runtime(
                 refresher=refresher,
                 policy=policy,
                 records=records,
+                consents=consents,
+                suppressions=suppressions,
             )
         finally:
             await engine.dispose()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from gateway.records.service import (
     DEFAULT_LIMIT,
-    NO_CONSENT,
-    NO_SUPPRESSION,
     RecordsPage,
     RecordsQuery,
     RecordsService,
@@ -13,8 +11,6 @@ from gateway.records.service import (
 
 __all__ = [
     "DEFAULT_LIMIT",
-    "NO_CONSENT",
-    "NO_SUPPRESSION",
     "RecordsPage",
     "RecordsQuery",
     "RecordsService",

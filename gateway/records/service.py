@@ -9,7 +9,7 @@ pure (the policy engine, the cursor, the provider's normalizers) or an edge
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +31,7 @@ from gateway.errors import (
 from gateway.observability import current_trace_id
 from gateway.provider_registry import ProviderRegistry
 from gateway.refresh import TokenRefresher, require_usable
+from gateway.subject_controls import PageControls, SubjectControls
 from gateway.upstream import Unauthorized, UpstreamClients
 from policies import TENANT_TAG, AccessContext, Identifier, PageDecision, PolicyEngine, Record
 from providers.base import NormalizeContext, PageStyle, Provider, Resource, dig
@@ -38,14 +39,14 @@ from providers.base import NormalizeContext, PageStyle, Provider, Resource, dig
 DEFAULT_LIMIT = 25
 
 
-def NO_CONSENT(_identifier: Identifier) -> bool:
-    """No consent store yet: nobody has consented to marketing (fail closed)."""
+def _not_loaded_consent(_identifier: Identifier) -> bool:
+    """Before the page's subject controls are loaded nobody has consented (fail closed)."""
     return False
 
 
-def NO_SUPPRESSION(_identifier: Identifier, _purpose: str) -> bool:
-    """No suppression store yet: the seam where processor requests will plug in."""
-    return False
+def _not_loaded_suppression(_identifier: Identifier, _purpose: str) -> bool:
+    """Before the page's subject controls are loaded everybody is suppressed (fail closed)."""
+    return True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,8 +94,7 @@ class RecordsService:
         audit: AuditWriter,
         subjects: SubjectHasher,
         cursors: CursorKey,
-        consented: Callable[[Identifier], bool] = NO_CONSENT,
-        suppressed: Callable[[Identifier, str], bool] = NO_SUPPRESSION,
+        controls: SubjectControls,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         trace_summary: Callable[[str], Mapping[str, Any]] | None = None,
     ) -> None:
@@ -106,9 +106,7 @@ class RecordsService:
         self._audit = audit
         self._subjects = subjects
         self._cursors = cursors
-        # The consent and suppression stores plug in here (per customer, per identifier).
-        self._consented = consented
-        self._suppressed = suppressed
+        self._controls = controls  # consents and suppressions, loaded once per page
         self._clock = clock
         self._trace_summary = trace_summary
 
@@ -127,9 +125,11 @@ class RecordsService:
             require_usable(connection)
             body, fetched_at = await self._fetch(connection, request)
             records = self._normalize(connection, request, body, fetched_at)
+            controls = await self._load_controls(connection, query.purpose, records)
         except LinkgateError as error:
             await self._record(caller, connection, request, query.purpose, error=error)
             raise
+        ctx = replace(ctx, consented=controls.consented, suppressed=controls.suppressed)
         decision = self._policy.decide_page(records, ctx)
         next_cursor = self._next_cursor(request, body, len(records))
         trace_id = await self._record(
@@ -183,9 +183,27 @@ class RecordsService:
             connection_customer_id=customer_id,
             purpose=purpose,
             now=self._clock(),
-            consented=self._consented,
-            suppressed=self._suppressed,
+            # Filled in by read() once the page's subjects are known (_load_controls).
+            consented=_not_loaded_consent,
+            suppressed=_not_loaded_suppression,
             pseudonymize=pseudonymize,
+        )
+
+    async def _load_controls(
+        self, connection: Connection, purpose: str, records: list[Record]
+    ) -> PageControls:
+        """Consents and suppressions of every identifier on the page, in one read.
+
+        Suppressions on every fetch (rule ``suppression``); consents only when
+        the purpose needs them (rule ``purpose``: "we do not use the data ...
+        for marketing without your consent").
+        """
+        rule = self._policy.policy.rule_for(purpose)
+        return await self._controls.for_records(
+            connection.customer_id,
+            purpose,
+            records,
+            consent_required=rule is not None and rule.requires_consent,
         )
 
     @staticmethod

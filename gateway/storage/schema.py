@@ -23,7 +23,9 @@ from sqlalchemy import (
 )
 
 from gateway.audit.tables import define_audit_tables
+from gateway.processor_requests.tables import define_processor_request_tables
 from gateway.storage.types import UTCDateTime
+from gateway.subject_controls.tables import define_subject_control_tables
 from gateway.webhooks.tables import define_webhook_tables
 
 metadata = MetaData(
@@ -114,3 +116,9 @@ audit_tables = define_audit_tables(metadata)
 
 # The webhook outbox (gateway.webhooks owns its shape).
 webhook_tables = define_webhook_tables(metadata, UTCDateTime)
+
+# Consents and the suppression list (gateway.subject_controls owns their shape).
+subject_control_tables = define_subject_control_tables(metadata)
+
+# Processor requests (gateway.processor_requests owns their shape).
+processor_request_tables = define_processor_request_tables(metadata)
