@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from providers import sandbox
+from providers import apple, google, linkedin, microsoft, sandbox
 from providers.base import (
     Account,
     ClientAuth,
@@ -24,7 +24,14 @@ from providers.base import (
 )
 
 BUILTIN_PROVIDERS: Mapping[str, Provider] = {
-    provider.name: provider for provider in (sandbox.PROVIDER,)
+    provider.name: provider
+    for provider in (
+        sandbox.PROVIDER,
+        google.PROVIDER,
+        microsoft.PROVIDER,
+        apple.PROVIDER,
+        linkedin.PROVIDER,
+    )
 }
 
 __all__ = [
