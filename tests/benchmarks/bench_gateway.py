@@ -1,0 +1,485 @@
+"""Gateway benchmark: what one replica costs, as ratios to the floor and to the fastest proxy.
+
+Four targets serve the same page of sandbox-shaped posts, measured in one run
+by one load generator (aiohttp, its own process) at concurrency 1 and 32:
+
+* ``direct``: the load generator straight to the upstream (the floor);
+* ``passthrough``: a bare Starlette proxy under uvicorn with aiohttp as the
+  outbound client, no auth, no policy, no audit (the fastest a Python gateway
+  can be here);
+* ``linkgate-sqlite`` and ``linkgate-postgres``: ``python -m gateway serve``
+  with the real records endpoint: service-key auth, policies, the audit log
+  (group commit), JSON logs to a file and tracing exported over OTLP/HTTP.
+
+The target under test runs alone on core 0; the load generator and the
+upstream share core 1 (``os.sched_setaffinity``), so the figures compare what
+the target itself spends. A script, not a test (pytest does not collect it)::
+
+    .venv/bin/python tests/benchmarks/bench_gateway.py [--seconds S]
+
+Prints a table and writes ``var/bench/bench_gateway.json``. PostgreSQL comes from
+``LINKGATE_TEST_POSTGRES_URL`` (default ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``);
+a throwaway database is created and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+import aiohttp  # noqa: E402 - after the path tweak, like the other benchmarks
+
+_CORES = sorted(os.sched_getaffinity(0))
+SUT_CORE = _CORES[0]  # the target under test, alone
+LOAD_CORE = _CORES[-1]  # load generator and upstream (the same core on a 1-core machine)
+CONCURRENCIES = (1, 32)
+WARMUP_SECONDS = 1.0
+CUSTOMER = "acme"
+PURPOSE = "essential.service"
+RESOURCE_PATH = "/api/posts"
+PAGE_LIMIT = 25  # one upstream call per gateway request: the whole page fits
+POSTGRES_URL = os.environ.get(
+    "LINKGATE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+RESULTS = REPO / "var" / "bench" / "bench_gateway.json"
+
+
+# -- roles run in child processes ------------------------------------------------------------
+
+
+def _page_body() -> bytes:
+    from providers.sandbox.demo_data import NORTHWIND_POSTS
+    from providers.sandbox.paging import PageRequest, page
+
+    return json.dumps(page(NORTHWIND_POSTS, PageRequest(offset=0, limit=PAGE_LIMIT))).encode()
+
+
+def role_upstream(port: int) -> None:
+    """The provider's API on loopback: one page of posts; also swallows OTLP trace exports."""
+    from aiohttp import web
+
+    body = _page_body()
+
+    async def posts(_request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    async def otlp(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    app = web.Application()
+    app.router.add_get(RESOURCE_PATH, posts)
+    app.router.add_post("/v1/traces", otlp)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def role_passthrough(port: int, upstream: str) -> None:
+    """A bare Starlette proxy: forward the path, return the upstream's bytes."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        connector = aiohttp.TCPConnector(limit=100)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            yield {"session": session}
+
+    async def records(request: Request) -> Response:
+        session: aiohttp.ClientSession = request.state.session
+        url = f"{upstream}/api/{request.path_params['resource']}"
+        async with session.get(url, params={"limit": str(PAGE_LIMIT)}) as answer:
+            body = await answer.read()
+            return Response(body, status_code=answer.status, media_type="application/json")
+
+    app = Starlette(
+        routes=[Route("/v1/connections/{connection_id}/records/{resource}", records)],
+        lifespan=lifespan,
+    )
+    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+
+
+@dataclass
+class Measurement:
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, q: int) -> float:
+        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[q - 1]
+
+
+async def _load(url: str, headers: dict[str, str], concurrency: int, seconds: float) -> Measurement:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    latencies: list[float] = []
+    errors = 0
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def worker(until: float, record: bool) -> None:
+            nonlocal errors
+            while (start := time.perf_counter()) < until:
+                async with session.get(url) as response:
+                    await response.read()
+                    ok = response.status == 200
+                if record:
+                    latencies.append((time.perf_counter() - start) * 1000)
+                    errors += not ok
+
+        warm_until = time.perf_counter() + WARMUP_SECONDS
+        await asyncio.gather(*(worker(warm_until, False) for _ in range(concurrency)))
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(started + seconds, True) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return Measurement(len(latencies), errors, elapsed, latencies)
+
+
+def role_load(url: str, concurrency: int, seconds: float) -> None:
+    key = os.environ.get("BENCH_SERVICE_KEY", "")  # not on the command line, where ps shows it
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    print(json.dumps(asdict(asyncio.run(_load(url, headers, concurrency, seconds)))))
+
+
+# -- the conductor -------------------------------------------------------------------------
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _spawn(
+    args: list[str], core: int, *, env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    sink = log.open("ab") if log else subprocess.DEVNULL
+    process = subprocess.Popen([sys.executable, *args], env=env, cwd=REPO, stdout=sink, stderr=sink)
+    os.sched_setaffinity(process.pid, {core})
+    return process
+
+
+def _script(role: str, *args: object) -> list[str]:
+    return [__file__, "--role", role, *(str(arg) for arg in args)]
+
+
+def _wait_http(url: str, timeout: float = 30.0) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback http only
+                return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _memory_kib(pid: int) -> dict[str, int]:
+    """Peak (VmHWM) and current (VmRSS) resident set of a process, in KiB."""
+    found: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmHWM", "VmRSS"):
+            found[name] = int(value.split()[0])
+    return found
+
+
+def measure(url: str, key: str, concurrency: int, seconds: float) -> Measurement:
+    load = subprocess.run(
+        [sys.executable, *_script("load", url, concurrency, seconds)],
+        cwd=REPO,
+        env={**os.environ, "BENCH_SERVICE_KEY": key},
+        capture_output=True,
+        check=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, {LOAD_CORE}),
+    )
+    return Measurement(**json.loads(load.stdout))
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    key: str
+    pid: int
+
+
+async def _postgres_database() -> str:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    name = f"linkgate_bench_{secrets.token_hex(4)}"
+    admin = make_url(POSTGRES_URL).set(drivername="postgresql")
+    conn = await asyncpg.connect(admin.render_as_string(hide_password=False), timeout=5)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+
+
+async def _drop_postgres_database(url: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    admin = make_url(POSTGRES_URL).set(drivername="postgresql")
+    conn = await asyncpg.connect(admin.render_as_string(hide_password=False), timeout=5)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def _seed(database_url: str, vault_keys: str, upstream: str) -> tuple[str, str]:
+    """A service key, and a connection whose sealed tokens last a day: no OAuth round trip."""
+    from gateway.callers import CallerKind, create_caller
+    from gateway.connections import ConnectionStore
+    from gateway.oauth import TokenSet
+    from gateway.storage import create_engine
+    from gateway.storage.migrate import upgrade
+    from gateway.vault import KeyRing
+    from policies.vocabulary import CallerClass
+    from providers.base import Account
+    from providers.sandbox.provider import SCOPES
+
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        _, key = await create_caller(
+            engine,
+            kind=CallerKind.SERVICE,
+            name="bench",
+            customers=[CUSTOMER],
+            purposes=[PURPOSE],
+            caller_class=CallerClass.INTERNAL,
+        )
+        connection, _ = await ConnectionStore(engine, KeyRing.parse(vault_keys)).link(
+            customer_id=CUSTOMER,
+            provider="sandbox",
+            account=Account(subject="usr_ada", name="Ada", issuer=upstream),
+            tokens=TokenSet(
+                access_token=secrets.token_urlsafe(24),
+                token_type="Bearer",
+                expires_at=int((datetime.now(UTC) + timedelta(days=1)).timestamp()),
+                refresh_token=secrets.token_urlsafe(24),
+            ),
+            scopes=SCOPES,
+        )
+    finally:
+        await engine.dispose()
+    return key, connection.id
+
+
+@contextmanager
+def linkgate(name: str, database_url: str, upstream: str, workdir: Path) -> Iterator[Target]:
+    from gateway.vault import generate_key_entry
+
+    vault_keys = generate_key_entry("b1")
+    key, connection_id = asyncio.run(_seed(database_url, vault_keys, upstream))
+    config = workdir / f"{name}.toml"
+    endpoints = ("authorize", "token", "revoke", "userinfo", "jwks")
+    config.write_text(
+        "[providers.sandbox]\n"
+        'client_id = "bench"\nclient_secret = "bench-secret"\n'
+        f'issuer = "{upstream}"\napi_base_url = "{upstream}/api"\n'
+        + "".join(f'{e}_url = "{upstream}/{e}"\n' for e in endpoints)
+    )
+    port = _port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LINKGATE_")},
+        "PYTHONPATH": str(REPO),
+        "LINKGATE_CONFIG": str(config),
+        "LINKGATE_DATABASE_URL": database_url,
+        "LINKGATE_VAULT_KEYS": vault_keys,
+        "LINKGATE_SECRET_KEY": secrets.token_urlsafe(48),
+        "LINKGATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "LINKGATE_LOG_LEVEL": "info",
+        "LINKGATE_LOG_JSON": "true",
+        "LINKGATE_OTLP_ENDPOINT": upstream,
+    }
+    args = ["-m", "gateway", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    process = _spawn(args, SUT_CORE, env=env, log=workdir / f"{name}.log")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_http(f"{base}/readyz")
+        query = f"purpose={PURPOSE}&limit={PAGE_LIMIT}"
+        url = f"{base}/v1/connections/{connection_id}/records/posts?{query}"
+        yield Target(name, url, key, process.pid)
+    finally:
+        _stop(process)
+
+
+@dataclass
+class Row:
+    target: str
+    concurrency: int
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    peak_rss_mib: float | None
+    rss_mib: float | None
+
+
+def bench_target(target: Target, seconds: float) -> list[Row]:
+    rows: list[Row] = []
+    for concurrency in CONCURRENCIES:
+        result = measure(target.url, target.key, concurrency, seconds)
+        memory = _memory_kib(target.pid)
+        rows.append(
+            Row(
+                target=target.name,
+                concurrency=concurrency,
+                rate=result.rate,
+                p50_ms=result.percentile(50),
+                p99_ms=result.percentile(99),
+                requests=result.requests,
+                errors=result.errors,
+                peak_rss_mib=memory["VmHWM"] / 1024,
+                rss_mib=memory["VmRSS"] / 1024,
+            )
+        )
+        print(f"  {target.name:<18} c={concurrency:<3} {result.rate:>8,.0f} req/s", flush=True)
+    return rows
+
+
+def run(seconds: float) -> list[Row]:
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="linkgate-bench-") as tmp:
+        workdir = Path(tmp)
+        near, far = _port(), _port()
+        # One upstream beside the load generator for the proxies, one on the target core
+        # for ``direct``: in each case the process under test has core 0 to itself.
+        upstreams = [
+            _spawn(_script("upstream", far), LOAD_CORE),
+            _spawn(_script("upstream", near), SUT_CORE),
+        ]
+        try:
+            upstream = f"http://127.0.0.1:{far}"
+            _wait_http(f"{upstream}{RESOURCE_PATH}")
+            _wait_http(f"http://127.0.0.1:{near}{RESOURCE_PATH}")
+            direct = Target(
+                "direct", f"http://127.0.0.1:{near}{RESOURCE_PATH}", "", upstreams[1].pid
+            )
+            rows += bench_target(direct, seconds)
+
+            port = _port()
+            proxy = _spawn(_script("passthrough", port, upstream), SUT_CORE)
+            try:
+                _wait_http(f"http://127.0.0.1:{port}/")
+                url = f"http://127.0.0.1:{port}/v1/connections/c/records/posts"
+                rows += bench_target(Target("passthrough", url, "", proxy.pid), seconds)
+            finally:
+                _stop(proxy)
+
+            sqlite_url = f"sqlite+aiosqlite:///{workdir}/linkgate.db"
+            with linkgate("linkgate-sqlite", sqlite_url, upstream, workdir) as target:
+                rows += bench_target(target, seconds)
+
+            postgres_url = asyncio.run(_postgres_database())
+            try:
+                with linkgate("linkgate-postgres", postgres_url, upstream, workdir) as target:
+                    rows += bench_target(target, seconds)
+            finally:
+                asyncio.run(_drop_postgres_database(postgres_url))
+        finally:
+            for process in upstreams:
+                _stop(process)
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    base = {(r.target, r.concurrency): r for r in rows}
+    lines = [
+        "| target | conc | req/s | p50 ms | p99 ms | peak RSS MiB | req/s ÷ direct "
+        "| req/s ÷ passthrough | p50 ÷ passthrough | p99 ÷ passthrough | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        direct = base[("direct", row.concurrency)]
+        proxy = base[("passthrough", row.concurrency)]
+        lines.append(
+            f"| {row.target} | {row.concurrency} | {row.rate:,.0f} | {row.p50_ms:.2f} "
+            f"| {row.p99_ms:.2f} | {row.peak_rss_mib or 0:.0f} | {row.rate / direct.rate:.2f} "
+            f"| {row.rate / proxy.rate:.2f} | {row.p50_ms / proxy.p50_ms:.2f} "
+            f"| {row.p99_ms / proxy.p99_ms:.2f} | {row.errors} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per cell")
+    parser.add_argument("--role", help=argparse.SUPPRESS)
+    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.role == "upstream":
+        role_upstream(int(options.args[0]))
+        return 0
+    if options.role == "passthrough":
+        role_passthrough(int(options.args[0]), options.args[1])
+        return 0
+    if options.role == "load":
+        url, concurrency, seconds = options.args
+        role_load(url, int(concurrency), float(seconds))
+        return 0
+    if SUT_CORE == LOAD_CORE:
+        print("note: one core available; every process shares it", file=sys.stderr)
+    rows = run(options.seconds)
+    print(table(rows))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "machine": {"cpus": os.cpu_count(), "platform": sys.platform},
+                "seconds_per_cell": options.seconds,
+                "rows": [asdict(row) for row in rows],
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {RESULTS.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
