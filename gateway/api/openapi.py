@@ -28,11 +28,177 @@ _CONNECTION_ID = {
     "schema": {"type": "string"},
 }
 
+
+def _query(name: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "description": description,
+        "schema": {"type": "string", **schema},
+    }
+
+
+_AUDITOR = [{"auditorKey": []}]
+_AUDIT_CUSTOMER = {
+    **_query("customer_id", "a customer the auditor is entitled to"),
+    "required": True,
+}
+_AUDIT_SUBJECT = _query(
+    "subject",
+    "an End User identifier as written (e-mail, phone, kind:value, provider:handle); "
+    "normalized and hashed per customer on the way in, never echoed",
+)
+_AUDIT_EVENT = {
+    "type": "object",
+    "description": "the event's canonical content (what its hash covers) plus prev_hash and hash",
+    "properties": {
+        "customer_id": {"type": "string"},
+        "seq": {"type": "integer"},
+        "occurred_at": {"type": "string", "format": "date-time"},
+        "action": {"type": "string"},
+        "outcome": {"enum": ["allowed", "denied", "error"]},
+        "problem_type": {"type": ["string", "null"]},
+        "caller_id": {"type": ["string", "null"]},
+        "caller_class": {"type": ["string", "null"]},
+        "connection_id": {"type": ["string", "null"]},
+        "provider": {"type": ["string", "null"]},
+        "resource": {"type": ["string", "null"]},
+        "purpose": {"type": ["string", "null"]},
+        "record_count": {"type": "integer"},
+        "categories": {"type": "array", "items": {"type": "string"}},
+        "dropped": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "subjects": {"type": "array", "items": {"type": "string"}},
+        "trace_id": {"type": ["string", "null"]},
+        "trace_summary": {"type": "object"},
+        "prev_hash": {"type": "string"},
+        "hash": {"type": "string"},
+    },
+}
+_TALLY = {
+    "type": "object",
+    "properties": {"events": {"type": "integer"}, "records": {"type": "integer"}},
+}
+_AUDIT_PATHS: dict[str, Any] = {
+    "/v1/audit/events": {
+        "get": {
+            "summary": "Audit events, newest first, paginated (auditors only)",
+            "security": _AUDITOR,
+            "parameters": [
+                _query("customer_id", "default: every customer the auditor is entitled to"),
+                _AUDIT_SUBJECT,
+                _query("connection_id", "only this connection"),
+                _query("caller", "only this caller id"),
+                _query("action", "e.g. records.read, caller.refused"),
+                _query("outcome", "allowed, denied or error"),
+                _query("since", "RFC 3339, inclusive", format="date-time"),
+                _query("until", "RFC 3339, exclusive", format="date-time"),
+                _query("cursor", "next_cursor of the previous page (opaque)"),
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000}},
+            ],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "events": {"type": "array", "items": _AUDIT_EVENT},
+                            "next_cursor": {"type": ["string", "null"]},
+                        },
+                    }
+                ),
+                **_problems(400, 401, 403, 409, 503),
+            },
+        }
+    },
+    "/v1/audit/events/{customer_id}/{seq}": {
+        "get": {
+            "summary": "One audit event (404 also for a customer the auditor may not read)",
+            "security": _AUDITOR,
+            "parameters": [
+                {**_AUDIT_CUSTOMER, "in": "path", "description": "the event's customer"},
+                {"name": "seq", "in": "path", "required": True, "schema": {"type": "integer"}},
+            ],
+            "responses": {"200": _json(_AUDIT_EVENT), **_problems(401, 403, 404, 409, 503)},
+        }
+    },
+    "/v1/audit/verify": {
+        "get": {
+            "summary": "Recompute a customer's hash chain and check its signed checkpoints",
+            "security": _AUDITOR,
+            "parameters": [_AUDIT_CUSTOMER],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["ok", "events_checked", "head", "first_bad_seq", "problem"],
+                        "properties": {
+                            "customer_id": {"type": "string"},
+                            "ok": {"type": "boolean"},
+                            "events_checked": {"type": "integer"},
+                            "head": {
+                                "type": "object",
+                                "properties": {
+                                    "seq": {"type": "integer"},
+                                    "hash": {"type": "string"},
+                                },
+                            },
+                            "first_bad_seq": {"type": ["integer", "null"]},
+                            "problem": {"type": ["string", "null"]},
+                        },
+                    }
+                ),
+                **_problems(400, 401, 403, 503),
+            },
+        }
+    },
+    "/v1/audit/disclosures": {
+        "get": {
+            "summary": "What was disclosed about an End User, to whom and why (12 months)",
+            "description": (
+                "The privacy notice's California section: the categories disclosed and the "
+                "categories of recipients (internal, affiliate, third_party) in the preceding "
+                "months. A disclosure is an allowed records.read that released records."
+            ),
+            "security": _AUDITOR,
+            "parameters": [
+                _AUDIT_CUSTOMER,
+                {**_AUDIT_SUBJECT, "required": True},
+                {
+                    "name": "months",
+                    "in": "query",
+                    "schema": {"type": "integer", "default": 12, "minimum": 1, "maximum": 120},
+                },
+            ],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "customer_id": {"type": "string"},
+                            "months": {"type": "integer"},
+                            "since": {"type": "string", "format": "date-time"},
+                            "until": {"type": "string", "format": "date-time"},
+                            "events": {"type": "integer"},
+                            "records": {"type": "integer"},
+                            "categories": {"type": "object", "additionalProperties": _TALLY},
+                            "recipients": {"type": "object", "additionalProperties": _TALLY},
+                            "purposes": {"type": "object", "additionalProperties": _TALLY},
+                        },
+                    }
+                ),
+                **_problems(400, 401, 403, 409, 503),
+            },
+        }
+    },
+}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "Linkgate", "version": "1.0.0"},
     "components": {
-        "securitySchemes": {"serviceKey": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {
+            "serviceKey": {"type": "http", "scheme": "bearer"},
+            "auditorKey": {"type": "http", "scheme": "bearer", "description": "lga_… key"},
+        },
         "schemas": {
             "Problem": {
                 "type": "object",
@@ -239,6 +405,7 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        **_AUDIT_PATHS,
         "/healthz": {"get": {"security": [], "responses": {"200": _json({"type": "object"})}}},
         "/readyz": {
             "get": {
