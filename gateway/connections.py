@@ -13,13 +13,14 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.errors import NotFound
 from gateway.oauth import TokenSet
-from gateway.storage import connections, writer
+from gateway.provider_tokens import ScopedTokenStore
+from gateway.storage import connections, provider_tokens, writer
 from gateway.vault import KeyRing, token_row
 from gateway.webhooks import EventType, WebhookOutbox
 from providers.base import Account
@@ -114,6 +115,7 @@ class ConnectionStore:
         self._engine = engine
         self._vault = vault
         self._webhooks = webhooks or WebhookOutbox.disabled()
+        self.scoped = ScopedTokenStore(engine, vault)  # per-object tokens (Meta Page tokens)
 
     async def link(
         self,
@@ -247,6 +249,9 @@ class ConnectionStore:
                     token_expires_at=None,
                     updated_at=datetime.now(UTC),
                 )
+            )
+            await conn.execute(  # Page tokens and the like end with the grant
+                delete(provider_tokens).where(provider_tokens.c.connection_id == connection_id)
             )
             if before is not None and before["status"] != Status.REVOKED.value:
                 revoked = replace(from_row(before), status=Status.REVOKED, status_reason=reason)

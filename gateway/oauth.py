@@ -21,7 +21,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from gateway.errors import UpstreamError, UpstreamMalformed, UpstreamUnavailable
-from providers.base import ClientAuth, Provider
+from providers.base import ClientAuth, Provider, RevokeStyle
 
 VERIFIER_LENGTH = 64  # RFC 7636 §4.1: 43..128 characters
 STATE_LENGTH = 43
@@ -153,7 +153,15 @@ async def revoke_token(
         return False
     form = {"token": token, "token_type_hint": token_type_hint}
     try:
-        response = await http.post(url, **_client_auth(provider, client, form))
+        if provider.oauth.revoke_style is RevokeStyle.DELETE_WITH_BEARER:
+            # Not RFC 7009: the grant ends by deleting it with the access token
+            # (Facebook DELETE /me/permissions); there is nothing else to revoke.
+            if token_type_hint != "access_token":  # noqa: S105 - a hint name
+                return False
+            response = await http.delete(url, headers={"Authorization": f"Bearer {token}"})
+        else:
+            method = provider.oauth.revoke_client_auth  # e.g. Calendly: credentials in the body
+            response = await http.post(url, **_client_auth(provider, client, form, method=method))
     except httpx.HTTPError as exc:
         raise UpstreamUnavailable(
             f"revocation endpoint unreachable ({type(exc).__name__})"
@@ -219,10 +227,14 @@ _TOKEN_FIELDS = frozenset(
 
 
 def _client_auth(
-    provider: Provider, client: ClientCredentials, form: dict[str, str]
+    provider: Provider,
+    client: ClientCredentials,
+    form: dict[str, str],
+    *,
+    method: ClientAuth | None = None,
 ) -> dict[str, Any]:
     """RFC 6749 §2.3.1: Basic by default, credentials in the body where a provider wants that."""
-    method = provider.oauth.client_auth
+    method = method or provider.oauth.client_auth
     if method is ClientAuth.CLIENT_SECRET_BASIC:
         return {"data": form, "auth": httpx.BasicAuth(client.client_id, client.client_secret)}
     if method is ClientAuth.CLIENT_SECRET_POST:

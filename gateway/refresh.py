@@ -45,6 +45,7 @@ from gateway.errors import (
 )
 from gateway.oauth import OAuthError, TokenSet, refresh_tokens
 from gateway.provider_registry import ProviderRegistry
+from gateway.provider_tokens import exchange_token
 from gateway.storage import connections, writer
 from gateway.vault import KeyRing, token_row
 from gateway.webhooks import EventType, WebhookOutbox
@@ -259,6 +260,11 @@ class TokenRefresher:
             if connection.sealed_refresh_token
             else None
         )
+        exchange = configured.provider.oauth.refresh_by_exchange
+        if exchange is not None and connection.sealed_access_token:
+            # No refresh token at this provider (Instagram ig_refresh_token): the live
+            # long-lived access token is what gets traded for a fresh one.
+            refresh_token = self.access_token(connection)
         if refresh_token is None:
             return _Failure(
                 ConnectionNeedsReauth(
@@ -267,6 +273,10 @@ class TokenRefresher:
                 Action.CONNECTION_NEEDS_REAUTH,
             )
         try:
+            if exchange is not None:
+                return await exchange_token(
+                    self._http, configured.provider, configured.client, refresh_token, exchange
+                )
             return await refresh_tokens(
                 self._http, configured.provider, configured.client, refresh_token
             )

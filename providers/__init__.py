@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from providers import apple, google, linkedin, microsoft, sandbox
+from providers import (
+    apple,
+    calendly,
+    facebook,
+    google,
+    instagram,
+    linkedin,
+    microsoft,
+    sandbox,
+    x,
+)
 from providers.base import (
     Account,
     ClientAuth,
@@ -31,6 +41,10 @@ BUILTIN_PROVIDERS: Mapping[str, Provider] = {
         microsoft.PROVIDER,
         apple.PROVIDER,
         linkedin.PROVIDER,
+        facebook.PROVIDER,
+        instagram.PROVIDER,
+        x.PROVIDER,
+        calendly.PROVIDER,
     )
 }
 

@@ -32,6 +32,7 @@ from gateway.errors import ConnectFlowError, LinkgateError, NotFound
 from gateway.oauth import OAuthError, begin_authorization, exchange_code, fetch_json
 from gateway.observability import current_trace_id
 from gateway.provider_registry import ConfiguredProvider, ProviderRegistry
+from gateway.provider_tokens import exchange_token, fetch_scoped_tokens
 from gateway.storage import oauth_states, writer
 from gateway.vault import KeyRing
 
@@ -158,6 +159,16 @@ class ConnectFlow:
                 code_verifier=verifier,
                 redirect_uri=self._redirect_uri,
             )
+            if provider.oauth.long_lived_exchange is not None:
+                # Meta: the code yields a short-lived token; trade it for a long-lived
+                # one before anything is stored (providers.base, long_lived_exchange).
+                tokens = await exchange_token(
+                    self._http,
+                    provider,
+                    configured.client,
+                    tokens.access_token,
+                    provider.oauth.long_lived_exchange,
+                )
         except OAuthError as exc:
             log.info("connect.exchange_failed", provider=provider.name, error=exc.error)
             raise ConnectFlowError(
@@ -170,6 +181,16 @@ class ConnectFlow:
         if provider.account_from_callback is not None:
             account = provider.account_from_callback(account, params)
         scopes = tokens.scope or provider.oauth.scopes
+        scoped: dict[str, str] = {}
+        if provider.scoped_tokens is not None:  # Meta Page tokens, listed under the user's token
+            try:
+                scoped = await fetch_scoped_tokens(
+                    self._http, provider, provider.scoped_tokens, tokens.access_token
+                )
+            except LinkgateError as exc:
+                raise ConnectFlowError(
+                    f"The account's pages could not be read: {exc.detail}"
+                ) from None
         connection, created = await self._connections.link(
             customer_id=session.customer_id,
             provider=provider.name,
@@ -177,6 +198,8 @@ class ConnectFlow:
             tokens=tokens,
             scopes=scopes,
         )
+        if provider.scoped_tokens is not None:
+            await self._connections.scoped.replace(connection.id, scoped)
         await self._audit.record(
             EventDraft(
                 customer_id=session.customer_id,

@@ -222,20 +222,33 @@ class RecordsService:
         connection = await self._refresher.fresh(connection)
         try:
             body = await client.get_json(
-                url, params=query, bearer=self._refresher.access_token(connection)
+                url, params=query, bearer=await self._bearer(connection, request)
             )
         except Unauthorized:
             # RFC 6750 §3.1 invalid_token: refresh once (single-flight) and try again.
             connection = await self._refresher.refresh(connection)
             try:
                 body = await client.get_json(
-                    url, params=query, bearer=self._refresher.access_token(connection)
+                    url, params=query, bearer=await self._bearer(connection, request)
                 )
             except Unauthorized:
                 raise UpstreamError(
                     f"{connection.provider} refused a freshly refreshed token"
                 ) from None
         return body, self._clock()
+
+    async def _bearer(self, connection: Connection, request: _Request) -> str:
+        """The user's access token, or the scoped token of the object the resource names
+        (a Facebook Page's own token for Page resources; providers.base, scoped_tokens)."""
+        param = request.resource.scoped_token_param
+        if not param:
+            return self._refresher.access_token(connection)
+        token = await self._connections.scoped.get(connection.id, request.params[param])
+        if token is None:
+            raise InvalidParameter(
+                f"the connection grants no access to this {param}", parameter=param
+            )
+        return token
 
     def _page_request(
         self, connection: Connection, request: _Request
@@ -269,7 +282,11 @@ class RecordsService:
         fetched_at: datetime,
     ) -> list[Record]:
         resource = request.resource
-        items: Any = [body] if not resource.items_path else dig(body, resource.items_path)
+        items: Any = (
+            resource.extract(body)
+            if resource.extract is not None
+            else [body] if not resource.items_path else dig(body, resource.items_path)
+        )
         if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
             # Never a partial, unfiltered page: the whole answer is refused.
             raise UpstreamMalformed(f"{connection.provider} answered without a list of items")
@@ -280,6 +297,7 @@ class RecordsService:
             resource=resource.name,
             fetched_at=fetched_at,
             account_id=connection.subject,
+            scope_id=request.params.get(resource.scoped_token_param, ""),
         )
         try:
             return [resource.normalize(item, ctx) for item in items]

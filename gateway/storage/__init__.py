@@ -10,6 +10,7 @@ from gateway.storage.schema import (
     connections,
     metadata,
     oauth_states,
+    provider_tokens,
 )
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "create_engine",
     "metadata",
     "oauth_states",
+    "provider_tokens",
     "writer",
 ]

@@ -111,6 +111,17 @@ connections = Table(
 )
 Index("ix_connections_customer", connections.c.customer_id, connections.c.created_at)
 
+# Per-object tokens beside a connection's grant (Meta Page access tokens), sealed by
+# the vault like the connection's own (gateway.provider_tokens).
+provider_tokens = Table(
+    "provider_tokens",
+    metadata,
+    Column("connection_id", String(40), primary_key=True),
+    Column("object_id", String(200), primary_key=True),
+    Column("token", Text, nullable=False),  # sealed
+    _utc("created_at"),
+)
+
 # The audit log's own tables (gateway.audit owns their shape).
 audit_tables = define_audit_tables(metadata)
 

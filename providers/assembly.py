@@ -1,0 +1,197 @@
+"""Assembling records from provider items: typed subjects and categorised fields.
+
+Every real provider module turns its API's JSON into :class:`~policies.Record`
+objects the same way: identifiers typed and normalized (emails lower-cased,
+phones in E.164, provider ids and handles scoped to the provider), every value
+with a Fides data category, values that are absent left out rather than
+stored as nulls. This module is that one way; the provider modules keep the
+parts that differ (which field means what, and the visibility tables).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from policies import (
+    AgeHint,
+    Field,
+    Identifier,
+    InvalidIdentifier,
+    JSONValue,
+    Record,
+    Subject,
+    Visibility,
+    email_identifier,
+    handle_identifier,
+    phone_identifier,
+    provider_user_identifier,
+)
+from providers.base import NormalizeContext
+
+PUBLIC_CONTENT = "user.content.public"
+PRIVATE_CONTENT = "user.content.private"
+EMAIL = "user.contact.email"
+PHONE = "user.contact.phone_number"
+USER_ID = "user.unique_id"
+NAME = "user.name"
+HANDLE = "user.account.username"
+OPERATIONS = "system.operations"
+
+
+def content_category(visibility: Visibility) -> str:
+    """What an End User wrote is public content only when they made it public."""
+    return PUBLIC_CONTENT if visibility is Visibility.PUBLIC else PRIVATE_CONTENT
+
+
+def subject(
+    ctx: NormalizeContext,
+    *,
+    role: str,
+    user_id: object = None,
+    handle: object = None,
+    email: object = None,
+    phone: object = None,
+    age: AgeHint | None = None,
+) -> Subject | None:
+    """The End User these identifiers name, or None when none of them is readable."""
+    makers: list[tuple[object, Any]] = [
+        (user_id, lambda v: provider_user_identifier(ctx.provider, v)),
+        (handle, lambda v: handle_identifier(ctx.provider, v)),
+        (email, email_identifier),
+        (phone, phone_identifier),
+    ]
+    identifiers: list[Identifier] = []
+    for raw, make in makers:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            raw = str(raw)  # Instagram sends some ids as JSON numbers
+        if isinstance(raw, str) and raw:
+            try:
+                identifiers.append(make(raw))
+            except InvalidIdentifier:
+                continue  # unreadable: it could match nothing; the others still can
+    if not identifiers:
+        return None
+    return Subject(identifiers=tuple(identifiers), age=age, role=role)
+
+
+def age_hint(*, birthday: object = None, age_range_max: object = None) -> AgeHint | None:
+    """An age hint from a ``YYYY-MM-DD`` birthday and/or an age range's upper bound."""
+    birth_date: date | None = None
+    if isinstance(birthday, str):
+        try:
+            birth_date = date.fromisoformat(birthday)
+        except ValueError:
+            birth_date = None
+    upper = (
+        age_range_max
+        if isinstance(age_range_max, int) and not isinstance(age_range_max, bool)
+        else None
+    )
+    if birth_date is None and upper is None:
+        return None
+    return AgeHint(birth_date=birth_date, age_range_max=upper)
+
+
+def fields(*entries: tuple[str, object, str]) -> dict[str, Field]:
+    """Fields for the values present; emails and phones in their normalized form."""
+    found: dict[str, Field] = {}
+    for name, value, category in entries:
+        if value is None or value == "" or value == []:
+            continue
+        if category == EMAIL:
+            value = _each(value, _email)
+        elif category == PHONE:
+            value = _each(value, _phone)
+        found[name] = Field(plain(value), category)
+    return found
+
+
+def sms_phone(raw: str) -> Field:
+    """A phone number given to receive text messages: the notice's "phone numbers
+    collected for SMS consent will not be shared" applies to it (rule ``sms-phone``)."""
+    return Field(_phone(raw), PHONE, sms_consent=True)
+
+
+def record(
+    ctx: NormalizeContext,
+    *,
+    id: object,
+    visibility: Visibility,
+    subjects: Iterable[Subject | None],
+    data: dict[str, Field],
+    occurred_at: object = None,
+    extra: Mapping[str, object] | None = None,
+) -> Record:
+    """A record born tagged with the customer that owns the connection (rule ``tenant-tag``)."""
+    return Record(
+        id=str(id) if id is not None else "",
+        customer_id=ctx.customer_id,
+        connection_id=ctx.connection_id,
+        provider=ctx.provider,
+        resource=ctx.resource,
+        visibility=visibility,
+        subjects=tuple(s for s in subjects if s is not None),
+        data=data,
+        occurred_at=timestamp(occurred_at),
+        extra={key: plain(value) for key, value in (extra or {}).items()},
+    )
+
+
+def mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def listed(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def present(values: Iterable[object]) -> list[str]:
+    return [str(v) for v in values if v]
+
+
+def timestamp(value: object) -> datetime | None:
+    """ISO 8601 as the providers send it (Graph's ``+0000`` offsets included)."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.replace("Z", "+00:00")
+    if len(text) > 5 and text[-5] in "+-" and text[-3] != ":":
+        text = text[:-2] + ":" + text[-2:]  # Graph: 2025-03-04T10:00:00+0000
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def plain(value: object) -> JSONValue:
+    """``value`` as plain JSON, for a record's data and extra."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return str(value)
+
+
+def _each(value: object, normalize: Any) -> object:
+    if isinstance(value, str):
+        return normalize(value)
+    if isinstance(value, list):
+        return [normalize(v) if isinstance(v, str) else v for v in value]
+    return value
+
+
+def _email(raw: str) -> str:
+    try:
+        return email_identifier(raw).value
+    except InvalidIdentifier:
+        return raw
+
+
+def _phone(raw: str) -> str:
+    try:
+        return phone_identifier(raw).value
+    except InvalidIdentifier:
+        return raw
