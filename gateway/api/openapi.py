@@ -191,6 +191,13 @@ _AUDIT_PATHS: dict[str, Any] = {
     },
 }
 
+_CUSTOMER_ID = {
+    "name": "customer_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "Linkgate", "version": "1.0.0"},
@@ -239,6 +246,41 @@ OPENAPI: dict[str, Any] = {
                     },
                     "occurred_at": {"type": ["string", "null"], "format": "date-time"},
                     "fetched_at": {"type": "string", "format": "date-time"},
+                },
+            },
+            "Subject": {
+                "type": "object",
+                "description": (
+                    "One End User, by any of their identifiers (normalized as the providers "
+                    "do: emails lower-cased, phones E.164, handles and provider user ids "
+                    "scoped to their provider). Stored only as per-customer keyed hashes."
+                ),
+                "additionalProperties": False,
+                "properties": {
+                    "emails": {"type": "array", "items": {"type": "string"}},
+                    "phones": {"type": "array", "items": {"type": "string"}},
+                    "provider_user_ids": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["provider", "id"],
+                            "properties": {
+                                "provider": {"type": "string"},
+                                "id": {"type": "string"},
+                            },
+                        },
+                    },
+                    "handles": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["provider", "handle"],
+                            "properties": {
+                                "provider": {"type": "string"},
+                                "handle": {"type": "string"},
+                            },
+                        },
+                    },
                 },
             },
             "Connection": {
@@ -406,6 +448,148 @@ OPENAPI: dict[str, Any] = {
             }
         },
         **_AUDIT_PATHS,
+        "/v1/customers/{customer_id}/consents": {
+            "parameters": [_CUSTOMER_ID],
+            "put": {
+                "summary": "Record an End User's consent to a purpose that requires it",
+                "description": (
+                    "purpose must be one the policy marks requires_consent (e.g. "
+                    "marketing.communications); the consent covers its more specific "
+                    "purposes. evidence is a note on how consent was obtained and must not "
+                    "repeat the subject's identifiers. Audited as consent.recorded."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["subject", "purpose"],
+                                "properties": {
+                                    "subject": {"$ref": "#/components/schemas/Subject"},
+                                    "purpose": {"type": "string"},
+                                    "evidence": {"type": "string", "maxLength": 1000},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "consent": {
+                                    "type": "object",
+                                    "properties": {
+                                        "id": {"type": "string"},
+                                        "customer_id": {"type": "string"},
+                                        "purpose": {"type": "string"},
+                                        "recorded_at": {"type": "string", "format": "date-time"},
+                                        "identifiers": {"type": "integer"},
+                                    },
+                                }
+                            },
+                        }
+                    ),
+                    **_problems(400, 401, 403, 503),
+                },
+            },
+            "delete": {
+                "summary": "Withdraw an End User's consent (all purposes, or one)",
+                "description": (
+                    "Ends every active consent of the subject found through any of the given "
+                    "identifiers (for purpose and the purposes related to it, or all). It adds "
+                    "no suppression: processing on grounds other than consent goes on "
+                    "(privacy notice, Withdrawal of Consent). The body carries the subject so "
+                    "that identifiers stay out of URLs. Audited as consent.withdrawn."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["subject"],
+                                "properties": {
+                                    "subject": {"$ref": "#/components/schemas/Subject"},
+                                    "purpose": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "customer_id": {"type": "string"},
+                                "purpose": {"type": ["string", "null"]},
+                                "withdrawn_at": {"type": "string", "format": "date-time"},
+                                "withdrawn": {"type": "array", "items": {"type": "string"}},
+                            },
+                        }
+                    ),
+                    **_problems(400, 401, 403, 503),
+                },
+            },
+        },
+        "/v1/customers/{customer_id}/suppressions": {
+            "get": {
+                "summary": "The customer's suppression list: counts and ids, never identifiers",
+                "parameters": [
+                    _CUSTOMER_ID,
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                    },
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "customer_id": {"type": "string"},
+                                "counts": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "integer"},
+                                },
+                                "total": {"type": "integer"},
+                                "suppressions": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "id": {"type": "string"},
+                                            "kind": {
+                                                "enum": [
+                                                    "erasure",
+                                                    "restriction",
+                                                    "objection",
+                                                    "consent_withdrawal",
+                                                ]
+                                            },
+                                            "purposes": {
+                                                "type": "array",
+                                                "items": {"type": "string"},
+                                            },
+                                            "created_at": {"type": "string"},
+                                            "created_by": {"type": "string"},
+                                            "identifiers": {"type": "integer"},
+                                        },
+                                    },
+                                },
+                            },
+                        }
+                    ),
+                    **_problems(400, 401, 403),
+                },
+            }
+        },
         "/healthz": {"get": {"security": [], "responses": {"200": _json({"type": "object"})}}},
         "/readyz": {
             "get": {
