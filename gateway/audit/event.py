@@ -58,6 +58,7 @@ class Action(enum.StrEnum):
     CONSENT_WITHDRAWN = "consent.withdrawn"
     SUPPRESSION_ADDED = "suppression.added"
     PROCESSOR_REQUEST_STEP = "processor_request.step"
+    RETENTION_PURGED = "retention.purged"
     CALLER_REFUSED = "caller.refused"
     KEYS_ROTATED = "keys.rotated"
     CONFIG_CHANGED = "config.changed"
