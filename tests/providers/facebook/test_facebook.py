@@ -1,0 +1,134 @@
+"""Facebook Pages through the gateway: long-lived exchange, Page tokens, posts, 190, revocation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.providers.conftest import ProviderGateway
+
+BASE = "https://graph.fb.test/v21.0"
+ENDPOINTS = {
+    "authorize_url": "https://www.fb.test/v21.0/dialog/oauth",
+    "token_url": f"{BASE}/oauth/access_token",
+    "revoke_url": f"{BASE}/me/permissions",
+    "userinfo_url": f"{BASE}/me?fields=id,name",
+    "api_base_url": BASE,
+}
+PAGE = "1029384756"
+SHORT = {"access_token": "fb-short", "token_type": "bearer", "expires_in": 5400}
+LONG = {"access_token": "fb-long", "token_type": "bearer", "expires_in": 5183944}
+ACCOUNTS = {
+    "data": [{"access_token": "fb-page-token", "category": "Retail", "name": "Acme", "id": PAGE,
+              "tasks": ["ANALYZE", "MODERATE"]}],
+    "paging": {"cursors": {"before": "QVFI", "after": "QVFI"}},
+}  # fmt: skip
+FEED_1 = {
+    "data": [
+        {"id": f"{PAGE}_1", "message": "Spring sale!", "created_time": "2025-03-04T10:00:00+0000",
+         "from": {"name": "Acme", "id": PAGE}, "privacy": {"value": "EVERYONE"},
+         "is_published": True, "is_hidden": False, "timeline_visibility": "normal"},
+        {"id": f"{PAGE}_2", "message": "Draft", "created_time": "2025-03-04T11:00:00+0000",
+         "from": {"name": "Acme", "id": PAGE}, "privacy": {"value": "EVERYONE"},
+         "is_published": False},
+        {"id": f"{PAGE}_3", "message": "Friends only", "from": {"name": "Jane", "id": "555"},
+         "privacy": {"value": "ALL_FRIENDS"}, "is_published": True},
+    ],
+    "paging": {"cursors": {"after": "MgZDZD"}, "next": f"{BASE}/{PAGE}/feed?after=MgZDZD"},
+}  # fmt: skip
+FEED_2 = {
+    "data": [],
+    "paging": {"cursors": {"after": "MwZDZD"}, "next": f"{BASE}/{PAGE}/feed?after=MwZDZD"},
+}
+FEED_3 = {
+    "data": [
+        {
+            "id": f"{PAGE}_4",
+            "message": "Hi all",
+            "from": {"name": "Jane", "id": "555"},
+            "privacy": {"value": "EVERYONE"},
+            "is_published": True,
+            "is_hidden": True,
+        }
+    ]
+}
+EXPIRED = {"error": {"message": "Error validating access token: Session has expired.",
+                     "type": "OAuthException", "code": 190, "error_subcode": 463,
+                     "fbtrace_id": "AbCdEf"}}  # fmt: skip
+
+
+async def _linked(provider_gateway: Any) -> tuple[ProviderGateway, str, Any]:
+    gw: ProviderGateway = await provider_gateway("facebook", ENDPOINTS)
+    token = gw.router.post(f"{BASE}/oauth/access_token").mock(
+        return_value=httpx.Response(200, json=SHORT)
+    )
+    exchange = gw.router.get(f"{BASE}/oauth/access_token").mock(
+        return_value=httpx.Response(200, json=LONG)
+    )
+    gw.router.get(f"{BASE}/me").mock(
+        return_value=httpx.Response(200, json={"id": "10158", "name": "Ada Owner"})
+    )
+    gw.router.get(f"{BASE}/me/accounts").mock(return_value=httpx.Response(200, json=ACCOUNTS))
+    connection = await gw.link()
+    assert token.called
+    return gw, connection["id"], exchange
+
+
+async def test_connect_trades_for_a_long_lived_token_and_reads_pages(
+    provider_gateway: Any,
+) -> None:
+    """The short-lived token is exchanged with fb_exchange_token; /me/accounts is read with it."""
+    gw, _, exchange = await _linked(provider_gateway)
+    params = exchange.calls.last.request.url.params
+    accounts = gw.router.routes[-1]
+
+    assert params["grant_type"] == "fb_exchange_token"
+    assert params["fb_exchange_token"] == "fb-short"
+    assert accounts.calls.last.request.headers["authorization"] == "Bearer fb-long"
+
+
+async def test_page_posts_use_the_page_token_and_page_to_the_end(provider_gateway: Any) -> None:
+    """Posts are read with the Page token via next links; drafts, friends-only, hidden dropped."""
+    gw, connection_id, _ = await _linked(provider_gateway)
+    feed = gw.router.get(url__startswith=f"{BASE}/{PAGE}/feed").mock(
+        side_effect=[httpx.Response(200, json=p) for p in (FEED_1, FEED_2, FEED_3)]
+    )
+    records, pages = await gw.all_records(connection_id, "page.posts", page_id=PAGE)
+
+    assert pages == 3
+    assert [r["id"] for r in records] == [f"{PAGE}_1"]
+    assert feed.calls[0].request.headers["authorization"] == "Bearer fb-page-token"
+
+
+async def test_an_unknown_page_is_refused(provider_gateway: Any) -> None:
+    """A page_id the connection holds no Page token for is a 400, never another token."""
+    gw, connection_id, _ = await _linked(provider_gateway)
+    response = await gw.records(connection_id, "page.posts", page_id="999")
+
+    assert response.status_code == 400
+
+
+async def test_oauth_exception_190_is_not_a_success(provider_gateway: Any) -> None:
+    """Graph's 400 OAuthException 190 never yields records."""
+    gw, connection_id, _ = await _linked(provider_gateway)
+    gw.router.get(url__startswith=f"{BASE}/{PAGE}/feed").mock(
+        return_value=httpx.Response(400, json=EXPIRED)
+    )
+    response = await gw.records(connection_id, "page.posts", page_id=PAGE)
+
+    assert response.status_code >= 400
+    assert "records" not in response.json()
+
+
+async def test_disconnect_deletes_the_permissions(provider_gateway: Any) -> None:
+    """Disconnecting sends DELETE /me/permissions with the user token."""
+    gw, connection_id, _ = await _linked(provider_gateway)
+    revoke = gw.router.delete(f"{BASE}/me/permissions").mock(
+        return_value=httpx.Response(200, json={"success": True})
+    )
+    async with gw.api() as api:
+        response = await api.delete(f"/v1/connections/{connection_id}")
+
+    assert response.status_code in (200, 204), response.text
+    assert revoke.calls.last.request.headers["authorization"] == "Bearer fb-long"
