@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 from opentelemetry.sdk.trace import TracerProvider
+from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -20,7 +21,7 @@ from gateway.audit_jobs import audit_jobs
 from gateway.config import Settings
 from gateway.errors import LinkgateError
 from gateway.observability import TraceSummaryRecorder, TracingMiddleware, configure_tracing
-from gateway.problems import http_exception, linkgate_error, unexpected_error
+from gateway.problems import database_error, http_exception, linkgate_error, unexpected_error
 from gateway.records import route as records_route
 from gateway.runtime import open_runtime
 from gateway.upstream import RetryPolicy
@@ -108,6 +109,9 @@ def create_app(
         exception_handlers={
             LinkgateError: linkgate_error,
             HTTPException: http_exception,
+            # The server went away, refused us, or closed the driver's connection
+            # (asyncpg reports "not accepting connections" as a bare DBAPIError).
+            DBAPIError: database_error,
             Exception: unexpected_error,
         },
     )

@@ -23,6 +23,7 @@ The tree::
     │   ├── UpstreamRateLimited          429  upstream-rate-limited
     │   └── UpstreamUnavailable          503  upstream-unavailable
     ├── AuditUnavailable                 503  audit-unavailable
+    ├── DatabaseUnavailable              503  database-unavailable
     └── SubjectControlsUnavailable       503  subject-controls-unavailable
 
 Foreign exceptions (httpx, SQLAlchemy, authlib, joserfc) are translated where
@@ -190,6 +191,17 @@ class AuditUnavailable(LinkgateError):
     problem = "audit-unavailable"
     status = 503
     title = "The audit log cannot be written; no data is released"
+
+
+class DatabaseUnavailable(LinkgateError):
+    """The database refused or dropped the connection; nothing was changed."""
+
+    problem = "database-unavailable"
+    status = 503
+    title = "The gateway's database is unavailable"
+
+    def __init__(self, detail: str = "", **extra: Any):
+        super().__init__(detail, headers={"Retry-After": "5"}, **extra)
 
 
 class SubjectControlsUnavailable(LinkgateError):

@@ -6,11 +6,17 @@ import json
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.errors import PROBLEM_BASE, PROBLEM_CONTENT_TYPE, LinkgateError
+from gateway.errors import (
+    PROBLEM_BASE,
+    PROBLEM_CONTENT_TYPE,
+    DatabaseUnavailable,
+    LinkgateError,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +51,19 @@ async def http_exception(request: Request, exc: Exception) -> Response:
         "instance": request.url.path,
     }
     return problem_response(body, exc.status_code, dict(exc.headers or {}))
+
+
+async def database_error(request: Request, exc: Exception) -> Response:
+    """SQLAlchemy's connection-level failures, translated at the boundary (never a 500).
+
+    A transaction that failed this way was rolled back, so nothing half-written
+    stays behind; the caller may retry.
+    """
+    if isinstance(exc, IntegrityError | ProgrammingError | DataError):
+        return await unexpected_error(request, exc)  # our bug, not an outage
+    log.error("database.unavailable", error_type=type(exc).__name__)
+    error = DatabaseUnavailable("try again shortly")
+    return problem_response(error.to_problem(request.url.path), error.status, error.headers)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
