@@ -21,7 +21,7 @@ from typing import Any
 
 from policies import RULE_IDS, Record
 
-__all__ = ["JSON_NAME", "CSV_NAME", "Bundle", "BundleFile", "build_bundle", "record_json"]
+__all__ = ["CSV_NAME", "JSON_NAME", "Bundle", "BundleFile", "build_bundle", "record_json"]
 
 JSON_NAME = "records.json"
 CSV_NAME = "records.csv"
@@ -57,7 +57,9 @@ def record_json(record: Record) -> dict[str, Any]:
         "subjects": [
             {
                 "role": subject.role,
-                "identifiers": [{"kind": i.kind.value, "value": i.value} for i in subject.identifiers],
+                "identifiers": [
+                    {"kind": i.kind.value, "value": i.value} for i in subject.identifiers
+                ],
             }
             for subject in record.subjects
         ],
@@ -127,7 +129,12 @@ def build_bundle(
         "sources": [dict(s) for s in sources],
         "not_fetched": [dict(n) for n in not_fetched],
         "files": [
-            {"name": f.name, "media_type": f.media_type, "bytes": len(f.content), "sha256": f.sha256}
+            {
+                "name": f.name,
+                "media_type": f.media_type,
+                "bytes": len(f.content),
+                "sha256": f.sha256,
+            }
             for f in files
         ],
     }

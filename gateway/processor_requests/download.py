@@ -34,9 +34,7 @@ class LinkExpired(Forbidden):
 
 class DownloadKey:
     def __init__(self, secret: bytes) -> None:
-        self._key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(
-            secret
-        )
+        self._key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(secret)
 
     def __repr__(self) -> str:
         return "DownloadKey(<secret>)"

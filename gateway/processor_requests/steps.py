@@ -31,6 +31,7 @@ Per kind (privacy notice, "Your privacy rights"; GDPR Art. 15-21; CCPA §1798.10
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,7 +56,7 @@ from gateway.records import RecordsQuery, RecordsService
 from gateway.storage.engine import writer
 from gateway.storage.schema import connections as connection_rows
 from gateway.storage.schema import subject_control_tables
-from gateway.subject_controls import ALL_PURPOSES, ConsentStore, SuppressionKind, SuppressionStore
+from gateway.subject_controls import ConsentStore, SuppressionKind, SuppressionStore
 from policies import CallerClass, InvalidIdentifier, email_identifier, provider_user_identifier
 
 __all__ = ["PORTABILITY_PURPOSE", "Services", "Step", "result_of", "steps_for"]
@@ -116,10 +117,8 @@ class Step:
 def _account_holder(services: Services, request: ProcessorRequest, c: Connection) -> bool:
     """Whether the subject is the person who linked the account (by keyed hash)."""
     candidates = [provider_user_identifier(c.provider, c.subject)]
-    try:
+    with contextlib.suppress(InvalidIdentifier):
         candidates.append(email_identifier(c.account_name))
-    except InvalidIdentifier:
-        pass
     hashes = {services.hasher.hash(c.customer_id, str(i)) for i in candidates}
     return bool(hashes & set(request.subject_hashes))
 
@@ -268,7 +267,9 @@ async def fetch_and_bundle(
         not_fetched=skipped,
     )
     for file in bundle.files:
-        await services.store.save_file(request, file.name, file.media_type, file.content, file.sha256)
+        await services.store.save_file(
+            request, file.name, file.media_type, file.content, file.sha256
+        )
     return {"count": len(found), "manifest": bundle.manifest}
 
 
@@ -361,7 +362,7 @@ async def lift_suppressions(
 async def withdraw_consents(
     services: Services, request: ProcessorRequest, _done: Mapping[str, Output]
 ) -> Output:
-    """Withdraw active consents (for each named purpose, or all): nothing left to withdraw is fine."""
+    """Withdraw active consents, for each named purpose or all (none left is fine)."""
     identifiers = await services.store.identifiers(request)
     actor = services.actor(request)
     withdrawn: set[str] = set()
@@ -513,4 +514,3 @@ def result_of(request: ProcessorRequest, done: Mapping[str, Output], now: dateti
     if request.kind is Kind.RECTIFICATION:
         result["sources_to_correct"] = done.get("find_sources", {}).get("sources_to_correct", [])
     return result
-

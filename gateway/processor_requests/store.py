@@ -485,9 +485,7 @@ class RequestStore:
         b = self._t.bundles
         async with self._engine.connect() as conn:
             row = (
-                await conn.execute(
-                    select(b).where(b.c.request_id == request_id, b.c.name == name)
-                )
+                await conn.execute(select(b).where(b.c.request_id == request_id, b.c.name == name))
             ).first()
         if row is None:
             raise NotFound("the download is gone (past retention, or the subject was erased)")
@@ -549,4 +547,3 @@ def _from_row(row: Any) -> ProcessorRequest:
         attempts=int(row["attempts"]),
         result=row["result"],
     )
-
