@@ -1,0 +1,50 @@
+"""Processor-request tests run against the live gateway + sandbox stack of tests/gateway."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from gateway.callers import CallerKind, create_caller
+from gateway.storage import create_engine
+from providers.sandbox.demo_data import JANE
+from tests.gateway.conftest import CUSTOMER, Stack, stack  # noqa: F401 - re-exported fixture
+
+JANE_SUBJECT = {
+    "emails": [JANE["email"]],
+    "provider_user_ids": [{"provider": "sandbox", "id": JANE["id"]}],
+    "handles": [{"provider": "sandbox", "handle": JANE["handle"]}],
+}
+TERMINAL = {"completed", "failed", "rejected"}
+
+
+async def new_key(
+    stack: Stack, kind: CallerKind, *, customers: list[str], purposes: tuple[str, ...] = ()
+) -> str:
+    """A fresh service key or auditor credential."""
+    engine = create_engine(stack.settings.database_url)
+    try:
+        _, key = await create_caller(
+            engine, kind=kind, name=f"{kind.value}-t", customers=customers, purposes=list(purposes)
+        )
+    finally:
+        await engine.dispose()
+    return key
+
+
+async def file(stack: Stack, key: str | None = None, **body: Any) -> httpx.Response:
+    async with stack.api(key) as api:
+        return await api.post("/v1/processor-requests", json={"customer_id": CUSTOMER, **body})
+
+
+async def finished(stack: Stack, request_id: str, key: str | None = None) -> dict[str, Any]:
+    """Poll until the background runner has finished the request."""
+    async with stack.api(key) as api:
+        for _ in range(200):
+            body: dict[str, Any] = (await api.get(f"/v1/processor-requests/{request_id}")).json()
+            if body["status"] in TERMINAL:
+                return body
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"request still {body['status']}")
