@@ -21,10 +21,10 @@ TERMINAL = {"completed", "failed", "rejected"}
 
 
 async def new_key(
-    stack: Stack, kind: CallerKind, *, customers: list[str], purposes: tuple[str, ...] = ()
+    live: Stack, kind: CallerKind, *, customers: list[str], purposes: tuple[str, ...] = ()
 ) -> str:
     """A fresh service key or auditor credential."""
-    engine = create_engine(stack.settings.database_url)
+    engine = create_engine(live.settings.database_url)
     try:
         _, key = await create_caller(
             engine, kind=kind, name=f"{kind.value}-t", customers=customers, purposes=list(purposes)
@@ -34,14 +34,14 @@ async def new_key(
     return key
 
 
-async def file(stack: Stack, key: str | None = None, **body: Any) -> httpx.Response:
-    async with stack.api(key) as api:
+async def file(live: Stack, key: str | None = None, **body: Any) -> httpx.Response:
+    async with live.api(key) as api:
         return await api.post("/v1/processor-requests", json={"customer_id": CUSTOMER, **body})
 
 
-async def finished(stack: Stack, request_id: str, key: str | None = None) -> dict[str, Any]:
+async def finished(live: Stack, request_id: str, key: str | None = None) -> dict[str, Any]:
     """Poll until the background runner has finished the request."""
-    async with stack.api(key) as api:
+    async with live.api(key) as api:
         for _ in range(200):
             body: dict[str, Any] = (await api.get(f"/v1/processor-requests/{request_id}")).json()
             if body["status"] in TERMINAL:

@@ -12,7 +12,7 @@ import httpx
 from gateway.callers import CallerKind
 from gateway.errors import PROBLEM_BASE
 from providers.sandbox.demo_data import JANE
-from tests.gateway.conftest import CUSTOMER, OTHER_CUSTOMER, Stack
+from tests.gateway.conftest import CUSTOMER, Stack
 from tests.processor_requests.conftest import JANE_SUBJECT, file, finished, new_key
 
 LEGAL = "essential.legal_obligation"
