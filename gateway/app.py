@@ -17,11 +17,13 @@ from starlette.types import ASGIApp
 
 from gateway.api import audit as audit_api
 from gateway.api import connect_sessions, connections, consents, health, suppressions
+from gateway.api import processor_requests as processor_requests_api
 from gateway.audit_jobs import audit_jobs
 from gateway.config import Settings
 from gateway.errors import LinkgateError
 from gateway.observability import TraceSummaryRecorder, TracingMiddleware, configure_tracing
 from gateway.problems import database_error, http_exception, linkgate_error, unexpected_error
+from gateway.processor_requests.jobs import processor_jobs
 from gateway.records import route as records_route
 from gateway.runtime import open_runtime
 from gateway.upstream import RetryPolicy
@@ -58,8 +60,9 @@ def create_app(
                 trace_summaries=trace_summaries,
             ) as runtime,
             audit_jobs(runtime.audit_store, settings),
+            processor_jobs(runtime) as jobs,
         ):
-            yield {"runtime": runtime}
+            yield {"runtime": runtime, "processor_jobs": jobs}
 
     routes = [
         Route("/healthz", health.healthz, methods=["GET"]),
@@ -87,6 +90,23 @@ def create_app(
         Route("/v1/audit/events/{customer_id}/{seq}", audit_api.get_event, methods=["GET"]),
         Route("/v1/audit/verify", audit_api.verify, methods=["GET"]),
         Route("/v1/audit/disclosures", audit_api.disclosures, methods=["GET"]),
+        Route("/v1/processor-requests", processor_requests_api.create_request, methods=["POST"]),
+        Route("/v1/processor-requests", processor_requests_api.list_requests, methods=["GET"]),
+        Route(
+            "/v1/processor-requests/{request_id}",
+            processor_requests_api.get_request,
+            methods=["GET"],
+        ),
+        Route(
+            "/v1/processor-requests/{request_id}/verify",
+            processor_requests_api.verify_request,
+            methods=["POST"],
+        ),
+        Route(
+            "/v1/processor-requests/{request_id}/result",
+            processor_requests_api.get_result,
+            methods=["GET"],
+        ),
         Route("/connect/{token}", connect_pages.portal, methods=["GET"]),
         Route("/connect/{token}/{provider}", connect_pages.start, methods=["GET"]),
         Route(

@@ -230,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("id")
     revoke.set_defaults(handler=cmd_services_revoke)
     audit_cli.register(commands)  # auditors … and audit …
+    from gateway.processor_requests import cli as requests_cli
+
+    requests_cli.register(commands)  # requests … and purge
     return parser
 
 
