@@ -191,6 +191,199 @@ _AUDIT_PATHS: dict[str, Any] = {
     },
 }
 
+# Processor requests: service keys and auditor credentials entitled to the customer.
+_SERVICE_OR_AUDITOR: list[dict[str, list[str]]] = [{"serviceKey": []}, {"auditorKey": []}]
+_REQUEST_ID = {
+    "name": "request_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
+_PRQ_KINDS = [
+    "access",
+    "portability",
+    "erasure",
+    "rectification",
+    "restriction",
+    "objection",
+    "consent_withdrawal",
+]
+_PRQ_STATUSES = ["received", "verified", "running", "completed", "failed", "rejected"]
+_SCOPED: dict[str, Any] = {"type": "object", "required": ["provider"]}
+_PROCESSOR_REQUEST = {
+    "type": "object",
+    "required": ["id", "customer_id", "kind", "status", "due_at", "due_dates", "overdue"],
+    "properties": {
+        "id": {"type": "string"},
+        "customer_id": {"type": "string"},
+        "kind": {"enum": _PRQ_KINDS},
+        "status": {"enum": _PRQ_STATUSES},
+        "jurisdiction": {"enum": ["gdpr", "ccpa", None]},
+        "due_at": {"type": "string", "format": "date-time"},
+        "due_dates": {
+            "type": "object",
+            "description": "GDPR Art. 12(3): 30 days; CCPA §1798.130(a)(2)(B): 45 days",
+            "properties": {
+                "gdpr": {"type": "string", "format": "date-time"},
+                "ccpa": {"type": "string", "format": "date-time"},
+            },
+        },
+        "overdue": {"type": "boolean"},
+        "purposes": {"type": "array", "items": {"type": "string"}},
+        "lift": {"type": "boolean"},
+        "identifiers": {"type": "integer", "description": "how many; never the identifiers"},
+        "received_at": {"type": "string", "format": "date-time"},
+        "verified_by": {"type": ["string", "null"]},
+        "verified_at": {"type": ["string", "null"], "format": "date-time"},
+        "finished_at": {"type": ["string", "null"], "format": "date-time"},
+        "reason": {"type": ["string", "null"]},
+        "result": {"type": "object"},
+    },
+}
+_PROCESSOR_REQUEST_PATHS: dict[str, Any] = {
+    "/v1/processor-requests": {
+        "post": {
+            "summary": "File an End User's privacy request (the customer is the controller)",
+            "security": _SERVICE_OR_AUDITOR,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["customer_id", "kind", "subject"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "customer_id": {"type": "string"},
+                                "kind": {"enum": _PRQ_KINDS},
+                                "subject": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "emails": {"type": "array", "items": {"type": "string"}},
+                                        "phones": {"type": "array", "items": {"type": "string"}},
+                                        "provider_user_ids": {
+                                            "type": "array",
+                                            "items": {
+                                                **_SCOPED,
+                                                "properties": {
+                                                    "provider": {"type": "string"},
+                                                    "id": {"type": "string"},
+                                                },
+                                            },
+                                        },
+                                        "handles": {
+                                            "type": "array",
+                                            "items": {
+                                                **_SCOPED,
+                                                "properties": {
+                                                    "provider": {"type": "string"},
+                                                    "handle": {"type": "string"},
+                                                },
+                                            },
+                                        },
+                                    },
+                                },
+                                "purposes": {
+                                    "type": "array",
+                                    "items": {"type": "string"},
+                                    "description": "restriction, objection, consent_withdrawal",
+                                },
+                                "lift": {
+                                    "type": "boolean",
+                                    "description": "restriction/objection: lift the earlier one",
+                                },
+                                "verified_by": {
+                                    "type": "string",
+                                    "description": "who verified the requester; without it "
+                                    "the request waits in received",
+                                },
+                                "note": {
+                                    "type": "string",
+                                    "description": "must not repeat an identifier",
+                                },
+                                "jurisdiction": {"enum": ["gdpr", "ccpa"]},
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": _json(_PROCESSOR_REQUEST, "filed"),
+                **_problems(400, 401, 403, 409, 503),
+            },
+        },
+        "get": {
+            "summary": "The caller's customers' requests, newest first",
+            "security": _SERVICE_OR_AUDITOR,
+            "parameters": [
+                _query("customer_id", "one customer the caller is entitled to"),
+                _query("status", "only this status", enum=_PRQ_STATUSES),
+                _query("overdue", "true: open and past due", enum=["true", "false"]),
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+            ],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"requests": {"type": "array", "items": _PROCESSOR_REQUEST}},
+                    }
+                ),
+                **_problems(400, 401, 403),
+            },
+        },
+    },
+    "/v1/processor-requests/{request_id}": {
+        "get": {
+            "security": _SERVICE_OR_AUDITOR,
+            "parameters": [_REQUEST_ID],
+            "responses": {"200": _json(_PROCESSOR_REQUEST), **_problems(401, 404)},
+        }
+    },
+    "/v1/processor-requests/{request_id}/verify": {
+        "post": {
+            "summary": "Record who at the customer verified the requester's identity",
+            "security": _SERVICE_OR_AUDITOR,
+            "parameters": [_REQUEST_ID],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["verified_by"],
+                            "properties": {"verified_by": {"type": "string"}},
+                        }
+                    }
+                },
+            },
+            "responses": {"200": _json(_PROCESSOR_REQUEST), **_problems(400, 401, 404, 409)},
+        }
+    },
+    "/v1/processor-requests/{request_id}/result": {
+        "get": {
+            "summary": "The result (JSON); for portability, signed links to the JSON and CSV "
+            "bundle that expire. With file and token, the file itself (no credential needed).",
+            "security": [*_SERVICE_OR_AUDITOR, {}],
+            "parameters": [
+                _REQUEST_ID,
+                _query("file", "records.json or records.csv (with token)"),
+                _query("token", "the signed, short-lived download token of a link"),
+            ],
+            "responses": {
+                "200": {
+                    "description": "the result, or one bundle file",
+                    "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        "text/csv": {"schema": {"type": "string"}},
+                    },
+                },
+                **_problems(401, 403, 404, 409),
+            },
+        }
+    },
+}
+
 _CUSTOMER_ID = {
     "name": "customer_id",
     "in": "path",
@@ -590,6 +783,7 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        **_PROCESSOR_REQUEST_PATHS,
         "/healthz": {"get": {"security": [], "responses": {"200": _json({"type": "object"})}}},
         "/readyz": {
             "get": {
