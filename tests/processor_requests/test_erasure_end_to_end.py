@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.callers import CallerKind
-from providers.sandbox.demo_data import JANE
+from providers.sandbox.demo_data import ADA, JANE
 from tests.gateway.conftest import CUSTOMER, Stack
 from tests.processor_requests.conftest import JANE_SUBJECT, file, finished, new_key
 
@@ -69,3 +69,24 @@ async def test_erasure_suppresses_later_fetches_and_access_lists_earlier_disclos
     async with stack.api(auditor) as api:
         verified = await api.get("/v1/audit/verify", params={"customer_id": CUSTOMER})
     assert verified.json()["ok"] is True
+
+
+async def test_consent_withdrawal_by_the_account_holder_suppresses_the_connection(
+    stack: Stack,
+) -> None:
+    """Ada linked the account; her consent withdrawal revokes it and sets it suppressed."""
+    connection_id = await _connection(stack)
+    filed = await file(
+        stack,
+        kind="consent_withdrawal",
+        subject={"emails": [ADA.email]},
+        verified_by="privacy@acme.example",
+    )
+    assert (await finished(stack, filed.json()["id"]))["status"] == "completed"
+    async with stack.api() as api:
+        connection = (await api.get(f"/v1/connections/{connection_id}")).json()
+        refused = await api.get(
+            f"/v1/connections/{connection_id}/records/posts", params={"purpose": PURPOSE}
+        )
+    assert connection["status"] == "suppressed"
+    assert refused.status_code == 409
