@@ -13,6 +13,7 @@ from gateway.callers import CallerKind, authenticate
 from gateway.cli import main
 from gateway.connections import ConnectionStore
 from gateway.oauth import TokenSet
+from gateway.provider_tokens import ScopedTokenStore
 from gateway.storage import connections, create_engine
 from gateway.vault import KeyRing, generate_key_entry, token_row
 from providers.base import Account
@@ -108,10 +109,19 @@ def test_config_check_lists_every_problem(
         assert setting in err
 
 
+async def _page_token(url: str, connection_id: str) -> str | None:
+    """The scoped token, opened with the new key alone."""
+    engine = create_engine(url)
+    try:
+        return await ScopedTokenStore(engine, KeyRing.parse(NEW)).get(connection_id, "page_1")
+    finally:
+        await engine.dispose()
+
+
 def test_keys_rotate_reseals_every_token_under_the_new_key(
     env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Rotation re-encrypts under the first key, shows progress, and tokens still open."""
+    """Rotation re-seals connection and scoped tokens under the first key, with progress."""
 
     async def link() -> str:
         engine = create_engine(env)
@@ -123,6 +133,9 @@ def test_keys_rotate_reseals_every_token_under_the_new_key(
                                 refresh_token="rt-canary"),
                 scopes=("openid",),
             )  # fmt: skip
+            await ScopedTokenStore(engine, KeyRing.parse(OLD)).replace(
+                connection.id, {"page_1": "page-token-canary"}
+            )
         finally:
             await engine.dispose()
         return connection.id
@@ -143,7 +156,8 @@ def test_keys_rotate_reseals_every_token_under_the_new_key(
     row = asyncio.run(sealed())
     err = capsys.readouterr().err
 
-    assert "1/1" in err
+    assert "2/2" in err
+    assert asyncio.run(_page_token(env, connection_id)) == "page-token-canary"
     new_only = KeyRing.parse(NEW)
     assert new_only.open(row["access_token"], row=token_row(connection_id, "access_token")) == (
         "at-canary"
