@@ -125,7 +125,10 @@ class UpstreamClient:
             "Accept": "application/json",
         }
         try:
-            async with self._http.stream("GET", url, params=params, headers=headers) as response:
+            # ``params or None``: httpx replaces a URL's own query with an empty mapping,
+            # which would strip a next link's ($skip, $skiptoken) and loop on page one.
+            query = params or None
+            async with self._http.stream("GET", url, params=query, headers=headers) as response:
                 body = await self._read(response)
         except httpx.TimeoutException as exc:
             self.breaker.failure()
