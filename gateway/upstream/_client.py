@@ -125,10 +125,10 @@ class UpstreamClient:
             "Accept": "application/json",
         }
         try:
-            # ``params or None``: httpx replaces a URL's own query with an empty mapping,
-            # which would strip a next link's ($skip, $skiptoken) and loop on page one.
-            query = params or None
-            async with self._http.stream("GET", url, params=query, headers=headers) as response:
+            # Merged, not passed as ``params``: httpx would replace the URL's own query
+            # (a next link's $skip, a Rest.li finder's q=author) with the mapping.
+            target = httpx.URL(url).copy_merge_params(dict(params))
+            async with self._http.stream("GET", target, headers=headers) as response:
                 body = await self._read(response)
         except httpx.TimeoutException as exc:
             self.breaker.failure()
