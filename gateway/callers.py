@@ -47,7 +47,10 @@ class Caller:
     def require_customer(self, customer_id: str) -> None:
         """403 unless this caller is entitled to ``customer_id``."""
         if customer_id not in self.customers:
-            raise Forbidden(f"this credential is not entitled to customer {customer_id!r}")
+            raise Forbidden(
+                f"this credential is not entitled to customer {customer_id!r}",
+                refused_customer=customer_id,
+            )
 
     def public(self) -> dict[str, object]:
         return {

@@ -207,7 +207,12 @@ class ConnectionStore:
                 .first()
             )
         if row is None or row["customer_id"] not in customers:
-            raise NotFound(f"no connection {connection_id!r}")
+            # Another customer's connection looks exactly like a missing one to
+            # the caller; its owner's log still records the attempt.
+            raise NotFound(
+                f"no connection {connection_id!r}",
+                refused_customer=row["customer_id"] if row is not None else None,
+            )
         return from_row(row)
 
     async def list(self, customer_id: str) -> list[Connection]:

@@ -47,10 +47,20 @@ class LinkgateError(Exception):
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal error"
 
-    def __init__(self, detail: str = "", *, headers: Mapping[str, str] | None = None, **extra: Any):
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        headers: Mapping[str, str] | None = None,
+        refused_customer: str | None = None,
+        **extra: Any,
+    ):
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.headers = dict(headers or {})
+        # A refusal to touch this customer's data: the problem handler records it
+        # in that customer's audit log (never in the response body).
+        self.refused_customer = refused_customer
         self.extra = extra
 
     @property

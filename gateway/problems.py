@@ -11,6 +11,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.auditors import record_refusal
+from gateway.callers import Caller
 from gateway.errors import (
     PROBLEM_BASE,
     PROBLEM_CONTENT_TYPE,
@@ -38,6 +40,14 @@ async def linkgate_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LinkgateError)
     level = "warning" if exc.status < 500 else "error"
     getattr(log, level)("request.failed", problem=exc.problem, status=exc.status)
+    caller = getattr(request.state, "caller", None)
+    if exc.refused_customer and isinstance(caller, Caller):
+        # Every refused attempt on a customer's data lands in that customer's
+        # audit log (issue: "an audited denial"); if it cannot, fail closed.
+        try:
+            await record_refusal(request.state.runtime, caller, exc.refused_customer, exc)
+        except LinkgateError as failure:
+            return problem_response(failure.to_problem(request.url.path), failure.status)
     return problem_response(exc.to_problem(request.url.path), exc.status, exc.headers)
 
 

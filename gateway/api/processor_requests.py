@@ -41,7 +41,9 @@ async def _caller(request: Request) -> Caller:
         if key.strip().startswith(KEY_PREFIX[CallerKind.AUDITOR])
         else CallerKind.SERVICE
     )
-    return await authenticate(runtime_of(request).engine, header, kind)
+    caller = await authenticate(runtime_of(request).engine, header, kind)
+    request.state.caller = caller  # so a refusal can be audited (gateway.problems)
+    return caller
 
 
 async def _entitled(request: Request, caller: Caller, customer_id: str) -> None:

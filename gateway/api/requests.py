@@ -20,9 +20,11 @@ def runtime_of(request: Request) -> Runtime:
 
 
 async def service_caller(request: Request) -> Caller:
-    return await authenticate(
+    caller = await authenticate(
         runtime_of(request).engine, request.headers.get("authorization"), CallerKind.SERVICE
     )
+    request.state.caller = caller  # so a refusal can be audited (gateway.problems)
+    return caller
 
 
 async def json_object(request: Request) -> dict[str, Any]:

@@ -230,7 +230,10 @@ class RequestStore:
         """
         request = await self._find(request_id)
         if request is None or (customers is not None and request.customer_id not in set(customers)):
-            raise NotFound("no such processor request")
+            raise NotFound(
+                "no such processor request",
+                refused_customer=request.customer_id if request is not None else None,
+            )
         return request
 
     async def search(
