@@ -28,6 +28,7 @@ from gateway.records import route as records_route
 from gateway.runtime import open_runtime
 from gateway.upstream import RetryPolicy
 from gateway.web import connect as connect_pages
+from gateway.web.console.routes import ROUTES as console_routes
 from gateway.web.security_headers import SecurityHeadersMiddleware
 
 SERVICE_NAME = "linkgate"
@@ -121,6 +122,7 @@ def create_app(
         ),
         # GET for query responses; POST for form_post providers (Apple).
         Route("/oauth/callback", connect_pages.callback, methods=["GET", "POST"]),
+        *console_routes,
     ]
     app = Starlette(
         routes=routes,

@@ -91,6 +91,25 @@ async def demo_service_key(engine: AsyncEngine, home: Path) -> str:
     return key
 
 
+async def demo_auditor_key(engine: AsyncEngine, home: Path) -> str:
+    """The demo's auditor credential (the console's sign-in): reused while it works."""
+    path = home / "auditor-key"
+    if path.exists():
+        key = path.read_text().strip()
+        try:
+            await authenticate(engine, f"Bearer {key}", CallerKind.AUDITOR)
+            return key
+        except Unauthenticated:
+            path.unlink()
+    _caller, key = await create_caller(
+        engine, kind=CallerKind.AUDITOR, name="demo-auditor", customers=[DEMO_CUSTOMER]
+    )
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
 def sandbox_server(settings: Settings, sandbox_port: int) -> uvicorn.Server:
     sandbox = settings.providers["sandbox"]
     app = create_sandbox_app(
@@ -117,6 +136,7 @@ async def run_demo(*, port: int, sandbox_port: int, home: str) -> int:
     engine = create_engine(settings.database_url)
     try:
         key = await demo_service_key(engine, folder)
+        auditor_key = await demo_auditor_key(engine, folder)
         sessions = ConnectSessionStore(
             engine, ttl_seconds=settings.connect_session_ttl, return_url_allowlist=()
         )
@@ -141,7 +161,13 @@ Linkgate demo is running.
        curl -s -H "Authorization: Bearer {key}" \\
          "{base}/v1/connections/CONNECTION_ID/records/posts?purpose=essential.service"
 
-  The service key above is stored in {folder / "service-key"} (mode 0600). Stop with Ctrl-C.
+  4. Review the access log, verify its chain and file processor requests in the auditor
+     console; sign in with the demo auditor credential:
+       {base}/console/sign-in
+       {auditor_key}
+
+  The service key above is stored in {folder / "service-key"} and the auditor credential in
+  {folder / "auditor-key"} (both mode 0600). Stop with Ctrl-C.
 """
 
     tasks = [asyncio.create_task(sandbox.serve()), asyncio.create_task(gateway.serve())]

@@ -26,6 +26,7 @@ from gateway.audit.tables import define_audit_tables
 from gateway.processor_requests.tables import define_processor_request_tables
 from gateway.storage.types import UTCDateTime
 from gateway.subject_controls.tables import define_subject_control_tables
+from gateway.web.console.tables import define_console_tables
 from gateway.webhooks.tables import define_webhook_tables
 
 metadata = MetaData(
@@ -133,3 +134,6 @@ subject_control_tables = define_subject_control_tables(metadata)
 
 # Processor requests (gateway.processor_requests owns their shape).
 processor_request_tables = define_processor_request_tables(metadata)
+
+# Auditor console sessions (gateway.web.console owns their shape).
+console_tables = define_console_tables(metadata)

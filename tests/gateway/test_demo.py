@@ -23,7 +23,7 @@ def _free_port() -> int:
 
 
 def test_demo_prints_a_working_portal_link_and_curl_line(tmp_path: Path) -> None:
-    """The printed portal link leads to the sandbox's consent page; the curl line answers 200."""
+    """The portal link reaches the consent page, the curl line answers 200, the auditor signs in."""
     port, sandbox_port = _free_port(), _free_port()
     home = tmp_path / "demo"
     process = subprocess.Popen(
@@ -43,8 +43,12 @@ def test_demo_prints_a_working_portal_link_and_curl_line(tmp_path: Path) -> None
             output += line
         portal = re.search(r"(http://127\.0\.0\.1:\d+/connect/\S+)", output)
         key = re.search(r"Bearer (lgk_\S+)\"", output)
+        console = re.search(r"(http://127\.0\.0\.1:\d+/console/sign-in)", output)
+        auditor_key = re.search(r"^\s+(lga_\S+)$", output, re.MULTILINE)
         assert portal, output
         assert key, output
+        assert console, output
+        assert auditor_key, output
 
         with httpx.Client(timeout=10) as browser:
             page = browser.get(portal.group(1))
@@ -55,6 +59,14 @@ def test_demo_prints_a_working_portal_link_and_curl_line(tmp_path: Path) -> None
                 params={"customer_id": "acme"},
                 headers={"Authorization": f"Bearer {key.group(1)}"},
             )
+            sign_in = browser.get(console.group(1))
+            token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', sign_in.text)
+            assert token, sign_in.text
+            signed_in = browser.post(
+                console.group(1),
+                data={"csrf_token": token.group(1), "credential": auditor_key.group(1)},
+            )
+            events = browser.get(f"http://127.0.0.1:{port}/console/events")
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=20)
@@ -68,3 +80,7 @@ def test_demo_prints_a_working_portal_link_and_curl_line(tmp_path: Path) -> None
     assert listed.json() == {"connections": []}
     assert oct((home / "linkgate.toml").stat().st_mode & 0o777) == "0o600"
     assert oct((home / "service-key").stat().st_mode & 0o777) == "0o600"
+    assert (sign_in.status_code, signed_in.status_code, events.status_code) == (200, 303, 200)
+    assert "Access events" in events.text
+    assert auditor_key.group(1) not in events.text
+    assert oct((home / "auditor-key").stat().st_mode & 0o777) == "0o600"
