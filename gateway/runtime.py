@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit import AuditStore, AuditWriter, SubjectHasher
 from gateway.audit_jobs import checkpoint_keys, load_signer
+from gateway.callers import CallerCache
 from gateway.config import Settings
 from gateway.connect.flow import ConnectFlow
 from gateway.connect.jwks import JWKSCache
@@ -55,6 +56,8 @@ class Runtime:
     records: RecordsService  # fetch → normalize → decide → audit → respond
     consents: ConsentStore  # End Users' marketing consents, per customer
     suppressions: SuppressionStore  # erasure, restriction, objection, consent withdrawal
+    # Service keys seen in the last few seconds: no database read per request.
+    callers: CallerCache = field(default_factory=CallerCache)
 
 
 @asynccontextmanager

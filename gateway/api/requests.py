@@ -20,8 +20,12 @@ def runtime_of(request: Request) -> Runtime:
 
 
 async def service_caller(request: Request) -> Caller:
+    runtime = runtime_of(request)
     caller = await authenticate(
-        runtime_of(request).engine, request.headers.get("authorization"), CallerKind.SERVICE
+        runtime.engine,
+        request.headers.get("authorization"),
+        CallerKind.SERVICE,
+        cache=runtime.callers,  # revocation takes effect within CALLER_CACHE_TTL
     )
     request.state.caller = caller  # so a refusal can be audited (gateway.problems)
     return caller

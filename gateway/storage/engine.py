@@ -6,8 +6,10 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import await_
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_OPTION = "linkgate_write"
@@ -21,12 +23,39 @@ def writer(engine: AsyncEngine) -> AsyncEngine:
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, hide_parameters=True
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            hide_parameters=True,
+            # SQLAlchemy's default for file databases is 5 kept + 10 overflow; an
+            # overflow connection is closed on check-in, so under load requests
+            # kept paying a new aiosqlite thread, connect and PRAGMAs. Sized like
+            # the PostgreSQL pool (LINKGATE_DB_POOL_SIZE) instead.
+            **(
+                {}
+                if ":memory:" in url or url.rstrip("/").endswith(":")
+                else {"pool_size": pool_size, "max_overflow": pool_size}
+            ),
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    # Pessimistic disconnect handling with one round trip: the asyncpg dialect's
+    # own pool_pre_ping wraps its ";" in BEGIN … ROLLBACK (for PgBouncer's
+    # transaction mode, sqlalchemy#10226), three round trips on every checkout,
+    # and the records path checks out several connections per request.
+    event.listen(engine.sync_engine.pool, "checkout", _postgres_ping)
+    return engine
+
+
+def _postgres_ping(dbapi_connection: Any, _record: ConnectionPoolEntry, _proxy: Any) -> None:
+    # Raising DisconnectionError makes the pool discard this connection and
+    # check out (or open) another, as pool_pre_ping would
+    # (https://docs.sqlalchemy.org/en/20/core/pooling.html#disconnect-handling-pessimistic).
+    try:
+        await_(dbapi_connection.driver_connection.execute("SELECT 1"))  # simple query: one trip
+    except Exception as exc:  # any failure means: do not hand this connection out
+        raise DisconnectionError(f"ping failed: {type(exc).__name__}") from exc
 
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:

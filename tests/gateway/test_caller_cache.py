@@ -1,0 +1,111 @@
+"""The service-key cache: fewer database reads, revocation still honoured within its TTL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.callers import (
+    CALLER_CACHE_TTL,
+    CallerCache,
+    CallerKind,
+    authenticate,
+    create_caller,
+    revoke_caller,
+)
+from gateway.errors import Unauthenticated
+from gateway.storage import create_engine
+from gateway.storage.migrate import upgrade
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    await asyncio.to_thread(upgrade, database_url)  # Alembic runs its own event loop
+    engine = create_engine(database_url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def test_revocation_window_is_a_few_seconds() -> None:
+    """The promise: a revoked key stops working everywhere within seconds."""
+    assert 0 < CALLER_CACHE_TTL <= 10
+
+
+async def test_revoked_key_stops_working_within_the_ttl(engine: AsyncEngine) -> None:
+    """Revoked in the database (CLI, another replica): honoured once the entry expires."""
+    clock = FakeClock()
+    cache = CallerCache(5.0, clock=clock)
+    caller, key = await create_caller(
+        engine, kind=CallerKind.SERVICE, name="crm", customers=["acme"]
+    )
+    header = f"Bearer {key}"
+    assert (await authenticate(engine, header, CallerKind.SERVICE, cache=cache)).id == caller.id
+
+    await revoke_caller(engine, caller.id)
+    clock.now += 4.9  # still inside the window: answered from memory
+    assert (await authenticate(engine, header, CallerKind.SERVICE, cache=cache)).id == caller.id
+    clock.now += 0.2  # past it: the database says revoked
+    with pytest.raises(Unauthenticated, match="revoked"):
+        await authenticate(engine, header, CallerKind.SERVICE, cache=cache)
+    with pytest.raises(Unauthenticated, match="revoked"):  # and a refusal is never cached
+        await authenticate(engine, header, CallerKind.SERVICE, cache=cache)
+
+
+async def test_forget_revokes_at_once_in_this_process(engine: AsyncEngine) -> None:
+    cache = CallerCache(60.0)
+    caller, key = await create_caller(
+        engine, kind=CallerKind.SERVICE, name="crm", customers=["acme"]
+    )
+    await authenticate(engine, f"Bearer {key}", CallerKind.SERVICE, cache=cache)
+    await revoke_caller(engine, caller.id)
+    cache.forget(caller.id)
+    with pytest.raises(Unauthenticated, match="revoked"):
+        await authenticate(engine, f"Bearer {key}", CallerKind.SERVICE, cache=cache)
+
+
+async def test_cached_key_keeps_its_kind_check(engine: AsyncEngine) -> None:
+    """A cached auditor credential is never accepted where a service key is required."""
+    cache = CallerCache(60.0)
+    _, key = await create_caller(engine, kind=CallerKind.AUDITOR, name="dpo", customers=["acme"])
+    await authenticate(engine, f"Bearer {key}", CallerKind.AUDITOR, cache=cache)
+    with pytest.raises(Unauthenticated):
+        await authenticate(engine, f"Bearer {key}", CallerKind.SERVICE, cache=cache)
+
+
+def test_cache_is_bounded_and_drops_the_oldest() -> None:
+    from datetime import UTC, datetime
+
+    from gateway.callers import Caller
+    from policies.vocabulary import CallerClass
+
+    cache = CallerCache(60.0, size=2)
+    made = [
+        Caller(
+            id=f"svc_{i}",
+            kind=CallerKind.SERVICE,
+            name="n",
+            caller_class=CallerClass.INTERNAL,
+            customers=frozenset(),
+            purposes=frozenset(),
+            created_at=datetime.now(UTC),
+        )
+        for i in range(3)
+    ]
+    for i, caller in enumerate(made):
+        cache.put(f"h{i}", caller)
+    assert cache.get("h0") is None
+    assert cache.get("h1") is made[1]
+    assert cache.get("h2") is made[2]
