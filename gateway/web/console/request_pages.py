@@ -17,6 +17,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from gateway.auditors import require_customer
 from gateway.errors import Conflict, InvalidParameter, NotFound
 from gateway.processor_requests.jobs import request_store
 from gateway.processor_requests.machine import OPEN, TERMINAL, Jurisdiction, Kind, Status
@@ -140,12 +141,17 @@ async def _new_request(request: Request, session: ConsoleSession) -> Response:
 
 async def _file_request(request: Request, session: ConsoleSession) -> Response:
     form = await request.form()
-    # Kept for a refused form: everything but the identifiers.
+    # Kept for a refused form: not the identifiers, nor the note (it may quote them).
     kept = {
         name: str(form.get(name) or "")
-        for name in ("customer_id", "kind", "jurisdiction", "verified_by", "note")
+        for name in ("customer_id", "kind", "jurisdiction", "verified_by")
     }
-    store = request_store(runtime_of(request))
+    runtime = runtime_of(request)
+    named = form.get("customer_id")
+    if isinstance(named, str) and named and named not in session.caller.customers:
+        # Not offered by the form: refused like the API refuses it, and recorded.
+        await require_customer(runtime, session.caller, named)
+    store = request_store(runtime)
     try:
         filing = _filing(form, session)
         created = await store.file(
@@ -156,7 +162,7 @@ async def _file_request(request: Request, session: ConsoleSession) -> Response:
             request,
             session,
             status_code=exc.status,
-            error=f"{exc.detail}. Enter the subject's identifiers again.",
+            error=f"{exc.detail}. Enter the subject's identifiers (and any note) again.",
             kept=kept,
         )
     if created.status is Status.VERIFIED:
