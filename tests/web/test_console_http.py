@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 import httpx
+from sqlalchemy import update
 
 from gateway.callers import CallerKind, create_caller
-from gateway.storage import create_engine
+from gateway.storage import create_engine, writer
+from gateway.storage.schema import processor_request_tables
 from providers.sandbox.demo_data import JANE
 from tests.conftest import Servers
 from tests.gateway.conftest import CUSTOMER, OTHER_CUSTOMER, Stack, build_stack
@@ -26,6 +29,20 @@ async def _auditor(stack: Stack, customer: str) -> str:
     finally:
         await engine.dispose()
     return key
+
+
+async def _past_due(stack: Stack) -> None:
+    """Every request's due date is yesterday."""
+    engine = create_engine(stack.settings.database_url)
+    try:
+        async with writer(engine).begin() as conn:
+            await conn.execute(
+                update(processor_request_tables.requests).values(
+                    due_at=datetime.now(UTC) - timedelta(days=1)
+                )
+            )
+    finally:
+        await engine.dispose()
 
 
 def _token(page: httpx.Response) -> str:
@@ -131,6 +148,8 @@ async def test_filing_refuses_bad_subjects_notes_and_duplicates(
         again = await client.post("/console/requests", data={**base, "emails": email})
         detail = await client.get(first.headers["location"])
         early = await client.get(first.headers["location"] + "/result")
+        await _past_due(stack)
+        listed = await client.get("/console/requests")
 
     assert other.status_code == 403
     for refused in (bad, none, handle, note):
@@ -142,6 +161,9 @@ async def test_filing_refuses_bad_subjects_notes_and_duplicates(
     assert again.status_code == 409
     assert "Mark verified" in detail.text  # filed without verified_by: verify it here
     assert early.status_code == 409
+    [row] = re.findall(r'<tr class="overdue">.*?</tr>', listed.text, re.DOTALL)
+    assert first.headers["location"] in row
+    assert "Overdue" in row
 
 
 async def test_an_auditor_of_another_customer_cannot_see_a_request(
