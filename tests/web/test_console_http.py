@@ -45,6 +45,17 @@ async def _past_due(stack: Stack) -> None:
         await engine.dispose()
 
 
+async def _refusals(stack: Stack) -> int:
+    """How many caller.refused events acme's log holds."""
+    async with httpx.AsyncClient(base_url=stack.gateway.url, timeout=15) as api:
+        answer = await api.get(
+            "/v1/audit/events",
+            params={"customer_id": CUSTOMER, "action": "caller.refused"},
+            headers={"Authorization": f"Bearer {await _auditor(stack, CUSTOMER)}"},
+        )
+    return len(answer.json()["events"])
+
+
 def _token(page: httpx.Response) -> str:
     found = _TOKEN.search(page.text)
     assert found, page.text
@@ -193,4 +204,5 @@ async def test_an_auditor_of_another_customer_cannot_see_a_request(
         listed = await client.get("/console/requests")
 
     assert [p.status_code for p in pages] == [404, 404, 404, 404]
+    assert await _refusals(stack) == 4  # each one recorded in acme's log
     assert path.rsplit("/", 1)[-1] not in listed.text

@@ -27,6 +27,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from gateway.auditors import record_refusal
 from gateway.callers import CallerKind, authenticate
 from gateway.errors import LinkgateError, Unauthenticated
 from gateway.runtime import Runtime
@@ -136,6 +137,13 @@ def signed_in(page: Page) -> Callable[[Request], Awaitable[Response]]:
         try:
             return await page(request, session)
         except LinkgateError as exc:
+            if exc.refused_customer:
+                # As the API's problem handler does: a refused attempt on a
+                # customer's data lands in that customer's audit log, or fails closed.
+                try:
+                    await record_refusal(runtime, session.caller, exc.refused_customer, exc)
+                except LinkgateError as failure:
+                    exc = failure
             return console_page(
                 "console/error.html",
                 session,
