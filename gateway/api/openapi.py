@@ -38,7 +38,7 @@ def _query(name: str, description: str, **schema: Any) -> dict[str, Any]:
     }
 
 
-_AUDITOR = [{"auditorKey": []}]
+_AUDITOR: list[dict[str, list[str]]] = [{"auditorKey": []}]
 _AUDIT_CUSTOMER = {
     **_query("customer_id", "a customer the auditor is entitled to"),
     "required": True,
