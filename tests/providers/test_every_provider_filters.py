@@ -23,6 +23,9 @@ TABLE: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = [
     ("microsoft", "calendar.events", ("events_page1", "events_page2", "events_page3"),
      ("value",)),
     ("linkedin", "organization.posts", ("posts_page1", "posts_page2"), ("elements",)),
+    ("instagram", "media", ("media_page1", "media_page2", "media_page3"), ("data",)),
+    ("instagram", "comments", ("comments_page1", "comments_page2"), ("data",)),
+    ("instagram", "conversations", ("conversations_page1", "conversations_page2"), ("data",)),
 ]  # fmt: skip
 
 CUSTOMER = "acme"
@@ -66,4 +69,21 @@ def test_only_public_or_direct_records_are_kept_and_tagged(
 
     assert [r.id for r in decision.kept] == [r.id for r in records if r.visibility in allowed]
     assert {r.customer_id for r in decision.kept} == {CUSTOMER}
-    assert any(r.visibility not in allowed for r in records)  # the fixtures test dropping
+    assert decision.kept  # the fixtures test keeping, too
+
+
+@pytest.mark.parametrize("provider", sorted({row[0] for row in TABLE}))
+def test_every_provider_fixtures_include_records_to_drop(provider: str) -> None:
+    """Each provider's fixtures hold at least one record the filter must drop.
+
+    Per provider, not per resource: a DM thread is direct by construction, so a
+    conversations page has nothing to drop; the provider's other pages do.
+    """
+    records = [
+        record
+        for name, resource, files, path in TABLE
+        if name == provider
+        for record in _records(name, resource, files, path)
+    ]
+
+    assert any(r.visibility not in {Visibility.PUBLIC, Visibility.DIRECT} for r in records)
