@@ -16,6 +16,8 @@ Hooks a provider uses for its quirks (the gateway has no provider names in it):
     behaviour stays (API: 401 re-auth, 429/5xx retry, other 4xx permanent;
     token endpoint: ``invalid_grant`` re-auth, anything else retry later).
     Example: ``ErrorRule(kind=ErrorKind.REAUTH, path=("error", "code"), values=frozenset({190}))``.
+    A rule's ``wait_header`` names a header holding seconds until the provider's
+    window reopens (Calendly ``X-RateLimit-Reset``), read when no Retry-After came.
 
 ``OAuthSettings.issuer_claims``
     For a multi-tenant issuer: ``Endpoints.issuer`` is a template such as
@@ -129,6 +131,9 @@ class ErrorRule:
     values: frozenset[str | int] = frozenset()
     statuses: frozenset[int] = frozenset()
     retry_after: float | None = None  # seconds, when the provider sends no Retry-After
+    # A header carrying *seconds until* the provider's window reopens, read when there
+    # is no Retry-After (Calendly ``X-RateLimit-Reset``); ``retry_after`` is the fallback.
+    wait_header: str = ""
 
     def matches(self, status: int, body: Any) -> str | None:
         """The matched provider code (safe to log), or None."""
@@ -149,6 +154,15 @@ class ErrorVerdict:
     kind: ErrorKind
     code: str  # the provider's code that decided it (an error name, never a token)
     retry_after: float | None = None
+    wait_header: str = ""
+
+    def wait(self, headers: Mapping[str, str]) -> float | None:
+        """Seconds to wait: the rule's header when it holds whole seconds, else ``retry_after``."""
+        if self.wait_header:
+            value = headers.get(self.wait_header, "").strip()
+            if value.isdigit():
+                return float(value)
+        return self.retry_after
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,7 +183,7 @@ def _first_match(rules: tuple[ErrorRule, ...], status: int, body: Any) -> ErrorV
     for rule in rules:
         code = rule.matches(status, body)
         if code is not None:
-            return ErrorVerdict(rule.kind, code, rule.retry_after)
+            return ErrorVerdict(rule.kind, code, rule.retry_after, rule.wait_header)
     return None
 
 

@@ -83,12 +83,18 @@ _PAGES = Pagination(
     max_limit=100,
 )
 
-RATE_LIMIT_WAIT = 60.0  # X-RateLimit-Reset is "seconds until reset", usually 60 (Rate limits)
+# "Rate Limits": X-RateLimit-Reset is the number of seconds until the window
+# reopens ("typically 60 seconds"), not an epoch; 60 is the wait when it is absent.
+RATE_LIMIT_WAIT = 60.0
+RATE_LIMIT_RESET = "X-RateLimit-Reset"
 
 ERRORS = ErrorTable(
     api=(
         ErrorRule(
-            kind=ErrorKind.RETRY_LATER, statuses=frozenset({429}), retry_after=RATE_LIMIT_WAIT
+            kind=ErrorKind.RETRY_LATER,
+            statuses=frozenset({429}),
+            retry_after=RATE_LIMIT_WAIT,
+            wait_header=RATE_LIMIT_RESET,
         ),
         ErrorRule(kind=ErrorKind.REAUTH, statuses=frozenset({401})),
     ),

@@ -183,7 +183,7 @@ class UpstreamClient:
         """Act on the provider's own reading of its error (its ``ErrorTable.api`` rules)."""
         code = verdict.code[:64]
         asked = retry_delay(headers, now=time.time())
-        delay = asked if asked is not None else verdict.retry_after
+        delay = asked if asked is not None else verdict.wait(headers)
         if status >= 500:
             self.breaker.failure()
         else:

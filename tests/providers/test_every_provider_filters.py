@@ -26,6 +26,9 @@ TABLE: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = [
     ("instagram", "media", ("media_page1", "media_page2", "media_page3"), ("data",)),
     ("instagram", "comments", ("comments_page1", "comments_page2"), ("data",)),
     ("instagram", "conversations", ("conversations_page1", "conversations_page2"), ("data",)),
+    ("calendly", "scheduled_events", ("events_page1", "events_page2", "events_page3"),
+     ("collection",)),
+    ("calendly", "invitees", ("invitees_page1", "invitees_page2"), ("collection",)),
 ]  # fmt: skip
 
 CUSTOMER = "acme"
