@@ -320,7 +320,11 @@ _PROCESSOR_REQUEST_PATHS: dict[str, Any] = {
                 _query("customer_id", "one customer the caller is entitled to"),
                 _query("status", "only this status", enum=_PRQ_STATUSES),
                 _query("overdue", "true: open and past due", enum=["true", "false"]),
-                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                },
             ],
             "responses": {
                 "200": _json(

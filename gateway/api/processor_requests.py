@@ -115,8 +115,13 @@ def _filing(request: Request, body: dict[str, Any]) -> Filing:
 
 async def create_request(request: Request) -> JSONResponse:
     caller = await _caller(request)
-    filing = _filing(request, await json_object(request))
-    await _entitled(request, caller, filing.customer_id)
+    body = await json_object(request)
+    customer_id = body.get("customer_id")
+    if isinstance(customer_id, str):
+        # Entitlement before the rest of the body: a request for another
+        # customer's subject is refused (and audited) whatever else it holds.
+        await _entitled(request, caller, customer_id)
+    filing = _filing(request, body)
     store = request_store(runtime_of(request))
     created = await store.file(filing, actor_id=caller.id, actor_class=caller.caller_class.value)
     if created.status is Status.VERIFIED:
