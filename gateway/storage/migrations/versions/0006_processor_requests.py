@@ -47,9 +47,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_processor_requests"),
         sa.UniqueConstraint("open_key", name="uq_processor_requests_open_key"),
     )
-    op.create_index(
-        "ix_processor_requests_status", "processor_requests", ["status", "received_at"]
-    )
+    op.create_index("ix_processor_requests_status", "processor_requests", ["status", "received_at"])
     op.create_index(
         "ix_processor_requests_customer", "processor_requests", ["customer_id", "received_at"]
     )
