@@ -29,6 +29,11 @@ TABLE: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = [
     ("calendly", "scheduled_events", ("events_page1", "events_page2", "events_page3"),
      ("collection",)),
     ("calendly", "invitees", ("invitees_page1", "invitees_page2"), ("collection",)),
+    ("facebook", "page.posts", ("feed_page1", "feed_page2", "feed_page3"), ("data",)),
+    ("facebook", "page.comments", ("comments_page1", "comments_page2", "comments_page3"),
+     ("data",)),
+    ("facebook", "page.conversations", ("conversations_page1", "conversations_page2"),
+     ("data",)),
 ]  # fmt: skip
 
 CUSTOMER = "acme"

@@ -1,4 +1,5 @@
-"""Facebook Pages through the gateway: long-lived exchange, Page tokens, posts, 190, revocation."""
+"""Facebook Pages through the gateway: long-lived exchange, Page tokens, posts, comments,
+conversations, 190, revocation. Page shapes are in the JSON fixtures beside this file."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 import httpx
 
 from tests.providers.conftest import ProviderGateway
+from tests.providers.stand import fixture
 
 BASE = "https://graph.fb.test/v21.0"
 ENDPOINTS = {
@@ -24,38 +26,13 @@ ACCOUNTS = {
               "tasks": ["ANALYZE", "MODERATE"]}],
     "paging": {"cursors": {"before": "QVFI", "after": "QVFI"}},
 }  # fmt: skip
-FEED_1 = {
-    "data": [
-        {"id": f"{PAGE}_1", "message": "Spring sale!", "created_time": "2025-03-04T10:00:00+0000",
-         "from": {"name": "Acme", "id": PAGE}, "privacy": {"value": "EVERYONE"},
-         "is_published": True, "is_hidden": False, "timeline_visibility": "normal"},
-        {"id": f"{PAGE}_2", "message": "Draft", "created_time": "2025-03-04T11:00:00+0000",
-         "from": {"name": "Acme", "id": PAGE}, "privacy": {"value": "EVERYONE"},
-         "is_published": False},
-        {"id": f"{PAGE}_3", "message": "Friends only", "from": {"name": "Jane", "id": "555"},
-         "privacy": {"value": "ALL_FRIENDS"}, "is_published": True},
-    ],
-    "paging": {"cursors": {"after": "MgZDZD"}, "next": f"{BASE}/{PAGE}/feed?after=MgZDZD"},
-}  # fmt: skip
-FEED_2 = {
-    "data": [],
-    "paging": {"cursors": {"after": "MwZDZD"}, "next": f"{BASE}/{PAGE}/feed?after=MwZDZD"},
-}
-FEED_3 = {
-    "data": [
-        {
-            "id": f"{PAGE}_4",
-            "message": "Hi all",
-            "from": {"name": "Jane", "id": "555"},
-            "privacy": {"value": "EVERYONE"},
-            "is_published": True,
-            "is_hidden": True,
-        }
-    ]
-}
 EXPIRED = {"error": {"message": "Error validating access token: Session has expired.",
                      "type": "OAuthException", "code": 190, "error_subcode": 463,
                      "fbtrace_id": "AbCdEf"}}  # fmt: skip
+
+
+def _pages(name: str, number: int) -> httpx.Response:
+    return httpx.Response(200, json=fixture("facebook", f"{name}_page{number}"))
 
 
 async def _linked(provider_gateway: Any) -> tuple[ProviderGateway, str, Any]:
@@ -92,7 +69,7 @@ async def test_page_posts_use_the_page_token_and_page_to_the_end(provider_gatewa
     """Posts are read with the Page token via next links; drafts, friends-only, hidden dropped."""
     gw, connection_id, _ = await _linked(provider_gateway)
     feed = gw.router.get(url__startswith=f"{BASE}/{PAGE}/feed").mock(
-        side_effect=[httpx.Response(200, json=p) for p in (FEED_1, FEED_2, FEED_3)]
+        side_effect=[_pages("feed", n) for n in (1, 2, 3)]
     )
     records, pages = await gw.all_records(connection_id, "page.posts", page_id=PAGE)
 
@@ -107,6 +84,68 @@ async def test_an_unknown_page_is_refused(provider_gateway: Any) -> None:
     response = await gw.records(connection_id, "page.posts", page_id="999")
 
     assert response.status_code == 400
+
+
+async def test_page_comments_keep_direct_ones_and_drop_hidden_and_private(
+    provider_gateway: Any,
+) -> None:
+    """Comments page through an empty page; hidden, private and unflagged comments are dropped."""
+    gw, connection_id, _ = await _linked(provider_gateway)
+    route = gw.router.get(url__startswith=f"{BASE}/{PAGE}_1/comments").mock(
+        side_effect=[_pages("comments", n) for n in (1, 2, 3)]
+    )
+    records, pages = await gw.all_records(
+        connection_id, "page.comments", page_id=PAGE, post_id=f"{PAGE}_1"
+    )
+
+    assert pages == 3
+    assert [(r["id"], r["visibility"]) for r in records] == [
+        ("1_900", "direct"),
+        ("1_903", "direct"),
+    ]
+    assert records[0]["data"]["author_name"] == "Jane Roe"
+    assert {r["customer_id"] for r in records} == {"acme"}
+    assert route.calls[0].request.headers["authorization"] == "Bearer fb-page-token"
+    assert route.calls[0].request.url.params["filter"] == "stream"
+
+
+async def test_page_conversations_are_direct_and_name_the_end_user(
+    provider_gateway: Any,
+) -> None:
+    """Messenger threads are direct; the Page itself is not among the participants released."""
+    gw, connection_id, _ = await _linked(provider_gateway)
+    route = gw.router.get(url__startswith=f"{BASE}/{PAGE}/conversations").mock(
+        side_effect=[_pages("conversations", n) for n in (1, 2)]
+    )
+    records, pages = await gw.all_records(connection_id, "page.conversations", page_id=PAGE)
+
+    assert pages == 2
+    assert [(r["id"], r["visibility"]) for r in records] == [
+        ("t_100001", "direct"),
+        ("t_100002", "direct"),
+    ]
+    assert records[0]["data"]["participant_ids"] == ["5550001"]
+    assert records[0]["data"]["messages"][0]["text"] == "Hi, is my order shipped?"
+    assert route.calls[1].request.url.params["after"] == "enc_after"
+    assert route.calls[0].request.headers["authorization"] == "Bearer fb-page-token"
+
+
+async def test_oauth_exception_190_moves_the_connection_to_needs_reauth(
+    provider_gateway: Any,
+) -> None:
+    """No refresh at Facebook: a 190 on an API call leaves re-consent, seen on the connection."""
+    gw, connection_id, _ = await _linked(provider_gateway)
+    gw.router.get(url__startswith=f"{BASE}/{PAGE}/feed").mock(
+        return_value=httpx.Response(400, json=EXPIRED)
+    )
+    response = await gw.records(connection_id, "page.posts", page_id=PAGE)
+    async with gw.api() as api:
+        connection = (await api.get(f"/v1/connections/{connection_id}")).json()
+
+    assert response.status_code == 409, response.text
+    assert connection["status"] == "needs_reauth"
+    assert "fb-long" not in response.text
+    assert "fb-page-token" not in response.text
 
 
 async def test_oauth_exception_190_is_not_a_success(provider_gateway: Any) -> None:
