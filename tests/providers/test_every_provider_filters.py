@@ -1,31 +1,48 @@
 """For every provider's fixtures: non-public, non-direct records are dropped; kept ones are tagged.
 
-A provider joins the table by adding one row to ``TABLE``: its name, the
-resource, and the fixture files (under tests/providers/<name>/) that hold
-pages of items, with the JSON path to the items in each page.
+A provider joins the table by adding one row to ``TABLE`` per resource: its
+name, the resource, the fixture pages, and the JSON path to the items in each
+page (``()``: the page is the single item; a resource with its own ``extract``
+takes its pages apart itself). A fixture name in lower case is a JSON file under
+tests/providers/<name>/; one in UPPER_CASE is that name in the provider's
+``tests/providers/<name>/<name>_fixtures.py``. Every built-in provider and every
+resource it declares must have a row: a provider added without fixtures fails.
 """
 
 from __future__ import annotations
 
+import importlib
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from policies import AccessContext, CallerClass, PolicyEngine, Visibility, load_policy
+from policies import (
+    PUBLIC_OR_DIRECT,
+    AccessContext,
+    CallerClass,
+    PolicyEngine,
+    Visibility,
+    load_policy,
+)
 from providers import BUILTIN_PROVIDERS
 from providers.base import NormalizeContext, dig
 from tests.providers.stand import fixture
 
-# (provider, resource, fixture files, items path)
+# (provider, resource, fixture pages, items path)
 TABLE: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = [
+    ("google", "profile", ("userinfo",), ()),
     ("google", "calendar.events", ("events_page1", "events_page2", "events_page3"), ("items",)),
+    ("microsoft", "profile", ("userinfo",), ()),
     ("microsoft", "calendar.events", ("events_page1", "events_page2", "events_page3"),
      ("value",)),
+    ("linkedin", "profile", ("userinfo",), ()),
     ("linkedin", "organization.posts", ("posts_page1", "posts_page2"), ("elements",)),
     ("instagram", "media", ("media_page1", "media_page2", "media_page3"), ("data",)),
     ("instagram", "comments", ("comments_page1", "comments_page2"), ("data",)),
     ("instagram", "conversations", ("conversations_page1", "conversations_page2"), ("data",)),
+    ("calendly", "profile", ("users_me",), ()),
     ("calendly", "scheduled_events", ("events_page1", "events_page2", "events_page3"),
      ("collection",)),
     ("calendly", "invitees", ("invitees_page1", "invitees_page2"), ("collection",)),
@@ -34,7 +51,20 @@ TABLE: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = [
      ("data",)),
     ("facebook", "page.conversations", ("conversations_page1", "conversations_page2"),
      ("data",)),
+    ("x", "profile", ("ME",), ()),
+    ("x", "mentions", ("MENTIONS_1", "MENTIONS_2", "MENTIONS_3"), ()),
+    ("x", "dm_events", ("DM_EVENTS",), ()),
+    ("sandbox", "profile", ("ME",), ()),
+    ("sandbox", "posts", ("POSTS",), ("data",)),
+    ("sandbox", "comments", ("COMMENTS",), ("data",)),
+    ("sandbox", "conversations", ("CONVERSATIONS",), ("data",)),
+    ("sandbox", "events", ("EVENTS",), ("data",)),
 ]  # fmt: skip
+
+# Built-in providers that declare no resource, and why (they have nothing to filter).
+WITHOUT_RESOURCES: dict[str, str] = {
+    "apple": "Sign in with Apple is identity only: no content API",
+}
 
 CUSTOMER = "acme"
 
@@ -54,8 +84,15 @@ def _context() -> AccessContext:
     )
 
 
+def _page(provider: str, name: str) -> Any:
+    if name.isupper():
+        module = importlib.import_module(f"tests.providers.{provider}.{provider}_fixtures")
+        return getattr(module, name)
+    return fixture(provider, name)
+
+
 def _records(provider: str, resource: str, files: tuple[str, ...], path: tuple[str, ...]) -> Any:
-    normalize = BUILTIN_PROVIDERS[provider].resources[resource].normalize
+    declared = BUILTIN_PROVIDERS[provider].resources[resource]
     ctx = NormalizeContext(
         customer_id=CUSTOMER,
         connection_id="con_test",
@@ -63,7 +100,15 @@ def _records(provider: str, resource: str, files: tuple[str, ...], path: tuple[s
         resource=resource,
         fetched_at=datetime.now(UTC),
     )
-    return [normalize(item, ctx) for name in files for item in dig(fixture(provider, name), path)]
+    records = []
+    for name in files:
+        page = _page(provider, name)
+        if declared.extract is not None:
+            items = declared.extract(page)
+        else:
+            items = dig(page, path) if path else [page]
+        records.extend(declared.normalize(item, ctx) for item in items)
+    return records
 
 
 @pytest.mark.parametrize(("provider", "resource", "files", "path"), TABLE)
@@ -75,7 +120,11 @@ def test_only_public_or_direct_records_are_kept_and_tagged(
     decision = PolicyEngine(load_policy()).decide_page(records, _context())
     allowed = {Visibility.PUBLIC, Visibility.DIRECT}
 
-    assert [r.id for r in decision.kept] == [r.id for r in records if r.visibility in allowed]
+    hidden = [r for r in records if r.visibility not in allowed]
+
+    # Other rules (under-16 in the sandbox's demo data) may drop more; never fewer.
+    assert {r.visibility for r in decision.kept} <= allowed
+    assert decision.dropped.get(PUBLIC_OR_DIRECT, 0) == len(hidden)
     assert {r.customer_id for r in decision.kept} == {CUSTOMER}
     assert decision.kept  # the fixtures test keeping, too
 
@@ -95,3 +144,27 @@ def test_every_provider_fixtures_include_records_to_drop(provider: str) -> None:
     ]
 
     assert any(r.visibility not in {Visibility.PUBLIC, Visibility.DIRECT} for r in records)
+
+
+def test_every_builtin_provider_and_resource_has_a_row() -> None:
+    """Each built-in provider's every resource has fixture rows here, and no row is stale."""
+    declared = {(name, r) for name, p in BUILTIN_PROVIDERS.items() for r in p.resources}
+    covered = {(name, resource) for name, resource, _, _ in TABLE}
+    resourceless = {name for name, p in BUILTIN_PROVIDERS.items() if not p.resources}
+
+    assert declared - covered == set()
+    assert covered - declared == set()
+    assert resourceless == set(WITHOUT_RESOURCES)
+
+
+def test_every_fixture_page_named_in_the_table_exists() -> None:
+    """Each JSON fixture a row names is a file beside its provider's tests."""
+    here = Path(__file__).parent
+    missing = [
+        f"{provider}/{name}.json"
+        for provider, _, files, _ in TABLE
+        for name in files
+        if not name.isupper() and not (here / provider / f"{name}.json").is_file()
+    ]
+
+    assert missing == []
