@@ -7,7 +7,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from gateway.api.openapi import OPENAPI
+from gateway.api.openapi import OPENAPI, for_deployment
 from gateway.api.requests import runtime_of
 from gateway.errors import PROBLEM_BASE
 from gateway.problems import problem_response
@@ -34,4 +34,17 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 async def openapi(request: Request) -> JSONResponse:
-    return JSONResponse(OPENAPI)
+    """The API description, with what this deployment accepts filled in.
+
+    Which providers a connect session may name and which return URLs it may
+    use are configuration, so the document says so: a client generated from
+    it (or a fuzzer) knows the valid values.
+    """
+    settings = runtime_of(request).settings
+    return JSONResponse(
+        for_deployment(
+            OPENAPI,
+            providers=sorted(runtime_of(request).providers),
+            return_urls=settings.return_url_allowlist,
+        )
+    )

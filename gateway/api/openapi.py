@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import re
 from typing import Any
 
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
@@ -797,3 +799,20 @@ OPENAPI: dict[str, Any] = {
         },
     },
 }
+
+
+def for_deployment(
+    document: dict[str, Any], *, providers: list[str], return_urls: tuple[str, ...]
+) -> dict[str, Any]:
+    """A copy of ``document`` naming this deployment's providers and return-URL prefixes."""
+    filled = copy.deepcopy(document)
+    body = filled["paths"]["/v1/connect-sessions"]["post"]["requestBody"]
+    properties = body["content"]["application/json"]["schema"]["properties"]
+    items: dict[str, Any] = {"enum": providers} if providers else {"not": {}}
+    properties["providers"]["items"] = items
+    if return_urls:
+        prefixes = "|".join(re.escape(url.rstrip("/")) for url in return_urls)
+        properties["return_url"] = {"type": "string", "pattern": f"^({prefixes})([/?].*)?$"}
+    else:
+        del properties["return_url"]  # no allow-list: no return URL is accepted
+    return filled
