@@ -8,7 +8,10 @@ by the vault with the connection id and column name as associated data.
 from __future__ import annotations
 
 import enum
+import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -108,14 +111,94 @@ def sealed_tokens(vault: KeyRing, connection_id: str, tokens: TokenSet) -> dict[
     return values
 
 
+# How long the records path trusts a connection row it read, without reading it
+# again. This is the staleness bound across replicas: a revocation, suppression,
+# needs_reauth or refresh made by *another* replica takes effect here within
+# this many seconds (a provider 401 on a stale token forces a refresh, which
+# re-reads the row under its lock, sooner). Changes made through this process
+# take effect at once (ConnectionStore.forget / remember). An entry never
+# outlives its access token's expiry.
+CONNECTION_CACHE_TTL = 2.0
+CONNECTION_CACHE_SIZE = 4096
+
+
+class ConnectionCache:
+    """Recently read connection rows (sealed tokens included), bounded and short-lived.
+
+    Without it every records request spent a pooled database connection (and,
+    on PostgreSQL, a ping and BEGIN … ROLLBACK around the SELECT) re-reading a
+    row that changes on refresh, revoke and status changes only.
+    """
+
+    def __init__(
+        self,
+        ttl: float = CONNECTION_CACHE_TTL,
+        size: int = CONNECTION_CACHE_SIZE,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._ttl = ttl
+        self._size = size
+        self._clock = clock
+        self._now = now
+        self._entries: OrderedDict[str, tuple[float, Connection]] = OrderedDict()
+        # Bumped by every forget(): a read that started before a change committed
+        # must not put its older row back after the change dropped it.
+        self.generation = 0
+
+    def get(self, connection_id: str) -> Connection | None:
+        entry = self._entries.get(connection_id)
+        if entry is None:
+            return None
+        if entry[0] <= self._clock():
+            del self._entries[connection_id]
+            return None
+        return entry[1]
+
+    def put(self, connection: Connection, *, read_at: int | None = None) -> None:
+        """Keep ``connection``; ``read_at`` is :attr:`generation` when its read began."""
+        if read_at is not None and read_at != self.generation:
+            return
+        ttl = self._ttl
+        if connection.token_expires_at is not None:
+            # Never hand out a token past its expiry from memory.
+            ttl = min(ttl, (connection.token_expires_at - self._now()).total_seconds())
+        if ttl <= 0:
+            self._entries.pop(connection.id, None)
+            return
+        self._entries[connection.id] = (self._clock() + ttl, connection)
+        self._entries.move_to_end(connection.id)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def forget(self, connection_id: str) -> None:
+        self.generation += 1
+        self._entries.pop(connection_id, None)
+
+
 class ConnectionStore:
     def __init__(
-        self, engine: AsyncEngine, vault: KeyRing, webhooks: WebhookOutbox | None = None
+        self,
+        engine: AsyncEngine,
+        vault: KeyRing,
+        webhooks: WebhookOutbox | None = None,
+        *,
+        cache: ConnectionCache | None = None,
     ) -> None:
         self._engine = engine
         self._vault = vault
         self._webhooks = webhooks or WebhookOutbox.disabled()
         self.scoped = ScopedTokenStore(engine, vault)  # per-object tokens (Meta Page tokens)
+        self.cache = cache or ConnectionCache()
+
+    def remember(self, connection: Connection) -> None:
+        """``connection`` as this process just read or wrote it (e.g. after a refresh)."""
+        self.cache.put(connection)
+
+    def forget(self, connection_id: str) -> None:
+        """Drop ``connection_id`` from the cache: this process changed or deleted its row."""
+        self.cache.forget(connection_id)
 
     async def link(
         self,
@@ -133,7 +216,9 @@ class ConnectionStore:
         for _attempt in range(2):  # a concurrent first link of the same account wins once
             try:
                 async with writer(self._engine).begin() as conn:
-                    return await self._link(conn, customer_id, provider, account, tokens, scopes)
+                    linked = await self._link(conn, customer_id, provider, account, tokens, scopes)
+                self.forget(linked[0].id)
+                return linked
             except IntegrityError:
                 continue
         raise RuntimeError(
@@ -198,14 +283,27 @@ class ConnectionStore:
             await self._webhooks.add(conn, EventType.RECOVERED, linked)  # same transaction
         return linked, existing is None
 
-    async def get(self, connection_id: str, *, customers: frozenset[str]) -> Connection:
-        """The connection, or 404 when it does not exist *or* belongs to another customer."""
+    async def get(
+        self, connection_id: str, *, customers: frozenset[str], cached: bool = False
+    ) -> Connection:
+        """The connection, or 404 when it does not exist *or* belongs to another customer.
+
+        ``cached``: the records path accepts a row read in the last
+        :data:`CONNECTION_CACHE_TTL` seconds (see there for what that means).
+        """
+        if cached and (hit := self.cache.get(connection_id)) is not None:
+            if hit.customer_id not in customers:
+                raise NotFound(f"no connection {connection_id!r}", refused_customer=hit.customer_id)
+            return hit
+        read_at = self.cache.generation
         async with self._engine.connect() as conn:
             row = (
                 (await conn.execute(select(connections).where(connections.c.id == connection_id)))
                 .mappings()
                 .first()
             )
+        if row is None:
+            self.cache.forget(connection_id)
         if row is None or row["customer_id"] not in customers:
             # Another customer's connection looks exactly like a missing one to
             # the caller; its owner's log still records the attempt.
@@ -213,7 +311,9 @@ class ConnectionStore:
                 f"no connection {connection_id!r}",
                 refused_customer=row["customer_id"] if row is not None else None,
             )
-        return from_row(row)
+        found = from_row(row)
+        self.cache.put(found, read_at=read_at)
+        return found
 
     async def list(self, customer_id: str) -> list[Connection]:
         query = (
@@ -261,3 +361,4 @@ class ConnectionStore:
             if before is not None and before["status"] != Status.REVOKED.value:
                 revoked = replace(from_row(before), status=Status.REVOKED, status_reason=reason)
                 await self._webhooks.add(conn, EventType.REVOKED, revoked)  # same transaction
+        self.forget(connection_id)  # committed: no request of this process uses the tokens now

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import audit
 from gateway.audit import Action, AuditWriter, EventDraft, Outcome
-from gateway.connections import Connection, Status, from_row, sealed_tokens
+from gateway.connections import Connection, ConnectionCache, Status, from_row, sealed_tokens
 from gateway.errors import (
     AuditUnavailable,
     ConnectionNeedsReauth,
@@ -114,8 +114,10 @@ class TokenRefresher:
         cooldown: float = DEFAULT_COOLDOWN,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         webhooks: WebhookOutbox | None = None,
+        cache: ConnectionCache | None = None,
     ) -> None:
         self._engine = engine
+        self._cache = cache  # the records path's recently read rows: kept in step here
         self._vault = vault
         self._registry = registry
         self._http = http
@@ -167,6 +169,20 @@ class TokenRefresher:
             task.exception()  # retrieved here too, so a refresh nobody awaits is not "lost"
 
     async def _refresh(self, connection_id: str, seen: str | None, forced: bool) -> Connection:
+        """:meth:`_refresh_row`, then the connection cache holds what the row now says."""
+        try:
+            connection = await self._refresh_row(connection_id, seen, forced)
+        except BaseException:
+            # needs_reauth, revoked, cooling off, gone: the next request re-reads the row.
+            if self._cache is not None:
+                self._cache.forget(connection_id)
+            raise
+        if self._cache is not None:
+            self._cache.forget(connection_id)  # bumps the generation: older reads stay out
+            self._cache.put(connection)
+        return connection
+
+    async def _refresh_row(self, connection_id: str, seen: str | None, forced: bool) -> Connection:
         failure: _Failure | None = None
         refreshed = False
         async with writer(self._engine).begin() as conn:

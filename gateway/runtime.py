@@ -28,6 +28,7 @@ from gateway.refresh import TokenRefresher
 from gateway.storage import audit_tables, create_engine, writer
 from gateway.storage.schema import subject_control_tables, webhook_tables
 from gateway.subject_controls import ConsentStore, SubjectControls, SuppressionStore
+from gateway.subject_controls.lookup import ControlsPresence
 from gateway.upstream import RetryPolicy, UpstreamClients, open_upstream_clients
 from gateway.vault import KeyRing
 from gateway.webhooks import DeliveryPolicy, open_webhooks
@@ -130,10 +131,19 @@ async def open_runtime(
                 audit=audit,
                 margin=settings.refresh_margin,
                 webhooks=webhooks,
+                cache=connections.cache,  # a refresh or status change shows at once here
             )
             policy = PolicyEngine(load_policy())
+            # Which customers have any consent or suppression: shared by the stores
+            # that write them and the records path that skips the lookup without.
+            presence = ControlsPresence()
             consents = ConsentStore(
-                engine, subject_control_tables, hasher=subjects, audit=audit, policy=policy.policy
+                engine,
+                subject_control_tables,
+                hasher=subjects,
+                audit=audit,
+                policy=policy.policy,
+                presence=presence,
             )
             suppressions = SuppressionStore(
                 engine,
@@ -141,6 +151,7 @@ async def open_runtime(
                 hasher=subjects,
                 audit=audit,
                 taxonomy=policy.policy.taxonomy,
+                presence=presence,
             )
             records = RecordsService(
                 connections=connections,
@@ -151,7 +162,9 @@ async def open_runtime(
                 audit=audit,
                 subjects=subjects,
                 cursors=CursorKey(settings.secret_key.encode()),
-                controls=SubjectControls(engine, subject_control_tables, hasher=subjects),
+                controls=SubjectControls(
+                    engine, subject_control_tables, hasher=subjects, presence=presence
+                ),
                 trace_summary=trace_summaries.audit_summary if trace_summaries else None,
             )
             connect = ConnectFlow(

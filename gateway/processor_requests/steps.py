@@ -397,6 +397,7 @@ async def disconnect_account_holder(
             )
         async with writer(services.engine).begin() as conn:
             await conn.execute(delete(connection_rows).where(connection_rows.c.id == connection.id))
+        services.connections.forget(connection.id)  # the records path's cache, this process
         deleted.append(connection.id)
     return {"count": len(deleted), "connections_deleted": deleted}
 
@@ -441,6 +442,7 @@ async def suppress_account_holder_connections(
                     updated_at=services.store.clock(),
                 )
             )
+        services.connections.forget(connection.id)  # the records path's cache, this process
         changed.append(connection.id)
     return {"count": len(changed), "connections_suppressed": changed}
 

@@ -113,7 +113,9 @@ class RecordsService:
     async def read(self, caller: Caller, query: RecordsQuery) -> RecordsPage:
         """fetch → normalize → decide → audit → respond."""
         # 404 for another customer's connection too: its existence does not leak.
-        connection = await self._connections.get(query.connection_id, customers=caller.customers)
+        connection = await self._connections.get(
+            query.connection_id, customers=caller.customers, cached=True
+        )
         request = self._validate(connection, query)
         ctx = self._context(caller, connection, query.purpose)
         refusal = self._policy.check_access(ctx)
@@ -285,7 +287,9 @@ class RecordsService:
         items: Any = (
             resource.extract(body)
             if resource.extract is not None
-            else [body] if not resource.items_path else dig(body, resource.items_path)
+            else [body]
+            if not resource.items_path
+            else dig(body, resource.items_path)
         )
         if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
             # Never a partial, unfiltered page: the whole answer is refused.

@@ -40,6 +40,7 @@ from gateway.audit import Action, AuditWriter, EventDraft, Outcome, SubjectHashe
 from gateway.errors import AuditUnavailable, InvalidParameter
 from gateway.observability import current_trace_id
 from gateway.storage.engine import writer
+from gateway.subject_controls.lookup import ControlsPresence
 from gateway.subject_controls.subjects import check_note, hash_identifiers
 from gateway.subject_controls.tables import SubjectControlTables
 from policies import Identifier, Policy, is_within
@@ -120,8 +121,10 @@ class ConsentStore:
         audit: AuditWriter,
         policy: Policy,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        presence: ControlsPresence | None = None,
     ) -> None:
         self._engine = engine
+        self._presence = presence  # the records path's "has any consent" cache
         self._writer = writer(engine)
         self._tables = tables
         self._hasher = hasher
@@ -170,6 +173,8 @@ class ConsentStore:
                 [{"customer_id": customer_id, "subject_hash": h, "consent_id": consent.id}
                  for h in hashes],
             )  # fmt: skip
+        if self._presence is not None:
+            self._presence.changed(customer_id)  # committed: the next page looks it up
         log.info(
             "consent.recorded",
             customer_id=customer_id,

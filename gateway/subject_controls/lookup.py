@@ -10,26 +10,89 @@ and set lookups. One query per table per page, however many identifiers.
 Fail closed: an identifier the view was not loaded for counts as not
 consented and as suppressed (it cannot happen through the records service,
 which loads every identifier of the page it judges).
+
+Most customers have no suppression and no consent at all; for them the
+lookup is skipped (:class:`ControlsPresence`): whether a customer has any is
+remembered for :data:`PRESENCE_TTL` seconds, forgotten at once when this
+process records one, so a suppression filed through *another* replica is in
+force here within that bound.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit import SubjectHasher
 from gateway.errors import SubjectControlsUnavailable
 from gateway.subject_controls.tables import ALL_PURPOSES, SubjectControlTables
 from policies import Identifier, Record, is_within
 
-__all__ = ["PageControls", "SubjectControls"]
+__all__ = ["PRESENCE_TTL", "ControlsPresence", "PageControls", "SubjectControls"]
 
 # Bound parameters per IN list: far below SQLite's 32766 and PostgreSQL's 65535.
 _CHUNK = 500
+
+# How long "this customer has no suppression / no consent" is believed without
+# asking the database again: the longest a suppression recorded through another
+# replica can go unapplied here. Recording one through this process applies at once.
+PRESENCE_TTL = 2.0
+PRESENCE_SIZE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """Whether a customer has any suppression row, and any consent row, at all."""
+
+    suppressions: bool
+    consents: bool
+
+
+class ControlsPresence:
+    """Per-customer :class:`Presence`, bounded and short-lived; shared with the writing stores."""
+
+    def __init__(
+        self,
+        ttl: float = PRESENCE_TTL,
+        size: int = PRESENCE_SIZE,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl
+        self._size = size
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, Presence]] = OrderedDict()
+        # Bumped by changed(): a read that began before a write committed must
+        # not store its older answer after the write dropped it.
+        self.generation = 0
+
+    def get(self, customer_id: str) -> Presence | None:
+        entry = self._entries.get(customer_id)
+        if entry is None:
+            return None
+        if entry[0] <= self._clock():
+            del self._entries[customer_id]
+            return None
+        return entry[1]
+
+    def put(self, customer_id: str, presence: Presence, *, read_at: int) -> None:
+        if read_at != self.generation or self._ttl <= 0:
+            return
+        self._entries[customer_id] = (self._clock() + self._ttl, presence)
+        self._entries.move_to_end(customer_id)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def changed(self, customer_id: str) -> None:
+        """A suppression or consent of ``customer_id`` was committed by this process."""
+        self.generation += 1
+        self._entries.pop(customer_id, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +124,17 @@ class SubjectControls:
     """Loads :class:`PageControls` for a page of records; reads only."""
 
     def __init__(
-        self, engine: AsyncEngine, tables: SubjectControlTables, *, hasher: SubjectHasher
+        self,
+        engine: AsyncEngine,
+        tables: SubjectControlTables,
+        *,
+        hasher: SubjectHasher,
+        presence: ControlsPresence | None = None,
     ) -> None:
         self._engine = engine
         self._tables = tables
         self._hasher = hasher
+        self._presence = presence  # None: always look (no staleness at all)
 
     async def for_records(
         self,
@@ -101,14 +170,24 @@ class SubjectControls:
         consented: set[str] = set()
         if not digests:
             return PageControls(purpose, hashes, frozenset(), {})
+        known = self._presence.get(customer_id) if self._presence is not None else None
+        if known is not None and not _worth_asking(known, consent_required):
+            return PageControls(purpose, hashes, frozenset(), {})
         try:
             async with self._engine.connect() as conn:
+                if known is None and self._presence is not None:
+                    read_at = self._presence.generation
+                    known = await self._read_presence(conn, customer_id)
+                    self._presence.put(customer_id, known, read_at=read_at)
+                    if not _worth_asking(known, consent_required):
+                        return PageControls(purpose, hashes, frozenset(), {})
                 for start in range(0, len(digests), _CHUNK):
                     chunk = digests[start : start + _CHUNK]
-                    found = await conn.execute(self._suppressed(customer_id, chunk))
-                    for digest, scope in found:
-                        scopes.setdefault(digest, set()).add(scope)
-                    if not consent_required:
+                    if known is None or known.suppressions:
+                        found = await conn.execute(self._suppressed(customer_id, chunk))
+                        for digest, scope in found:
+                            scopes.setdefault(digest, set()).add(scope)
+                    if not consent_required or (known is not None and not known.consents):
                         continue
                     given = await conn.execute(self._consented(customer_id, chunk))
                     for digest, consent_purpose in given:
@@ -127,6 +206,20 @@ class SubjectControls:
             suppressed_scopes={d: frozenset(s) for d, s in scopes.items()},
         )
 
+    async def _read_presence(self, conn: AsyncConnection, customer_id: str) -> Presence:
+        # Both answers in one round trip; each EXISTS stops at the first row of the
+        # primary key's (customer_id, ...) prefix.
+        t = self._tables
+        row = (
+            await conn.execute(
+                select(
+                    exists().where(t.suppression_subjects.c.customer_id == customer_id),
+                    exists().where(t.consent_subjects.c.customer_id == customer_id),
+                )
+            )
+        ).one()
+        return Presence(suppressions=bool(row[0]), consents=bool(row[1]))
+
     def _suppressed(self, customer_id: str, digests: list[str]) -> Select[str, str]:
         t = self._tables.suppression_subjects
         return select(t.c.subject_hash, t.c.scope).where(
@@ -144,3 +237,7 @@ class SubjectControls:
                 t.consents.c.withdrawn_at.is_(None),
             )
         )
+
+
+def _worth_asking(presence: Presence, consent_required: bool) -> bool:
+    return presence.suppressions or (consent_required and presence.consents)

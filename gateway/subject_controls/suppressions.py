@@ -42,6 +42,7 @@ from gateway.audit import Action, AuditWriter, EventDraft, Outcome, SubjectHashe
 from gateway.errors import AuditUnavailable, InvalidParameter
 from gateway.observability import current_trace_id
 from gateway.storage.engine import writer
+from gateway.subject_controls.lookup import ControlsPresence
 from gateway.subject_controls.subjects import check_note, hash_identifiers
 from gateway.subject_controls.tables import ALL_PURPOSES, SubjectControlTables
 from policies import Identifier, Taxonomy
@@ -103,8 +104,10 @@ class SuppressionStore:
         audit: AuditWriter,
         taxonomy: Taxonomy,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        presence: ControlsPresence | None = None,
     ) -> None:
         self._engine = engine
+        self._presence = presence  # the records path's "has any suppression" cache
         self._writer = writer(engine)
         self._tables = tables
         self._hasher = hasher
@@ -172,6 +175,8 @@ class SuppressionStore:
                     for purpose in (scope or (ALL_PURPOSES,))
                 ],
             )
+        if self._presence is not None:
+            self._presence.changed(customer_id)  # committed: in force for this process now
         draft = EventDraft(
             customer_id=customer_id,
             action=Action.SUPPRESSION_ADDED,

@@ -15,7 +15,12 @@ The target under test runs alone on core 0; the load generator and the
 upstream share core 1 (``os.sched_setaffinity``), so the figures compare what
 the target itself spends. A script, not a test (pytest does not collect it)::
 
-    .venv/bin/python tests/benchmarks/bench_gateway.py [--seconds S]
+    .venv/bin/python tests/benchmarks/bench_gateway.py [--seconds S] [--only T ...]
+        [--py-spy DIR]
+
+``--only`` runs a subset of targets while iterating (the ratio columns need
+``passthrough`` and ``direct``; missing ones print as ``-``). ``--py-spy DIR``
+records a flame graph of each linkgate target during its concurrency-32 cell.
 
 Prints a table and writes ``var/bench/bench_gateway.json``. PostgreSQL comes from
 ``LINKGATE_TEST_POSTGRES_URL`` (default ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``);
@@ -360,10 +365,30 @@ class Row:
     rss_mib: float | None
 
 
-def bench_target(target: Target, seconds: float) -> list[Row]:
+TARGETS = ("direct", "passthrough", "linkgate-sqlite", "linkgate-postgres")
+
+
+def _py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """Sample ``pid`` for the cell's length (warm-up included) into a flame graph."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    args = [str(py_spy), "record", "--pid", str(pid), "--duration", str(int(seconds) + 1)]
+    return subprocess.Popen(
+        [*args, "--rate", "200", "--nonblocking", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def bench_target(target: Target, seconds: float, profile_dir: Path | None = None) -> list[Row]:
     rows: list[Row] = []
     for concurrency in CONCURRENCIES:
+        spy = None
+        if profile_dir is not None and concurrency == CONCURRENCIES[-1]:
+            out = profile_dir / f"{target.name}-c{concurrency}.svg"
+            spy = _py_spy(target.pid, seconds + WARMUP_SECONDS, out)
         result = measure(target.url, target.key, concurrency, seconds)
+        if spy is not None:
+            spy.wait()
         memory = _memory_kib(target.pid)
         rows.append(
             Row(
@@ -382,7 +407,7 @@ def bench_target(target: Target, seconds: float) -> list[Row]:
     return rows
 
 
-def run(seconds: float) -> list[Row]:
+def run(seconds: float, only: set[str], profile_dir: Path | None = None) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="linkgate-bench-") as tmp:
         workdir = Path(tmp)
@@ -400,27 +425,31 @@ def run(seconds: float) -> list[Row]:
             direct = Target(
                 "direct", f"http://127.0.0.1:{near}{RESOURCE_PATH}", "", upstreams[1].pid
             )
-            rows += bench_target(direct, seconds)
+            if "direct" in only:
+                rows += bench_target(direct, seconds)
 
-            port = _port()
-            proxy = _spawn(_script("passthrough", port, upstream), SUT_CORE)
-            try:
-                _wait_http(f"http://127.0.0.1:{port}/")
-                url = f"http://127.0.0.1:{port}/v1/connections/c/records/posts"
-                rows += bench_target(Target("passthrough", url, "", proxy.pid), seconds)
-            finally:
-                _stop(proxy)
+            if "passthrough" in only:
+                port = _port()
+                proxy = _spawn(_script("passthrough", port, upstream), SUT_CORE)
+                try:
+                    _wait_http(f"http://127.0.0.1:{port}/")
+                    url = f"http://127.0.0.1:{port}/v1/connections/c/records/posts"
+                    rows += bench_target(Target("passthrough", url, "", proxy.pid), seconds)
+                finally:
+                    _stop(proxy)
 
-            sqlite_url = f"sqlite+aiosqlite:///{workdir}/linkgate.db"
-            with linkgate("linkgate-sqlite", sqlite_url, upstream, workdir) as target:
-                rows += bench_target(target, seconds)
+            if "linkgate-sqlite" in only:
+                sqlite_url = f"sqlite+aiosqlite:///{workdir}/linkgate.db"
+                with linkgate("linkgate-sqlite", sqlite_url, upstream, workdir) as target:
+                    rows += bench_target(target, seconds, profile_dir)
 
-            postgres_url = asyncio.run(_postgres_database())
-            try:
-                with linkgate("linkgate-postgres", postgres_url, upstream, workdir) as target:
-                    rows += bench_target(target, seconds)
-            finally:
-                asyncio.run(_drop_postgres_database(postgres_url))
+            if "linkgate-postgres" in only:
+                postgres_url = asyncio.run(_postgres_database())
+                try:
+                    with linkgate("linkgate-postgres", postgres_url, upstream, workdir) as target:
+                        rows += bench_target(target, seconds, profile_dir)
+                finally:
+                    asyncio.run(_drop_postgres_database(postgres_url))
         finally:
             for process in upstreams:
                 _stop(process)
@@ -435,13 +464,18 @@ def table(rows: list[Row]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        direct = base[("direct", row.concurrency)]
-        proxy = base[("passthrough", row.concurrency)]
+        direct = base.get(("direct", row.concurrency))
+        proxy = base.get(("passthrough", row.concurrency))
+
+        def ratio(value: float, against: Row | None, field: str) -> str:
+            return f"{value / getattr(against, field):.2f}" if against else "-"
+
         lines.append(
             f"| {row.target} | {row.concurrency} | {row.rate:,.0f} | {row.p50_ms:.2f} "
-            f"| {row.p99_ms:.2f} | {row.peak_rss_mib or 0:.0f} | {row.rate / direct.rate:.2f} "
-            f"| {row.rate / proxy.rate:.2f} | {row.p50_ms / proxy.p50_ms:.2f} "
-            f"| {row.p99_ms / proxy.p99_ms:.2f} | {row.errors} |"
+            f"| {row.p99_ms:.2f} | {row.peak_rss_mib or 0:.0f} "
+            f"| {ratio(row.rate, direct, 'rate')} | {ratio(row.rate, proxy, 'rate')} "
+            f"| {ratio(row.p50_ms, proxy, 'p50_ms')} | {ratio(row.p99_ms, proxy, 'p99_ms')} "
+            f"| {row.errors} |"
         )
     return "\n".join(lines)
 
@@ -449,6 +483,19 @@ def table(rows: list[Row]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per cell")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=TARGETS,
+        default=list(TARGETS),
+        help="run only these targets (the full table needs all four)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="record a py-spy flame graph of each linkgate target at concurrency 32 into DIR",
+    )
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -464,8 +511,12 @@ def main() -> int:
         return 0
     if SUT_CORE == LOAD_CORE:
         print("note: one core available; every process shares it", file=sys.stderr)
-    rows = run(options.seconds)
+    if options.py_spy is not None:
+        options.py_spy.mkdir(parents=True, exist_ok=True)
+    rows = run(options.seconds, set(options.only), options.py_spy)
     print(table(rows))
+    if set(options.only) != set(TARGETS):
+        return 0  # a partial run does not overwrite the published figures
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(

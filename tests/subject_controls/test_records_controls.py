@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from gateway.callers import CallerKind, create_caller
 from gateway.storage import create_engine
+from gateway.subject_controls.lookup import PRESENCE_TTL
 from policies import email_identifier, provider_user_identifier
 from policies.vocabulary import CallerClass
 from tests.gateway.conftest import CUSTOMER, Stack
@@ -94,6 +96,9 @@ async def test_an_erased_subject_is_dropped_from_every_later_fetch(stack: Stack)
             CUSTOMER, (email_identifier("Jane@Customer.Example"),), kind="erasure",
             reason="processor request pr_42", actor=make_actor(),
         )  # fmt: skip
+    # Written by another process (its own stores): in force within the gateway's
+    # "no suppressions here" window (gateway.subject_controls.lookup.PRESENCE_TTL).
+    await asyncio.sleep(PRESENCE_TTL)
 
     after = await _posts(stack, "essential.service")
     assert JANE_POST not in [record["id"] for record in after["records"]]
@@ -118,6 +123,7 @@ async def test_an_objection_to_marketing_leaves_the_service_untouched(stack: Sta
             CUSTOMER, (provider_user_identifier("sandbox", "usr_jane"),), kind="objection",
             purposes=["marketing"], reason="objection letter", actor=make_actor(),
         )  # fmt: skip
+    await asyncio.sleep(PRESENCE_TTL)  # another process's write: see above
     marketing = await _posts(stack, MARKETING, key)
     assert (marketing["records"], marketing["dropped"]["suppression"]) == ([], 1)
     service = await _posts(stack, "essential.service")

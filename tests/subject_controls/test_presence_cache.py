@@ -1,0 +1,144 @@
+"""The records path skips the consent/suppression lookup for customers without any.
+
+What it may not do: let a suppression recorded through this process go
+unapplied for a moment, or one recorded through another replica for longer
+than ``PRESENCE_TTL``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.audit import AuditStore, AuditWriter, SubjectHasher
+from gateway.storage import audit_tables, create_engine, writer
+from gateway.storage.schema import subject_control_tables
+from gateway.subject_controls import (
+    ConsentStore,
+    SubjectControls,
+    SuppressionKind,
+    SuppressionStore,
+)
+from gateway.subject_controls.lookup import PRESENCE_TTL, ControlsPresence, Presence
+from policies import email_identifier, load_policy
+from tests.subject_controls.conftest import CUSTOMER, make_actor
+
+JANE = (email_identifier("jane@customer.example"),)
+PURPOSE = "essential.service"
+MARKETING = "marketing.communications"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Replica:
+    """What one gateway process holds: its own presence cache, and the stores writing to it."""
+
+    def __init__(self, engine: AsyncEngine, hasher: SubjectHasher, audit: AuditWriter) -> None:
+        policy = load_policy()
+        self.clock = FakeClock()
+        self.presence = ControlsPresence(clock=self.clock)
+        self.controls = SubjectControls(
+            engine, subject_control_tables, hasher=hasher, presence=self.presence
+        )
+        self.suppressions = SuppressionStore(
+            engine,
+            subject_control_tables,
+            hasher=hasher,
+            audit=audit,
+            taxonomy=policy.taxonomy,
+            presence=self.presence,
+        )
+        self.consents = ConsentStore(
+            engine,
+            subject_control_tables,
+            hasher=hasher,
+            audit=audit,
+            policy=policy,
+            presence=self.presence,
+        )
+
+    async def suppressed(self) -> bool:
+        view = await self.controls.for_identifiers(CUSTOMER, PURPOSE, JANE, consent_required=False)
+        return view.suppressed(JANE[0], PURPOSE)
+
+    async def consented(self) -> bool:
+        view = await self.controls.for_identifiers(CUSTOMER, MARKETING, JANE, consent_required=True)
+        return view.consented(JANE[0])
+
+
+@pytest.fixture
+async def replicas(database_url: str) -> AsyncIterator[tuple[Replica, Replica]]:
+    engine = create_engine(database_url)
+    hasher = SubjectHasher(secrets.token_bytes(32))
+    try:
+        async with AuditWriter(
+            AuditStore(writer(engine), audit_tables, read_engine=engine)
+        ) as audit:
+            yield Replica(engine, hasher, audit), Replica(engine, hasher, audit)
+    finally:
+        await engine.dispose()
+
+
+def test_the_window_is_a_few_seconds() -> None:
+    assert 0 < PRESENCE_TTL <= 5
+
+
+async def test_a_suppression_through_this_process_applies_at_once(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    one, _ = replicas
+    assert not await one.suppressed()
+    assert one.presence.get(CUSTOMER) == Presence(suppressions=False, consents=False)
+    await one.suppressions.add(
+        CUSTOMER, JANE, kind=SuppressionKind.ERASURE, reason="request pr_1", actor=make_actor()
+    )
+    assert await one.suppressed()  # no clock advance: the write dropped the cached answer
+
+
+async def test_a_suppression_through_another_replica_applies_within_the_ttl(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    one, two = replicas
+    assert not await one.suppressed()  # "acme has no suppressions" is now cached in one
+    await two.suppressions.add(
+        CUSTOMER, JANE, kind=SuppressionKind.ERASURE, reason="request pr_1", actor=make_actor()
+    )
+    assert await two.suppressed()
+    one.clock.now += PRESENCE_TTL - 0.1
+    assert not await one.suppressed()  # the documented window
+    one.clock.now += 0.2
+    assert await one.suppressed()
+
+
+async def test_a_consent_through_this_process_applies_at_once(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    one, _ = replicas
+    assert not await one.consented()
+    await one.consents.record(CUSTOMER, JANE, purpose=MARKETING, actor=make_actor())
+    assert await one.consented()
+
+
+def test_a_read_that_began_before_a_write_does_not_cache_its_answer() -> None:
+    presence = ControlsPresence(clock=FakeClock())
+    read_at = presence.generation
+    presence.changed(CUSTOMER)  # a suppression committed while the read was in flight
+    presence.put(CUSTOMER, Presence(suppressions=False, consents=False), read_at=read_at)
+    assert presence.get(CUSTOMER) is None
+
+
+def test_entries_are_bounded() -> None:
+    presence = ControlsPresence(size=2, clock=FakeClock())
+    for customer in ("a", "b", "c"):
+        presence.put(customer, Presence(False, False), read_at=presence.generation)
+    assert presence.get("a") is None
+    assert presence.get("c") is not None
