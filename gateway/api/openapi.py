@@ -524,7 +524,10 @@ OPENAPI: dict[str, Any] = {
                                 "type": "object",
                                 "required": ["customer_id"],
                                 "properties": {
-                                    "customer_id": {"type": "string", "minLength": 1},
+                                    "customer_id": {
+                                        "type": "string",
+                                        "pattern": "^[A-Za-z0-9._:@-]{1,128}$",
+                                    },
                                     "providers": {"type": "array", "items": {"type": "string"}},
                                     "return_url": {"type": "string"},
                                 },
