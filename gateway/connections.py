@@ -336,7 +336,15 @@ class ConnectionStore:
         return self._vault.open(sealed, row=token_row(connection.id, name))
 
     async def mark_revoked(self, connection_id: str, reason: str) -> None:
-        """Forget the tokens; the row stays so the audit trail keeps its subject."""
+        """Disconnected: forget the tokens; the row stays so the audit trail keeps its subject."""
+        await self.end_grant(connection_id, status=Status.REVOKED, reason=reason)
+
+    async def end_grant(self, connection_id: str, *, status: Status, reason: str) -> None:
+        """Forget every token of the connection (its own and scoped ones) and set ``status``.
+
+        ``revoked`` (disconnected) and ``suppressed`` (consent withdrawn) both end
+        here; only a move to ``revoked`` is a health webhook.
+        """
         async with writer(self._engine).begin() as conn:
             before = (
                 (await conn.execute(select(connections).where(connections.c.id == connection_id)))
@@ -347,7 +355,7 @@ class ConnectionStore:
                 update(connections)
                 .where(connections.c.id == connection_id)
                 .values(
-                    status=Status.REVOKED.value,
+                    status=status.value,
                     status_reason=reason,
                     access_token=None,
                     refresh_token=None,
@@ -358,7 +366,17 @@ class ConnectionStore:
             await conn.execute(  # Page tokens and the like end with the grant
                 delete(provider_tokens).where(provider_tokens.c.connection_id == connection_id)
             )
-            if before is not None and before["status"] != Status.REVOKED.value:
-                revoked = replace(from_row(before), status=Status.REVOKED, status_reason=reason)
+            moved = before is not None and before["status"] != status.value
+            if moved and status is Status.REVOKED:
+                revoked = replace(from_row(before), status=status, status_reason=reason)
                 await self._webhooks.add(conn, EventType.REVOKED, revoked)  # same transaction
         self.forget(connection_id)  # committed: no request of this process uses the tokens now
+
+    async def delete(self, connection_id: str) -> None:
+        """Delete the connection and its scoped tokens (erasure of the account holder)."""
+        async with writer(self._engine).begin() as conn:
+            await conn.execute(
+                delete(provider_tokens).where(provider_tokens.c.connection_id == connection_id)
+            )
+            await conn.execute(delete(connections).where(connections.c.id == connection_id))
+        self.forget(connection_id)

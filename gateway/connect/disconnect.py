@@ -15,6 +15,38 @@ from gateway.provider_registry import ProviderRegistry
 log = structlog.get_logger(__name__)
 
 
+async def revoke_at_provider(
+    connection: Connection,
+    *,
+    store: ConnectionStore,
+    registry: ProviderRegistry,
+    http: httpx.AsyncClient,
+) -> bool:
+    """Revoke the connection's grant at its provider; whether the provider confirmed it.
+
+    RFC 7009 §2.1: revoking the refresh token invalidates the whole grant at
+    providers that support it, so it goes first; the access token follows for
+    providers that revoke only what they are given. An unreachable provider is
+    logged and reported as unconfirmed; callers delete the tokens either way.
+    """
+    configured = registry.get(connection.provider)
+    if configured is None:
+        return False
+    revoked = False
+    try:
+        for name in ("refresh_token", "access_token"):
+            token = store.open_token(connection, name)
+            if token:
+                confirmed = await revoke_token(
+                    http, configured.provider, configured.client, token, name
+                )
+                revoked = confirmed or revoked
+    except LinkgateError as exc:
+        log.warning("connection.revoke_failed", connection_id=connection.id, problem=exc.problem)
+        return False
+    return revoked
+
+
 async def disconnect(
     connection: Connection,
     *,
@@ -30,30 +62,10 @@ async def disconnect(
     ``actor_id`` is who asked: a service id, or the connect session of the
     admin who clicked Disconnect in the portal.
 
-    RFC 7009 §2.1: revoking the refresh token invalidates the whole grant at
-    providers that support it, so it goes first; the access token follows for
-    providers that revoke only what they are given. A provider that cannot be
-    reached does not keep the tokens alive here: the tokens are deleted anyway,
-    and the outcome says the revocation is unconfirmed.
+    A provider that cannot be reached does not keep the tokens alive here: the
+    tokens are deleted anyway, and the outcome says the revocation is unconfirmed.
     """
-    revoked = False
-    configured = registry.get(connection.provider)
-    if configured is not None:
-        try:
-            for name in ("refresh_token", "access_token"):
-                token = store.open_token(connection, name)
-                if token:
-                    revoked = (
-                        await revoke_token(
-                            http, configured.provider, configured.client, token, name
-                        )
-                        or revoked
-                    )
-        except LinkgateError as exc:
-            log.warning(
-                "connection.revoke_failed", connection_id=connection.id, problem=exc.problem
-            )
-            revoked = False
+    revoked = await revoke_at_provider(connection, store=store, registry=registry, http=http)
     reason = "disconnected" if revoked else "disconnected (revocation at the provider unconfirmed)"
     await store.mark_revoked(connection.id, reason)
     await audit.record(

@@ -39,14 +39,13 @@ from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 
 from gateway.audit import AuditEvent, AuditStore, AuditWriter, SubjectHasher
 from gateway.callers import Caller, CallerKind
-from gateway.connect.disconnect import disconnect
+from gateway.connect.disconnect import disconnect, revoke_at_provider
 from gateway.connections import Connection, ConnectionStore, Status
-from gateway.errors import InvalidParameter, LinkgateError
-from gateway.oauth import revoke_token
+from gateway.errors import InvalidParameter
 from gateway.processor_requests.bundle import build_bundle, record_json
 from gateway.processor_requests.machine import Kind
 from gateway.processor_requests.report import access_report, sources_of
@@ -54,7 +53,6 @@ from gateway.processor_requests.store import ProcessorRequest, RequestStore
 from gateway.provider_registry import ProviderRegistry
 from gateway.records import RecordsQuery, RecordsService
 from gateway.storage.engine import writer
-from gateway.storage.schema import connections as connection_rows
 from gateway.storage.schema import subject_control_tables
 from gateway.subject_controls import ConsentStore, SuppressionKind, SuppressionStore
 from policies import CallerClass, InvalidIdentifier, email_identifier, provider_user_identifier
@@ -395,9 +393,7 @@ async def disconnect_account_holder(
                 registry=services.providers,
                 http=services.oauth_http,
             )
-        async with writer(services.engine).begin() as conn:
-            await conn.execute(delete(connection_rows).where(connection_rows.c.id == connection.id))
-        services.connections.forget(connection.id)  # the records path's cache, this process
+        await services.connections.delete(connection.id)
         deleted.append(connection.id)
     return {"count": len(deleted), "connections_deleted": deleted}
 
@@ -413,36 +409,16 @@ async def suppress_account_holder_connections(
         if connection.status is Status.SUPPRESSED:
             changed.append(connection.id)
             continue
-        configured = services.providers.get(connection.provider)
-        if configured is not None:
-            for name in ("refresh_token", "access_token"):
-                token = services.connections.open_token(connection, name)
-                if not token:
-                    continue
-                try:
-                    # RFC 7009 §2.1; a provider that cannot be reached does not keep
-                    # the tokens alive: they are deleted below either way.
-                    await revoke_token(
-                        services.oauth_http, configured.provider, configured.client, token, name
-                    )
-                except LinkgateError as exc:
-                    log.warning(
-                        "connection.revoke_failed", connection_id=connection.id, problem=exc.problem
-                    )
-        async with writer(services.engine).begin() as conn:
-            await conn.execute(
-                update(connection_rows)
-                .where(connection_rows.c.id == connection.id)
-                .values(
-                    status=Status.SUPPRESSED.value,
-                    status_reason=f"consent withdrawn ({request.id})",
-                    access_token=None,
-                    refresh_token=None,
-                    token_expires_at=None,
-                    updated_at=services.store.clock(),
-                )
-            )
-        services.connections.forget(connection.id)  # the records path's cache, this process
+        # The tokens end either way, confirmed at the provider or not.
+        await revoke_at_provider(
+            connection,
+            store=services.connections,
+            registry=services.providers,
+            http=services.oauth_http,
+        )
+        await services.connections.end_grant(
+            connection.id, status=Status.SUPPRESSED, reason=f"consent withdrawn ({request.id})"
+        )
         changed.append(connection.id)
     return {"count": len(changed), "connections_suppressed": changed}
 

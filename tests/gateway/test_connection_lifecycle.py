@@ -1,0 +1,67 @@
+"""Ending a grant and deleting a connection take every token with them."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.connections import ConnectionStore, Status
+from gateway.oauth import TokenSet
+from gateway.provider_tokens import ScopedTokenStore
+from gateway.storage import connections, create_engine
+from gateway.storage.schema import provider_tokens
+from gateway.vault import KeyRing, generate_key_entry
+from providers.base import Account
+
+RING = KeyRing.parse(generate_key_entry("k1"))
+
+
+async def _linked(store: ConnectionStore, engine: AsyncEngine) -> str:
+    connection, _ = await store.link(
+        customer_id="acme", provider="facebook",
+        account=Account(subject="u1", name="Ada", issuer="facebook"),
+        tokens=TokenSet(access_token="at", token_type="Bearer", expires_at=None,
+                        refresh_token="rt"),
+        scopes=("pages_read_engagement",),
+    )  # fmt: skip
+    await ScopedTokenStore(engine, RING).replace(connection.id, {"page_1": "page-token"})
+    return connection.id
+
+
+async def test_suppressing_forgets_own_and_scoped_tokens(database_url: str) -> None:
+    """Consent withdrawal (suppressed) leaves no access, refresh or Page token behind."""
+    engine = create_engine(database_url)
+    try:
+        store = ConnectionStore(engine, RING)
+        connection_id = await _linked(store, engine)
+
+        await store.end_grant(connection_id, status=Status.SUPPRESSED, reason="consent withdrawn")
+
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(connections))).mappings().one()
+            scoped = (
+                await conn.execute(select(func.count()).select_from(provider_tokens))
+            ).scalar()
+    finally:
+        await engine.dispose()
+    assert (row["status"], row["access_token"], row["refresh_token"]) == ("suppressed", None, None)
+    assert scoped == 0
+
+
+async def test_deleting_removes_the_row_and_its_scoped_tokens(database_url: str) -> None:
+    """Erasing the account holder deletes the connection and its Page tokens."""
+    engine = create_engine(database_url)
+    try:
+        store = ConnectionStore(engine, RING)
+        connection_id = await _linked(store, engine)
+
+        await store.delete(connection_id)
+
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(func.count()).select_from(connections))).scalar()
+            scoped = (
+                await conn.execute(select(func.count()).select_from(provider_tokens))
+            ).scalar()
+    finally:
+        await engine.dispose()
+    assert (rows, scoped) == (0, 0)
