@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -134,6 +135,10 @@ def create_app(
             # The server went away, refused us, or closed the driver's connection
             # (asyncpg reports "not accepting connections" as a bare DBAPIError).
             DBAPIError: database_error,
+            # LINKGATE_DB_TIMEOUT ran out: asyncpg raises the builtin TimeoutError for a
+            # statement or connect, the pool its own while waiting for a connection.
+            TimeoutError: database_error,
+            PoolTimeout: database_error,
             Exception: unexpected_error,
         },
     )

@@ -27,6 +27,9 @@ DEFAULT_CONNECT_SESSION_TTL = 15 * 60  # seconds a connect link stays usable
 DEFAULT_STATE_TTL = 10 * 60  # seconds an OAuth round trip may take
 DEFAULT_REFRESH_MARGIN = 300  # refresh tokens expiring within this many seconds
 DEFAULT_DB_POOL_SIZE = 10
+# Seconds one database step may take (a statement, a lock wait, a pool checkout,
+# a connect) before the request fails with a 503 instead of hanging.
+DEFAULT_DB_TIMEOUT = 10.0
 DEFAULT_UPSTREAM_TIMEOUT = 10.0
 DEFAULT_UPSTREAM_MAX_CONNECTIONS = 100
 DEFAULT_UPSTREAM_MAX_BODY = 10 * 1024 * 1024
@@ -83,6 +86,7 @@ class Settings:
     state_ttl: int = DEFAULT_STATE_TTL
     refresh_margin: int = DEFAULT_REFRESH_MARGIN
     db_pool_size: int = DEFAULT_DB_POOL_SIZE
+    db_timeout: float = DEFAULT_DB_TIMEOUT
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
     upstream_max_connections: int = DEFAULT_UPSTREAM_MAX_CONNECTIONS
     upstream_max_body: int = DEFAULT_UPSTREAM_MAX_BODY
@@ -121,6 +125,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "LINKGATE_STATE_TTL": ("state_ttl", "int"),
     "LINKGATE_REFRESH_MARGIN": ("refresh_margin", "int"),
     "LINKGATE_DB_POOL_SIZE": ("db_pool_size", "int"),
+    "LINKGATE_DB_TIMEOUT": ("db_timeout", "float"),
     "LINKGATE_UPSTREAM_TIMEOUT": ("upstream_timeout", "float"),
     "LINKGATE_UPSTREAM_MAX_CONNECTIONS": ("upstream_max_connections", "int"),
     "LINKGATE_UPSTREAM_MAX_BODY": ("upstream_max_body", "int"),
@@ -196,6 +201,7 @@ def validate(settings: Settings) -> list[str]:
         ("LINKGATE_STATE_TTL", settings.state_ttl),
         ("LINKGATE_DB_POOL_SIZE", settings.db_pool_size),
         ("LINKGATE_UPSTREAM_MAX_CONNECTIONS", settings.upstream_max_connections),
+        ("LINKGATE_DB_TIMEOUT", settings.db_timeout),
     ):
         if number <= 0:
             problems.append(f"{label}: must be positive")

@@ -71,7 +71,9 @@ async def open_runtime(
     trace_summaries: TraceSummaryRecorder | None = None,
 ) -> AsyncIterator[Runtime]:
     """Build the runtime; the transports let tests put a stand-in at the far edge."""
-    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    engine = create_engine(
+        settings.database_url, pool_size=settings.db_pool_size, timeout=settings.db_timeout
+    )
     vault = KeyRing.parse(settings.vault_keys)
     audit_store = AuditStore(
         writer(engine),

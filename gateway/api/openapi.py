@@ -302,7 +302,8 @@ _PROCESSOR_REQUEST_PATHS: dict[str, Any] = {
                                 },
                                 "note": {
                                     "type": "string",
-                                    "description": "must not repeat an identifier",
+                                    "description": "must not repeat an identifier; "
+                                    "required for rectification (it is the correction)",
                                 },
                                 "jurisdiction": {"enum": ["gdpr", "ccpa"]},
                             },

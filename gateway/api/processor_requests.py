@@ -108,7 +108,10 @@ def _filing(request: Request, body: dict[str, Any]) -> Filing:
         lift=lift,
         verified_by=_text(body, "verified_by"),
         # A note that repeats an identifier is refused: identifiers are kept hashed.
-        note=check_note(body.get("note"), identifiers, name="note"),
+        # A rectification's note is the correction itself, so it cannot be left out.
+        note=check_note(
+            body.get("note"), identifiers, name="note", required=kind is Kind.RECTIFICATION
+        ),
         jurisdiction=Jurisdiction(raw_jurisdiction) if raw_jurisdiction else None,
     )
 

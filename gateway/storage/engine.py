@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import await_
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+DEFAULT_TIMEOUT = 10.0  # seconds; the gateway passes LINKGATE_DB_TIMEOUT instead
 WRITE_OPTION = "linkgate_write"
 
 
@@ -20,11 +21,20 @@ def writer(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(**{WRITE_OPTION: True})
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, timeout: float = DEFAULT_TIMEOUT
+) -> AsyncEngine:
+    """``timeout`` bounds each database step: a statement or lock wait, a checkout, a connect.
+
+    Past it the step raises, the request becomes a 503 ``database-unavailable``
+    and its transaction is rolled back, instead of the caller hanging on a slow
+    or partitioned database.
+    """
     if url.startswith("sqlite"):
         engine = create_async_engine(
             url,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            connect_args={"timeout": timeout},  # sqlite3's busy timeout: the lock wait
+            pool_timeout=timeout,
             hide_parameters=True,
             # SQLAlchemy's default for file databases is 5 kept + 10 overflow; an
             # overflow connection is closed on check-in, so under load requests
@@ -36,10 +46,18 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
                 else {"pool_size": pool_size, "max_overflow": pool_size}
             ),
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(int(timeout * 1000)))
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=timeout,
+        # asyncpg: ``timeout`` bounds connecting, ``command_timeout`` every statement
+        # (client side, so it also ends a wait on a database that stopped answering).
+        connect_args={"timeout": timeout, "command_timeout": timeout},
+    )
     # Pessimistic disconnect handling with one round trip: the asyncpg dialect's
     # own pool_pre_ping wraps its ";" in BEGIN … ROLLBACK (for PgBouncer's
     # transaction mode, sqlalchemy#10226), three round trips on every checkout,
@@ -58,18 +76,23 @@ def _postgres_ping(dbapi_connection: Any, _record: ConnectionPoolEntry, _proxy: 
         raise DisconnectionError(f"ping failed: {type(exc).__name__}") from exc
 
 
-def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-    # WAL lets readers run beside the single writer; NORMAL is durable in WAL
-    # mode across application crashes (https://sqlite.org/wal.html).
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.close()
-    # Let SQLAlchemy, not the driver, decide when transactions begin, so the
-    # "begin" hook below can take the write lock up front.
-    dbapi_connection.isolation_level = None
+def _sqlite_pragmas(
+    busy_timeout_ms: int,
+) -> Callable[[DBAPIConnection, ConnectionPoolEntry], None]:
+    def on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        # WAL lets readers run beside the single writer; NORMAL is durable in WAL
+        # mode across application crashes (https://sqlite.org/wal.html).
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cursor.close()
+        # Let SQLAlchemy, not the driver, decide when transactions begin, so the
+        # "begin" hook below can take the write lock up front.
+        dbapi_connection.isolation_level = None
+
+    return on_connect
 
 
 def _sqlite_begin_immediate(conn: Any) -> None:
