@@ -60,6 +60,7 @@ def create_app(
                 upstream_transport=upstream_transport,
                 upstream_retry=upstream_retry,
                 trace_summaries=trace_summaries,
+                tracer_provider=provider,
             ) as runtime,
             audit_jobs(runtime.audit_store, settings),
             processor_jobs(runtime) as jobs,

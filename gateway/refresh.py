@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import structlog
+from opentelemetry import trace
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -115,6 +116,7 @@ class TokenRefresher:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         webhooks: WebhookOutbox | None = None,
         cache: ConnectionCache | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self._engine = engine
         self._cache = cache  # the records path's recently read rows: kept in step here
@@ -127,6 +129,7 @@ class TokenRefresher:
         self._clock = clock
         self._webhooks = webhooks or WebhookOutbox.disabled()
         self._inflight: dict[str, asyncio.Task[Connection]] = {}
+        self._tracer = tracer or trace.NoOpTracer()
 
     def access_token(self, connection: Connection) -> str:
         token = (
@@ -213,7 +216,16 @@ class TokenRefresher:
                     "refreshing this connection's token failed recently; cooling off",
                     headers={"Retry-After": str(wait)},
                 )
-            outcome = await self._call_provider(current)
+            # A child of the server span of the request that started the refresh;
+            # the token request's client span (gateway.observability) nests in it.
+            with self._tracer.start_as_current_span(
+                "token.refresh", attributes={"linkgate.provider": current.provider}
+            ) as span:
+                outcome = await self._call_provider(current)
+                span.set_attribute("linkgate.refreshed", isinstance(outcome, TokenSet))
+                if not isinstance(outcome, TokenSet):
+                    span.set_attribute("error.type", type(outcome.error).__name__)
+                    span.set_status(trace.StatusCode.ERROR)
             if isinstance(outcome, TokenSet):
                 values = {
                     **sealed_tokens(self._vault, connection_id, outcome),

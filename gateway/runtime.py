@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
+from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit import AuditStore, AuditWriter, SubjectHasher
@@ -21,7 +22,7 @@ from gateway.connect.jwks import JWKSCache
 from gateway.connect.sessions import ConnectSessionStore
 from gateway.connections import ConnectionStore
 from gateway.cursor import CursorKey
-from gateway.observability import TraceSummaryRecorder
+from gateway.observability import TracedTransport, TraceSummaryRecorder
 from gateway.provider_registry import ProviderRegistry, load_providers
 from gateway.records import RecordsService
 from gateway.refresh import TokenRefresher
@@ -69,8 +70,11 @@ async def open_runtime(
     upstream_transport: httpx.AsyncBaseTransport | None = None,
     upstream_retry: RetryPolicy | None = None,
     trace_summaries: TraceSummaryRecorder | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
 ) -> AsyncIterator[Runtime]:
     """Build the runtime; the transports let tests put a stand-in at the far edge."""
+    # Outbound calls get client spans (token refresh, upstream attempts, OAuth).
+    tracer = (tracer_provider or trace.NoOpTracerProvider()).get_tracer("gateway")
     engine = create_engine(
         settings.database_url, pool_size=settings.db_pool_size, timeout=settings.db_timeout
     )
@@ -85,7 +89,10 @@ async def open_runtime(
     async with (
         audit,
         httpx.AsyncClient(
-            transport=oauth_transport,
+            # Limits go to the transport: httpx ignores the client's once one is given.
+            transport=TracedTransport(
+                oauth_transport or httpx.AsyncHTTPTransport(limits=OAUTH_LIMITS), tracer
+            ),
             timeout=OAUTH_TIMEOUT,
             limits=OAUTH_LIMITS,
             follow_redirects=False,
@@ -122,6 +129,7 @@ async def open_runtime(
                     policy=upstream_retry,
                     errors={name: p.provider.errors for name, p in registry.items()},
                     headers={name: p.provider.api_headers for name, p in registry.items()},
+                    tracer=tracer,
                 )
             )
             subjects = SubjectHasher(settings.secret_key.encode())
@@ -134,6 +142,7 @@ async def open_runtime(
                 margin=settings.refresh_margin,
                 webhooks=webhooks,
                 cache=connections.cache,  # a refresh or status change shows at once here
+                tracer=tracer,
             )
             policy = PolicyEngine(load_policy())
             # Which customers have any consent or suppression: shared by the stores

@@ -5,6 +5,12 @@ Imports nothing else from `gateway`, so every other package may use it.
 
 from __future__ import annotations
 
+from gateway.observability.client_spans import (
+    ClientCall,
+    TracedTransport,
+    client_span,
+    scrubbed_url,
+)
 from gateway.observability.logs import configure_logging
 from gateway.observability.middleware import TracingMiddleware, current_trace_id
 from gateway.observability.redaction import (
@@ -27,12 +33,15 @@ __all__ = [
     "MASK",
     "SECRET_KEYS",
     "SECRET_PATTERNS",
+    "ClientCall",
     "RedactingSpanExporter",
     "SecretPattern",
     "SpanSummary",
     "TraceSummary",
     "TraceSummaryRecorder",
+    "TracedTransport",
     "TracingMiddleware",
+    "client_span",
     "configure_logging",
     "configure_tracing",
     "current_trace_id",
@@ -40,4 +49,5 @@ __all__ = [
     "redact_attributes",
     "redact_text",
     "redact_value",
+    "scrubbed_url",
 ]

@@ -11,6 +11,7 @@ memory is bounded by the number of traces and of spans per trace.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class TraceSummary(TypedDict):
 @dataclass(slots=True)
 class _Trace:
     root_span_id: int
+    root: Span | None = None  # the open local root (the request's server span)
     spans: list[SpanSummary] = field(default_factory=list)
     dropped_spans: int = 0
 
@@ -111,7 +113,7 @@ class TraceSummaryRecorder(SpanProcessor):
             return
         context = span.get_span_context()
         with self._lock:
-            self._traces[context.trace_id] = _Trace(context.span_id)
+            self._traces[context.trace_id] = _Trace(context.span_id, span)
             while len(self._traces) > self._max_traces:
                 self._traces.popitem(last=False)
 
@@ -157,16 +159,44 @@ class TraceSummaryRecorder(SpanProcessor):
                 dropped_spans=trace.dropped_spans,
             )
 
+    def root_for(self, trace_id: str) -> SpanSummary | None:
+        """The trace's local root span as it stands now, still open; None if unknown.
+
+        Its status is ``in_progress`` and its duration the time elapsed so far:
+        an audit event is written before its request's server span ends.
+        """
+        with self._lock:
+            trace = self._traces.get(int(trace_id, 16))
+            root = trace.root if trace is not None else None
+        if root is None or root.start_time is None:
+            return None
+        summary = SpanSummary(
+            name=redact_text(root.name),
+            duration_ms=round((time.time_ns() - root.start_time) / 1_000_000, 3),
+            status="in_progress",
+        )
+        selected = {
+            key: value for key, value in (root.attributes or {}).items() if key in self._attributes
+        }
+        if selected:
+            summary["attributes"] = redact_attributes(selected)
+        return summary
+
     def audit_summary(self, trace_id: str) -> dict[str, Any]:
         """The summary in the audit log's form: integers and strings only.
 
-        The audit chain hashes canonical JSON without floats (RFC 8785 §3.2.2.3
-        is where float formatting stops being reproducible), so durations are
-        whole microseconds and any float attribute becomes its ``repr``.
+        The open server span comes first (see `root_for`), then the finished
+        spans in the order they ended. The audit chain hashes canonical JSON
+        without floats (RFC 8785 §3.2.2.3 is where float formatting stops
+        being reproducible), so durations are whole microseconds and any float
+        attribute becomes its ``repr``.
         """
         summary = self.summary_for(trace_id)
-        kept = summary["spans"][:AUDIT_MAX_SPANS]
-        dropped = summary["dropped_spans"] + len(summary["spans"]) - len(kept)
+        root = self.root_for(trace_id)
+        finished = summary["spans"]
+        listed = finished if root is None else [root, *finished]
+        kept = listed[:AUDIT_MAX_SPANS]
+        dropped = summary["dropped_spans"] + len(listed) - len(kept)
         spans: list[dict[str, Any]] = []
         for span in kept:
             item: dict[str, Any] = {

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import structlog
 from httpx_aiohttp import AiohttpTransport
+from opentelemetry import trace
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -28,6 +29,7 @@ from gateway.errors import (
     UpstreamRateLimited,
     UpstreamUnavailable,
 )
+from gateway.observability import ClientCall, client_span
 from gateway.upstream._breaker import CircuitBreaker
 from gateway.upstream._retry import (
     RETRYABLE_STATUS,
@@ -69,6 +71,7 @@ class UpstreamClient:
         breaker: CircuitBreaker | None = None,
         errors: ErrorTable | None = None,
         headers: Mapping[str, str] | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.name = name
         self._http = http
@@ -77,6 +80,7 @@ class UpstreamClient:
         self.breaker = breaker or CircuitBreaker(name)
         self._errors = errors or ErrorTable()  # the provider's error rules (providers.base)
         self._headers = dict(headers or {})  # the provider's fixed API headers
+        self._tracer = tracer or trace.NoOpTracer()
 
     async def get_json(self, url: str, *, params: Mapping[str, str], bearer: str) -> dict[str, Any]:
         """The JSON object at ``url``, retried under the policy's deadline."""
@@ -109,6 +113,7 @@ class UpstreamClient:
                         params,
                         bearer,
                         remaining=policy.deadline - (time.monotonic() - started),
+                        resend_count=attempt.retry_state.attempt_number - 1,
                     )
         except _Transient as exc:
             log.warning("upstream.gave_up", provider=self.name, problem=exc.problem.problem)
@@ -116,27 +121,48 @@ class UpstreamClient:
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _attempt(
-        self, url: str, params: Mapping[str, str], bearer: str, *, remaining: float
+        self,
+        url: str,
+        params: Mapping[str, str],
+        bearer: str,
+        *,
+        remaining: float,
+        resend_count: int,
     ) -> dict[str, Any]:
-        self.breaker.before()
+        self.breaker.before()  # an open breaker sends nothing, so it gets no client span
+        # Merged, not passed as ``params``: httpx would replace the URL's own query
+        # (a next link's $skip, a Rest.li finder's q=author) with the mapping.
+        target = httpx.URL(url).copy_merge_params(dict(params))
+        with client_span(
+            self._tracer,
+            "GET",
+            target,
+            resend_count=resend_count,
+            attributes={"linkgate.provider": self.name},
+        ) as call:
+            return await self._exchange(target, bearer, call, remaining)
+
+    async def _exchange(
+        self, target: httpx.URL, bearer: str, call: ClientCall, remaining: float
+    ) -> dict[str, Any]:
         headers = {
             **self._headers,
             "Authorization": f"Bearer {bearer}",
             "Accept": "application/json",
         }
         try:
-            # Merged, not passed as ``params``: httpx would replace the URL's own query
-            # (a next link's $skip, a Rest.li finder's q=author) with the mapping.
-            target = httpx.URL(url).copy_merge_params(dict(params))
             async with self._http.stream("GET", target, headers=headers) as response:
                 body = await self._read(response)
         except httpx.TimeoutException as exc:
             self.breaker.failure()
+            call.failed(type(exc).__name__)
             raise _Transient(self._unavailable(f"timed out ({type(exc).__name__})")) from None
         except httpx.TransportError as exc:
             self.breaker.failure()
+            call.failed(type(exc).__name__)
             raise _Transient(self._unavailable(f"unreachable ({type(exc).__name__})")) from None
         status = response.status_code
+        call.answered(status)
         if status >= 400:
             verdict = self._errors.classify_api(status, _parsed_or_none(body))
             if verdict is not None:
@@ -270,6 +296,7 @@ async def open_upstream_clients(
     policy: RetryPolicy | None = None,
     errors: Mapping[str, ErrorTable] | None = None,
     headers: Mapping[str, Mapping[str, str]] | None = None,
+    tracer: trace.Tracer | None = None,
 ) -> AsyncIterator[UpstreamClients]:
     """One client per provider for the runtime's lifetime; closed on exit.
 
@@ -300,5 +327,6 @@ async def open_upstream_clients(
                 policy=policy,
                 errors=(errors or {}).get(name),
                 headers=(headers or {}).get(name),
+                tracer=tracer,
             )
         yield UpstreamClients(clients)

@@ -1,0 +1,151 @@
+"""Client spans for the gateway's outbound HTTP calls.
+
+Named and shaped after the OpenTelemetry HTTP client semantic conventions:
+the span name is the method, the kind CLIENT, and the attributes
+``http.request.method``, ``server.address``, ``server.port``, ``url.full``,
+``http.response.status_code``, ``http.request.resend_count`` (the attempt's
+number minus one, set only on a retry) and ``error.type`` (the status code
+as a string for a 4xx/5xx answer, the exception's class name when no answer
+came). Being children of the request's server span, they land in the
+request's trace summary and so in its audit event.
+
+``url.full`` is scrubbed here, when the span starts, not only at the export
+boundary: the trace summary keeps attributes in memory, and Facebook and
+Instagram carry ``access_token``, ``client_secret`` and ``code`` in the query
+string. User information becomes ``REDACTED:REDACTED`` and the values of
+secret-named query parameters ``REDACTED``, keys kept, as the URL semantic
+conventions ask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import httpx
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from gateway.observability.redaction import is_secret_key, redact_text
+
+__all__ = [
+    "SENSITIVE_QUERY_KEYS",
+    "ClientCall",
+    "TracedTransport",
+    "client_span",
+    "scrubbed_url",
+]
+
+# The query keys the URL semantic conventions name as sensitive (matched
+# case-sensitively), on top of every key `is_secret_key` calls a secret.
+SENSITIVE_QUERY_KEYS = frozenset({"AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"})
+_REDACTED = "REDACTED"
+_KNOWN_METHODS = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
+)
+
+
+def scrubbed_url(url: httpx.URL) -> str:
+    """``url`` as ``url.full`` may hold it: no credentials, in the userinfo or the query."""
+    if url.userinfo:
+        url = url.copy_with(username=_REDACTED, password=_REDACTED)
+    query = ""
+    if url.query:
+        # By name, then by shape (a JWT or a Linkgate key under another name).
+        params = [
+            (
+                key,
+                _REDACTED
+                if key in SENSITIVE_QUERY_KEYS or is_secret_key(key)
+                else redact_text(value),
+            )
+            for key, value in url.params.multi_items()
+        ]
+        query = "?" + str(httpx.QueryParams(params))
+    return redact_text(str(url.copy_with(query=None, fragment=None))) + query
+
+
+class ClientCall:
+    """The span of one outbound request, told how it ended."""
+
+    __slots__ = ("marked", "span")
+
+    def __init__(self, span: trace.Span) -> None:
+        self.span = span
+        self.marked = False
+
+    def answered(self, status_code: int) -> None:
+        """The response's status; 4xx and 5xx mark the span as failed (client spans)."""
+        self.span.set_attribute("http.response.status_code", status_code)
+        if status_code >= 400:
+            self.failed(str(status_code))
+
+    def failed(self, error_type: str) -> None:
+        """No usable answer came (a timeout, a refused connection, a body over the cap)."""
+        self.span.set_attribute("error.type", error_type)
+        self.span.set_status(Status(StatusCode.ERROR))
+        self.marked = True
+
+
+@contextmanager
+def client_span(
+    tracer: trace.Tracer,
+    method: str,
+    url: httpx.URL,
+    *,
+    resend_count: int = 0,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Iterator[ClientCall]:
+    """A CLIENT span around one outbound request, current while it runs.
+
+    An exception that leaves the block without `ClientCall.failed` or an
+    error status having been recorded sets ``error.type`` to its class name.
+    """
+    method = method.upper() if method.upper() in _KNOWN_METHODS else "_OTHER"
+    span_attributes: dict[str, AttributeValue] = {
+        "http.request.method": method,
+        "server.address": url.host,
+        "url.full": scrubbed_url(url),
+        **(attributes or {}),
+    }
+    if url.port is not None:
+        span_attributes["server.port"] = url.port
+    if resend_count:
+        span_attributes["http.request.resend_count"] = resend_count
+    with tracer.start_as_current_span(
+        "HTTP" if method == "_OTHER" else method,
+        kind=SpanKind.CLIENT,
+        attributes=span_attributes,
+        record_exception=False,  # an exception's message may quote a provider's body
+        set_status_on_exception=False,
+    ) as span:
+        call = ClientCall(span)
+        try:
+            yield call
+        except BaseException as exc:
+            if not call.marked:
+                call.failed(type(exc).__name__)
+            raise
+
+
+class TracedTransport(httpx.AsyncBaseTransport):
+    """Wrap *transport* so that every request it sends gets a client span.
+
+    For the low-volume OAuth client (token, revocation, JWKS, discovery): the
+    span ends when the response headers arrive, which for those small bodies
+    is nearly the whole exchange.
+    """
+
+    def __init__(self, transport: httpx.AsyncBaseTransport, tracer: trace.Tracer) -> None:
+        self._transport = transport
+        self._tracer = tracer
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        with client_span(self._tracer, request.method, request.url) as call:
+            response = await self._transport.handle_async_request(request)
+            call.answered(response.status_code)
+            return response
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
