@@ -20,10 +20,11 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.account_claims import AccountClaimsStore
 from gateway.errors import NotFound
 from gateway.oauth import TokenSet
 from gateway.provider_tokens import ScopedTokenStore
-from gateway.storage import connections, provider_tokens, writer
+from gateway.storage import account_claims, connections, provider_tokens, writer
 from gateway.vault import KeyRing, token_row
 from gateway.webhooks import EventType, WebhookOutbox
 from providers.base import Account
@@ -190,6 +191,7 @@ class ConnectionStore:
         self._vault = vault
         self._webhooks = webhooks or WebhookOutbox.disabled()
         self.scoped = ScopedTokenStore(engine, vault)  # per-object tokens (Meta Page tokens)
+        self.claims = AccountClaimsStore(engine, vault)  # identity claims kept at linking (Apple)
         self.cache = cache or ConnectionCache()
 
     def remember(self, connection: Connection) -> None:
@@ -340,7 +342,8 @@ class ConnectionStore:
         await self.end_grant(connection_id, status=Status.REVOKED, reason=reason)
 
     async def end_grant(self, connection_id: str, *, status: Status, reason: str) -> None:
-        """Forget every token of the connection (its own and scoped ones) and set ``status``.
+        """Forget every token of the connection (its own and scoped ones), and the identity
+        claims kept beside them, and set ``status``.
 
         ``revoked`` (disconnected) and ``suppressed`` (consent withdrawn) both end
         here; only a move to ``revoked`` is a health webhook.
@@ -366,6 +369,9 @@ class ConnectionStore:
             await conn.execute(  # Page tokens and the like end with the grant
                 delete(provider_tokens).where(provider_tokens.c.connection_id == connection_id)
             )
+            await conn.execute(  # so do the kept identity claims (gateway.account_claims)
+                delete(account_claims).where(account_claims.c.connection_id == connection_id)
+            )
             moved = before is not None and before["status"] != status.value
             if moved and status is Status.REVOKED:
                 revoked = replace(from_row(before), status=status, status_reason=reason)
@@ -373,10 +379,13 @@ class ConnectionStore:
         self.forget(connection_id)  # committed: no request of this process uses the tokens now
 
     async def delete(self, connection_id: str) -> None:
-        """Delete the connection and its scoped tokens (erasure of the account holder)."""
+        """Delete the connection, its scoped tokens and kept claims (erasure of its holder)."""
         async with writer(self._engine).begin() as conn:
             await conn.execute(
                 delete(provider_tokens).where(provider_tokens.c.connection_id == connection_id)
+            )
+            await conn.execute(
+                delete(account_claims).where(account_claims.c.connection_id == connection_id)
             )
             await conn.execute(delete(connections).where(connections.c.id == connection_id))
         self.forget(connection_id)

@@ -1,7 +1,8 @@
 """``linkgate keys rotate``: re-seal every stored token under the current vault key.
 
-That is each connection's access and refresh token and every scoped token
-(Meta Page tokens) of ``gateway.provider_tokens``.
+That is each connection's access and refresh token, every scoped token
+(Meta Page tokens) of ``gateway.provider_tokens`` and the identity claims kept
+by ``gateway.account_claims`` (Apple).
 
 Runs beside live traffic: each connection is re-sealed in its own short
 transaction, and only if its ciphertext is unchanged since it was read (a
@@ -16,10 +17,11 @@ from collections.abc import Callable
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.account_claims import CLAIMS_ROW
 from gateway.config import Settings
 from gateway.provider_tokens import scoped_token_name
 from gateway.storage import connections, create_engine, writer
-from gateway.storage.schema import provider_tokens
+from gateway.storage.schema import account_claims, provider_tokens
 from gateway.vault import KeyRing, token_row
 
 TOKEN_COLUMNS = ("access_token", "refresh_token")
@@ -46,13 +48,17 @@ async def rotate_vault(settings: Settings, *, progress: Callable[[int, int], Non
                     )
                 )
             ).all()
+            claims = (
+                await conn.execute(select(account_claims.c.connection_id, account_claims.c.claims))
+            ).all()
         stale_own = [
             row
             for row in own
             if any(sealed and vault.needs_rotation(sealed) for sealed in (row[1], row[2]))
         ]
         stale_scoped = [row for row in scoped if vault.needs_rotation(row[2])]
-        total = len(stale_own) + len(stale_scoped)
+        stale_claims = [row for row in claims if vault.needs_rotation(row[1])]
+        total = len(stale_own) + len(stale_scoped) + len(stale_claims)
         progress(0, total)
         done = 0
         for connection_id, *sealed in stale_own:
@@ -61,6 +67,10 @@ async def rotate_vault(settings: Settings, *, progress: Callable[[int, int], Non
             progress(done, total)
         for connection_id, object_id, ciphertext in stale_scoped:
             await _reseal_scoped(engine, vault, connection_id, object_id, ciphertext)
+            done += 1
+            progress(done, total)
+        for connection_id, ciphertext in stale_claims:
+            await _reseal_claims(engine, vault, connection_id, ciphertext)
             done += 1
             progress(done, total)
         print(
@@ -102,4 +112,20 @@ async def _reseal_scoped(
                 provider_tokens.c.token == ciphertext,
             )
             .values(token=vault.seal(vault.open(ciphertext, row=row), row=row))
+        )
+
+
+async def _reseal_claims(
+    engine: AsyncEngine, vault: KeyRing, connection_id: str, ciphertext: str
+) -> None:
+    """Kept identity claims (gateway.account_claims) are sealed the same way."""
+    row = token_row(connection_id, CLAIMS_ROW)
+    async with writer(engine).begin() as conn:
+        await conn.execute(
+            update(account_claims)
+            .where(
+                account_claims.c.connection_id == connection_id,
+                account_claims.c.claims == ciphertext,
+            )
+            .values(claims=vault.seal(vault.open(ciphertext, row=row), row=row))
         )

@@ -5,6 +5,14 @@ From Apple's Sign in with Apple REST API: "Generate and validate tokens"
 "Request an authorization to the Sign in with Apple server" (``response_mode=form_post``
 is required when ``name`` or ``email`` is asked for; the ``user`` JSON with the
 name arrives only on the first authorization) and "ErrorResponse".
+
+Apple has no userinfo endpoint: what the gateway knows of the account is the
+ID token's claims ("Authenticating users with Sign in with Apple", the
+``id_token`` payload: ``sub``, ``email``, ``email_verified``, ``is_private_email``,
+``real_user_status``) and the first-consent ``user`` JSON. Both are kept at
+connect time (``KEPT_CLAIMS``; providers.base, ``kept_claims``) and the
+``profile`` resource is served from them. The name is sticky: a later sign-in
+carries no ``user``, so the name from the first consent stays.
 """
 
 from __future__ import annotations
@@ -12,7 +20,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
+from policies.vocabulary import Field, Record, Visibility
 from providers.base import (
     Account,
     ClientAuth,
@@ -21,35 +31,118 @@ from providers.base import (
     ErrorKind,
     ErrorRule,
     ErrorTable,
+    JSONObject,
+    KeptClaims,
+    NormalizeContext,
     OAuthSettings,
     Provider,
+    Resource,
     oidc_account,
 )
 
 APPLE_AUDIENCE = "https://appleid.apple.com"
 MAX_NAME_LENGTH = 200
 
+# ``real_user_status`` (id_token payload): Apple's guess whether a real person signed in.
+REAL_USER_STATUS = {0: "unsupported", 1: "unknown", 2: "likely_real"}
+
+# Kept claims -> data categories. ``email_verified`` and ``is_private_email`` arrive
+# as the string "true"/"false" or a boolean; the record carries booleans.
+_PROFILE_FIELDS = {
+    "sub": "user.unique_id",
+    "name": "user.name",
+    "given_name": "user.name",
+    "family_name": "user.name",
+    "email": "user.contact.email",
+    "email_verified": "user.contact.email",
+    "is_private_email": "user.contact.email",  # true: an Apple private relay address
+    "real_user_status": "user.behavior",
+}
+
+
+def callback_name(params: Mapping[str, str]) -> dict[str, str]:
+    """The name in Apple's first-consent ``user`` form field, as OIDC claim names.
+
+    The field is not signed, so it only ever names the account for people; the
+    account's identity stays the ID token's ``sub``. Its ``email`` is ignored:
+    the ID token's signed ``email`` is the one kept.
+    """
+    raw = params.get("user")
+    if not raw:
+        return {}
+    try:
+        user = json.loads(raw)
+    except ValueError:
+        return {}
+    name = user.get("name") if isinstance(user, dict) else None
+    if not isinstance(name, dict):
+        return {}
+    claims: dict[str, str] = {}
+    for field_name, claim in (("firstName", "given_name"), ("lastName", "family_name")):
+        value = name.get(field_name)
+        if isinstance(value, str) and value.strip():
+            claims[claim] = value.strip()[:MAX_NAME_LENGTH]
+    full = " ".join(claims[c] for c in ("given_name", "family_name") if c in claims)
+    if full:
+        claims["name"] = full[:MAX_NAME_LENGTH]
+    return claims
+
 
 def account_from_callback(account: Account, params: Mapping[str, str]) -> Account:
     """Use the name Apple posts on first consent (``user`` form field) as the account name.
 
-    The field is not signed, so it only ever names the account for people; the
-    account's identity stays the ID token's ``sub``. Later sign-ins carry no
-    ``user``, and the account keeps whatever name the ID token gives.
+    Later sign-ins carry no ``user``; the gateway then names the account from
+    the name kept at the first consent (``KEPT_CLAIMS``, sticky ``name``).
     """
-    raw = params.get("user")
-    if not raw:
-        return account
-    try:
-        user = json.loads(raw)
-    except ValueError:
-        return account
-    name = user.get("name") if isinstance(user, dict) else None
-    if not isinstance(name, dict):
-        return account
-    parts = [name.get("firstName"), name.get("lastName")]
-    full = " ".join(p.strip() for p in parts if isinstance(p, str) and p.strip())
-    return replace(account, name=full[:MAX_NAME_LENGTH]) if full else account
+    name = callback_name(params).get("name")
+    return replace(account, name=name) if name else account
+
+
+KEPT_CLAIMS = KeptClaims(
+    id_token=("sub", "email", "email_verified", "is_private_email", "real_user_status"),
+    from_callback=callback_name,
+    sticky=("name", "given_name", "family_name"),
+)
+
+
+def _flag(value: object) -> bool | None:
+    """Apple sends these booleans as JSON booleans or as the strings "true"/"false"."""
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    return None
+
+
+def normalize_profile(item: JSONObject, ctx: NormalizeContext) -> Record:
+    """The linked Apple account's own claims, as kept at connect time.
+
+    Like Google's and Microsoft's ``profile`` (providers.oidc.normalize_profile),
+    it is the account holder's own identity, given to the customer by its holder
+    when they consented: ``direct``.
+    """
+    values: dict[str, Any] = dict(item)
+    for flag in ("email_verified", "is_private_email"):
+        if flag in values:
+            values[flag] = _flag(values[flag])
+    if "real_user_status" in values:
+        values["real_user_status"] = REAL_USER_STATUS.get(values["real_user_status"])
+    data = {
+        claim: Field(value=values[claim], category=category)
+        for claim, category in _PROFILE_FIELDS.items()
+        if values.get(claim) is not None
+    }
+    return Record(
+        id=str(item.get("sub") or ctx.account_id),
+        customer_id=ctx.customer_id,
+        connection_id=ctx.connection_id,
+        provider=ctx.provider,
+        resource=ctx.resource,
+        visibility=Visibility.DIRECT,
+        subjects=(),
+        data=data,
+        occurred_at=None,
+    )
 
 
 ERRORS = ErrorTable(
@@ -84,10 +177,20 @@ PROVIDER = Provider(
         response_mode="form_post",
         id_token_algorithms=("RS256",),
     ),
-    # No resource: Apple has no userinfo or content endpoint to read through.
-    resources={},
+    # Apple has no userinfo or content endpoint: the profile is the claims kept at linking.
+    resources={
+        "profile": Resource(
+            name="profile",
+            path="",
+            items_path=(),
+            normalize=normalize_profile,
+            from_kept_claims=True,
+            description="the linked Apple account's own claims, kept when it was linked",
+        ),
+    },
     account_from_claims=oidc_account,
     account_from_callback=account_from_callback,
+    kept_claims=KEPT_CLAIMS,
     scope_descriptions={
         "name": "see your name (sent once, when you first agree)",
         "email": "see your email address, or an Apple relay address",
@@ -95,4 +198,4 @@ PROVIDER = Provider(
     errors=ERRORS,
 )
 
-__all__ = ["PROVIDER", "account_from_callback"]
+__all__ = ["KEPT_CLAIMS", "PROVIDER", "account_from_callback", "callback_name", "normalize_profile"]

@@ -72,6 +72,16 @@ Hooks a provider uses for its quirks (the gateway has no provider names in it):
 ``Resource.extract``
     Takes a page body apart into items when ``items_path`` is not enough, e.g. to
     join X's ``includes.users`` onto each post so its normalizer sees the author.
+
+``Provider.kept_claims`` (:class:`KeptClaims`) with ``Resource.from_kept_claims``
+    For a provider with no userinfo endpoint (Apple), the linked identity's
+    claims are kept at connect time, sealed by the vault per connection: the
+    named ID-token claims, plus what the callback's own parameters add (Apple's
+    first-consent ``user`` JSON), with ``sticky`` claims carried over from the
+    earlier link of the same account when a later one lacks them. A resource
+    with ``from_kept_claims`` is served from them instead of an API call, then
+    normalized, judged and audited like any other page. They are deleted with the
+    connection's tokens.
 """
 
 from __future__ import annotations
@@ -353,6 +363,32 @@ class Resource:
     description: str = ""
     scoped_token_param: str = ""  # the param naming the object whose scoped token is the bearer
     extract: Callable[[JSONObject], Any] | None = None  # body -> items, instead of items_path
+    from_kept_claims: bool = False  # the page is the kept identity claims (Provider.kept_claims)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeptClaims:
+    """Which claims of the linked identity the gateway keeps at connect time."""
+
+    id_token: tuple[str, ...]  # ID-token claims kept as they are
+    # Claims the callback's own parameters add (Apple's first-consent ``user`` JSON);
+    # the ID token's signed claims win over them where both name one.
+    from_callback: Callable[[Mapping[str, str]], JSONObject] | None = None
+    sticky: tuple[str, ...] = ()  # kept from the earlier link when this one lacks them
+
+    def merge(
+        self,
+        id_claims: JSONObject,
+        params: Mapping[str, str],
+        earlier: JSONObject | None,
+    ) -> dict[str, Any]:
+        """The claims to keep for this link; a pure function of its three inputs."""
+        kept: dict[str, Any] = dict(self.from_callback(params)) if self.from_callback else {}
+        kept.update({name: id_claims[name] for name in self.id_token if name in id_claims})
+        for name in self.sticky:
+            if name not in kept and earlier is not None and name in earlier:
+                kept[name] = earlier[name]
+        return kept
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -379,6 +415,7 @@ class Provider:
     # Refines the account from the callback's parameters (Apple's first-consent ``user``).
     account_from_callback: Callable[[Account, Mapping[str, str]], Account] | None = None
     scoped_tokens: ScopedTokens | None = None  # per-object tokens (Meta Page tokens)
+    kept_claims: KeptClaims | None = None  # identity claims kept at connect time (Apple)
 
     def with_endpoints(self, overrides: Mapping[str, str]) -> Provider:
         endpoints = self.oauth.endpoints.with_overrides(overrides)

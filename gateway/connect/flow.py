@@ -14,7 +14,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -180,6 +180,14 @@ class ConnectFlow:
         account = provider.account_from_claims(claims, configured.issuer)
         if provider.account_from_callback is not None:
             account = provider.account_from_callback(account, params)
+        kept: dict[str, Any] | None = None
+        if provider.kept_claims is not None:  # no userinfo endpoint (Apple): keep the claims
+            earlier = await self._connections.claims.find(
+                customer_id=session.customer_id, provider=provider.name, account=account
+            )
+            kept = provider.kept_claims.merge(claims, params, earlier)
+            if isinstance(kept.get("name"), str) and kept["name"]:
+                account = replace(account, name=kept["name"])  # a sticky first-consent name
         scopes = tokens.scope or provider.oauth.scopes
         scoped: dict[str, str] = {}
         if provider.scoped_tokens is not None:  # Meta Page tokens, listed under the user's token
@@ -200,6 +208,8 @@ class ConnectFlow:
         )
         if provider.scoped_tokens is not None:
             await self._connections.scoped.replace(connection.id, scoped)
+        if kept is not None:
+            await self._connections.claims.keep(connection.id, kept)
         await self._audit.record(
             EventDraft(
                 customer_id=session.customer_id,

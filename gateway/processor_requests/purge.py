@@ -8,7 +8,8 @@ or anonymize it." Periods come from the policy data
 
 * tokens of dead connections (``revoked`` or ``needs_reauth`` untouched for
   longer than ``user.authorization``'s period): the sealed tokens are deleted,
-  the row stays so the audit trail keeps its connection;
+  the row stays so the audit trail keeps its connection; the identity claims
+  kept beside them (gateway.account_claims) are deleted with them;
 * connect sessions and OAuth states past their expiry: useless once expired,
   deleted at once (they hold a sealed PKCE verifier and nonce);
 * downloads of finished processor requests older than ``user``'s period.
@@ -35,7 +36,7 @@ from gateway.errors import AuditUnavailable
 from gateway.observability import current_trace_id
 from gateway.processor_requests.store import RequestStore
 from gateway.storage.engine import writer
-from gateway.storage.schema import connect_sessions, connections, oauth_states
+from gateway.storage.schema import account_claims, connect_sessions, connections, oauth_states
 from policies import Policy
 
 __all__ = ["PURGE_ACTOR", "PurgeReport", "purge"]
@@ -74,6 +75,7 @@ async def purge(
     moment = now()
     report = PurgeReport()
     await _dead_tokens(engine, policy, moment, report)
+    await _dead_claims(engine, policy, moment, report)
     await _expired_sessions(engine, moment, report)
     bundle_days = policy.retention_days(BUNDLES_CATEGORY)
     if bundle_days is not None:
@@ -111,6 +113,32 @@ async def _dead_tokens(
         )
     for row in rows:
         report.add("connection_tokens", row.customer_id, 1)
+
+
+async def _dead_claims(
+    engine: AsyncEngine, policy: Policy, moment: datetime, report: PurgeReport
+) -> None:
+    """Kept identity claims of dead connections go with their tokens (same period)."""
+    days = policy.retention_days(TOKENS_CATEGORY)
+    if days is None:
+        return
+    c, k = connections, account_claims
+    async with writer(engine).begin() as conn:
+        rows = (
+            await conn.execute(
+                select(k.c.connection_id, c.c.customer_id)
+                .join(c, c.c.id == k.c.connection_id)
+                .where(
+                    c.c.status.in_([Status.REVOKED.value, Status.NEEDS_REAUTH.value]),
+                    c.c.updated_at < moment - timedelta(days=days),
+                )
+            )
+        ).all()
+        if not rows:
+            return
+        await conn.execute(delete(k).where(k.c.connection_id.in_([r.connection_id for r in rows])))
+    for row in rows:
+        report.add("account_claims", row.customer_id, 1)
 
 
 async def _expired_sessions(engine: AsyncEngine, moment: datetime, report: PurgeReport) -> None:

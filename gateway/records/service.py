@@ -20,6 +20,7 @@ from gateway.connections import Connection, ConnectionStore
 from gateway.cursor import Binding, CursorKey, PagePosition, same_origin
 from gateway.errors import (
     AuditUnavailable,
+    ConnectionNeedsReauth,
     Forbidden,
     InvalidParameter,
     LinkgateError,
@@ -219,6 +220,10 @@ class RecordsService:
     async def _fetch(
         self, connection: Connection, request: _Request
     ) -> tuple[Mapping[str, Any], datetime]:
+        if request.resource.from_kept_claims:
+            # No API to call (Apple): the page is the identity claims kept when the
+            # account was linked (providers.base, kept_claims); judged like any page.
+            return await self._kept_claims(connection), self._clock()
         url, query = self._page_request(connection, request)
         client = self._upstream[connection.provider]
         connection = await self._refresher.fresh(connection)
@@ -238,6 +243,14 @@ class RecordsService:
                     f"{connection.provider} refused a freshly refreshed token"
                 ) from None
         return body, self._clock()
+
+    async def _kept_claims(self, connection: Connection) -> Mapping[str, Any]:
+        claims = await self._connections.claims.get(connection.id)
+        if claims is None:  # linked before claims were kept: only a new link has them
+            raise ConnectionNeedsReauth(
+                "the account must be linked again for its profile", connection_id=connection.id
+            )
+        return claims
 
     async def _bearer(self, connection: Connection, request: _Request) -> str:
         """The user's access token, or the scoped token of the object the resource names

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway.storage.engine import create_engine, writer
 from gateway.storage.schema import (
+    account_claims,
     audit_tables,
     callers,
     connect_sessions,
@@ -14,6 +15,7 @@ from gateway.storage.schema import (
 )
 
 __all__ = [
+    "account_claims",
     "audit_tables",
     "callers",
     "connect_sessions",

@@ -123,6 +123,17 @@ provider_tokens = Table(
     _utc("created_at"),
 )
 
+# The linked identity's claims kept at connect time for providers without a userinfo
+# endpoint (Apple), sealed by the vault like tokens: they hold an email address
+# (gateway.account_claims). Deleted with the connection's tokens.
+account_claims = Table(
+    "account_claims",
+    metadata,
+    Column("connection_id", String(40), primary_key=True),
+    Column("claims", Text, nullable=False),  # sealed JSON object
+    _utc("updated_at"),
+)
+
 # The audit log's own tables (gateway.audit owns their shape).
 audit_tables = define_audit_tables(metadata)
 

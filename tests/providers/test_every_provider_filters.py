@@ -54,6 +54,7 @@ TABLE: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = [
     ("x", "profile", ("ME",), ()),
     ("x", "mentions", ("MENTIONS_1", "MENTIONS_2", "MENTIONS_3"), ()),
     ("x", "dm_events", ("DM_EVENTS",), ()),
+    ("apple", "profile", ("kept_claims",), ()),
     ("sandbox", "profile", ("ME",), ()),
     ("sandbox", "posts", ("POSTS",), ("data",)),
     ("sandbox", "comments", ("COMMENTS",), ("data",)),
@@ -62,8 +63,11 @@ TABLE: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = [
 ]  # fmt: skip
 
 # Built-in providers that declare no resource, and why (they have nothing to filter).
-WITHOUT_RESOURCES: dict[str, str] = {
-    "apple": "Sign in with Apple is identity only: no content API",
+WITHOUT_RESOURCES: dict[str, str] = {}
+
+# Providers whose every record is direct by construction, and why (nothing to drop).
+ONLY_DIRECT: dict[str, str] = {
+    "apple": "its one resource is the linked account holder's own kept sign-in claims",
 }
 
 CUSTOMER = "acme"
@@ -134,7 +138,8 @@ def test_every_provider_fixtures_include_records_to_drop(provider: str) -> None:
     """Each provider's fixtures hold at least one record the filter must drop.
 
     Per provider, not per resource: a DM thread is direct by construction, so a
-    conversations page has nothing to drop; the provider's other pages do.
+    conversations page has nothing to drop; the provider's other pages do. A
+    provider in ``ONLY_DIRECT`` has no other pages, so its records must all be direct.
     """
     records = [
         record
@@ -143,7 +148,10 @@ def test_every_provider_fixtures_include_records_to_drop(provider: str) -> None:
         for record in _records(name, resource, files, path)
     ]
 
-    assert any(r.visibility not in {Visibility.PUBLIC, Visibility.DIRECT} for r in records)
+    if provider in ONLY_DIRECT:
+        assert {r.visibility for r in records} == {Visibility.DIRECT}
+    else:
+        assert any(r.visibility not in {Visibility.PUBLIC, Visibility.DIRECT} for r in records)
 
 
 def test_every_builtin_provider_and_resource_has_a_row() -> None:
