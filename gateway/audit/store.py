@@ -22,13 +22,16 @@ whole, so a failed append leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+import asyncpg
+from sqlalchemy import Table, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -52,8 +55,83 @@ DEFAULT_SEARCH_LIMIT = 50
 MAX_SEARCH_LIMIT = 1000
 DEFAULT_VERIFY_BATCH = 2000
 
-# What a database that cannot be reached or written looks like from here.
-_UNAVAILABLE = (SQLAlchemyError, OSError, TimeoutError)
+# What a database that cannot be reached or written looks like from here (the
+# PostgreSQL append path speaks asyncpg directly, so its errors too).
+_UNAVAILABLE = (
+    SQLAlchemyError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+)
+
+_EVENT_COLUMNS = (
+    "customer_id",
+    "seq",
+    "occurred_at",
+    "action",
+    "outcome",
+    "caller_id",
+    "connection_id",
+    "trace_id",
+    "content",
+    "prev_hash",
+    "hash",
+)
+_EVENT_TYPES = (
+    "text",
+    "bigint",
+    "timestamptz",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+)
+
+
+def _event_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(row[name] for name in _EVENT_COLUMNS)
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    """The driver's own connection (asyncpg's) under a SQLAlchemy one."""
+    return (await conn.get_raw_connection()).driver_connection
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows turned into one list per column (the arrays ``unnest`` takes back apart)."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
+
+
+def _postgres_statements(tables: AuditTables, quote: Callable[[Table], str]) -> tuple[str, str]:
+    """The PostgreSQL append's two statements: lock (and create) heads; write a batch."""
+    # Only table names (quoted by the dialect) and constant column names are
+    # interpolated; every value travels as a bind parameter.
+    heads, events, subjects = quote(tables.heads), quote(tables.events), quote(tables.subjects)
+    lock_heads = (
+        f"INSERT INTO {heads} AS h (customer_id, seq, hash, occurred_at) "  # noqa: S608
+        "SELECT n.customer_id, 0, n.hash, NULL "
+        "FROM unnest($1::text[], $2::text[]) AS n(customer_id, hash) ORDER BY n.customer_id "
+        "ON CONFLICT (customer_id) DO UPDATE SET seq = h.seq "
+        "RETURNING h.customer_id, h.seq, h.hash, h.occurred_at"
+    )
+    arrays = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(_EVENT_TYPES, start=1))
+    first = len(_EVENT_TYPES) + 1
+    write = (
+        f"WITH new_events AS (INSERT INTO {events} ({', '.join(_EVENT_COLUMNS)}) "  # noqa: S608
+        f"SELECT * FROM unnest({arrays})), "
+        f"new_subjects AS (INSERT INTO {subjects} (customer_id, subject_hash, seq) "
+        f"SELECT * FROM unnest(${first}::text[], ${first + 1}::text[], ${first + 2}::bigint[])) "
+        f"UPDATE {heads} AS h SET seq = n.seq, hash = n.hash, occurred_at = n.occurred_at "
+        f"FROM unnest(${first + 3}::text[], ${first + 4}::bigint[], ${first + 5}::text[], "
+        f"${first + 6}::timestamptz[]) AS n(customer_id, seq, hash, occurred_at) "
+        "WHERE h.customer_id = n.customer_id"
+    )
+    return lock_heads, write
 
 
 def _utcnow() -> datetime:
@@ -107,6 +185,11 @@ class AuditStore:
         self._t = tables
         self._keys = keys or CheckpointKeys()
         self._clock = clock
+        self._holding = False
+        self._held: AsyncConnection | None = None
+        self._pg_lock_heads, self._pg_write = _postgres_statements(
+            tables, engine.dialect.identifier_preparer.format_table
+        )
 
     # -- append ----------------------------------------------------------------------------
 
@@ -117,48 +200,139 @@ class AuditStore:
         """
         if not drafts:
             return []
+        try:
+            if self._engine.dialect.name == "postgresql":
+                return await self._append_postgres(drafts)
+            return await self._append_sqlite(drafts)
+        except _UNAVAILABLE as exc:
+            raise AuditUnavailable(f"audit append failed: {type(exc).__name__}") from exc
+
+    @asynccontextmanager
+    async def holding_connection(self) -> AsyncIterator[None]:
+        """Appends inside this block share one connection kept out of the pool.
+
+        The group-commit writer holds one for its lifetime: a batch then pays
+        neither the pool's checkout (and its ping) nor a wait behind request
+        handlers for a free connection. A connection that fails an append is
+        dropped and the next append opens another. SQLite appends keep using
+        the pool (one file, one writer at a time anyway).
+        """
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+            await self._drop_held()
+
+    async def _drop_held(self, *, invalidate: bool = False) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            return
+        with contextlib.suppress(*_UNAVAILABLE):
+            if invalidate:
+                await held.invalidate()
+            await held.close()
+
+    @asynccontextmanager
+    async def _postgres_connection(self) -> AsyncIterator[Any]:
+        """The asyncpg connection under a held or a pooled SQLAlchemy connection."""
+        if not self._holding:
+            async with self._engine.connect() as conn:
+                yield await _driver(conn)
+            return
+        held = self._held
+        if held is not None and (held.invalidated or (await _driver(held)).is_closed()):
+            # The server closed it while idle (a restart, a terminated backend):
+            # noticed without a round trip, as the pool's checkout ping would.
+            await self._drop_held(invalidate=True)
+        if self._held is None:
+            self._held = await self._engine.connect()
+        try:
+            yield await _driver(self._held)
+        except BaseException:
+            # Whatever failed (the server, the network, a constraint), the next
+            # batch starts on a fresh connection rather than diagnose this one.
+            await self._drop_held(invalidate=True)
+            raise
+
+    async def _append_postgres(self, drafts: Sequence[EventDraft]) -> list[AuditEvent]:
+        """Four round trips whatever the batch size: BEGIN, lock heads, write, COMMIT.
+
+        The head upsert ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` creates
+        missing heads and row-locks every head of the batch in one statement
+        (in customer-id order, so two batches never deadlock); under READ
+        COMMITTED it returns the newest committed head, waiting for another
+        replica's batch to commit first
+        (https://www.postgresql.org/docs/current/sql-insert.html#SQL-ON-CONFLICT).
+        The events, their subject rows and the new heads then go in one
+        statement of data-modifying CTEs over ``unnest`` arrays, whose text
+        does not depend on the batch size, so asyncpg prepares it once per
+        connection.
+        """
+        customers = sorted({draft.customer_id for draft in drafts})
+        async with self._postgres_connection() as pg, pg.transaction():
+            rows = await pg.fetch(
+                self._pg_lock_heads, customers, [genesis_hash(c) for c in customers]
+            )
+            heads = {r["customer_id"]: (r["seq"], r["hash"], r["occurred_at"]) for r in rows}
+            linked, event_rows, subject_rows = self._link(drafts, heads)
+            subjects = [(r["customer_id"], r["subject_hash"], r["seq"]) for r in subject_rows]
+            await pg.execute(
+                self._pg_write,
+                *_columns([_event_values(row) for row in event_rows], len(_EVENT_COLUMNS)),
+                *_columns(subjects, 3),
+                *_columns([(c, *heads[c]) for c in customers], 4),
+            )
+        return linked
+
+    async def _append_sqlite(self, drafts: Sequence[EventDraft]) -> list[AuditEvent]:
+        async with self._engine.begin() as conn:
+            customers = sorted({draft.customer_id for draft in drafts})
+            heads = await self._lock_heads(conn, customers)
+            linked, event_rows, subject_rows = self._link(drafts, heads)
+            await conn.execute(self._t.events.insert(), event_rows)
+            if subject_rows:
+                await conn.execute(self._t.subjects.insert(), subject_rows)
+            for customer_id in customers:
+                seq, head_hash, last_time = heads[customer_id]
+                await conn.execute(
+                    update(self._t.heads)
+                    .where(self._t.heads.c.customer_id == customer_id)
+                    .values(seq=seq, hash=head_hash, occurred_at=last_time)
+                )
+        return linked
+
+    def _link(
+        self,
+        drafts: Sequence[EventDraft],
+        heads: dict[str, tuple[int, str, datetime | None]],
+    ) -> tuple[list[AuditEvent], list[dict[str, Any]], list[dict[str, Any]]]:
+        """Place ``drafts`` after ``heads`` (moved on in place); the rows to write."""
         by_customer: dict[str, list[int]] = defaultdict(list)
         for index, draft in enumerate(drafts):
             by_customer[draft.customer_id].append(index)
         linked: list[AuditEvent | None] = [None] * len(drafts)
-        try:
-            async with self._engine.begin() as conn:
-                heads = await self._lock_heads(conn, sorted(by_customer))
-                event_rows: list[dict[str, Any]] = []
-                subject_rows: list[dict[str, Any]] = []
-                for customer_id in sorted(by_customer):
-                    seq, prev_hash, last_time = heads[customer_id]
-                    # Time never runs backwards within a chain, even across
-                    # replicas whose clocks disagree: newest-first by time and
-                    # by seq then agree.
-                    now = self._clock()
-                    occurred_at = max(now, last_time) if last_time else now
-                    for index in by_customer[customer_id]:
-                        seq += 1
-                        event, content = link_with_content(
-                            drafts[index], seq, prev_hash, occurred_at
-                        )
-                        prev_hash = event.hash
-                        linked[index] = event
-                        event_rows.append(self._event_row(event, content))
-                        subject_rows.extend(
-                            {"customer_id": customer_id, "subject_hash": s, "seq": seq}
-                            for s in event.subjects
-                        )
-                    heads[customer_id] = (seq, prev_hash, occurred_at)
-                await conn.execute(self._t.events.insert(), event_rows)
-                if subject_rows:
-                    await conn.execute(self._t.subjects.insert(), subject_rows)
-                for customer_id in sorted(by_customer):
-                    seq, head_hash, last_time = heads[customer_id]
-                    await conn.execute(
-                        update(self._t.heads)
-                        .where(self._t.heads.c.customer_id == customer_id)
-                        .values(seq=seq, hash=head_hash, occurred_at=last_time)
-                    )
-        except _UNAVAILABLE as exc:
-            raise AuditUnavailable(f"audit append failed: {type(exc).__name__}") from exc
-        return [event for event in linked if event is not None]
+        event_rows: list[dict[str, Any]] = []
+        subject_rows: list[dict[str, Any]] = []
+        for customer_id in sorted(by_customer):
+            seq, prev_hash, last_time = heads[customer_id]
+            # Time never runs backwards within a chain, even across replicas
+            # whose clocks disagree: newest-first by time and by seq then agree.
+            now = self._clock()
+            last_time = _aware(last_time)
+            occurred_at = max(now, last_time) if last_time else now
+            for index in by_customer[customer_id]:
+                seq += 1
+                event, content = link_with_content(drafts[index], seq, prev_hash, occurred_at)
+                prev_hash = event.hash
+                linked[index] = event
+                event_rows.append(self._event_row(event, content))
+                subject_rows.extend(
+                    {"customer_id": customer_id, "subject_hash": s, "seq": seq}
+                    for s in event.subjects
+                )
+            heads[customer_id] = (seq, prev_hash, occurred_at)
+        return [event for event in linked if event is not None], event_rows, subject_rows
 
     @staticmethod
     def _event_row(event: AuditEvent, content: bytes | None = None) -> dict[str, Any]:

@@ -88,6 +88,12 @@ class AuditWriter:
         return await asyncio.shield(future)
 
     async def _run(self) -> None:
+        # One connection for the writer's whole life: a batch never queues
+        # behind request handlers for a pooled one (AuditStore.holding_connection).
+        async with self._store.holding_connection():
+            await self._drain()
+
+    async def _drain(self) -> None:
         stopping = False
         while not stopping:
             first = await self._queue.get()

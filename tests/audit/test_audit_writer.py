@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import MetaData, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit import (
@@ -16,6 +16,7 @@ from gateway.audit import (
     AuditUnavailable,
     AuditWriter,
     EventDraft,
+    define_audit_tables,
 )
 
 MakeDraft = Callable[..., EventDraft]
@@ -123,3 +124,31 @@ async def test_record_before_start_is_refused(
     """A writer that was never started fails closed instead of queueing forever."""
     with pytest.raises(AuditUnavailable):
         await AuditWriter(AuditStore(engine, tables)).record(make_draft())
+
+
+@pytest.mark.postgres
+async def test_writer_outlives_its_connection(
+    postgres_url: str, new_engine: Callable[[str], AsyncEngine], make_draft: MakeDraft
+) -> None:
+    """When the server ends the writer's held connection, the next record still commits."""
+    engine = new_engine(postgres_url)
+    metadata = MetaData()
+    store = AuditStore(engine, define_audit_tables(metadata))
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.drop_all)
+        await conn.run_sync(metadata.create_all)
+    async with AuditWriter(store) as writer:
+        await writer.record(make_draft())
+        async with engine.connect() as conn:
+            ended = await conn.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            assert ended.scalar() >= 1
+        await asyncio.sleep(0.2)  # the server's goodbye reaches the client
+        event = await writer.record(make_draft())
+    verified = await store.verify("acme")
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.drop_all)
+    assert event.seq == 2
+    assert verified.ok
