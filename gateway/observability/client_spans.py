@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from urllib.parse import urlencode
 
 import httpx
 from opentelemetry import trace
@@ -62,7 +63,7 @@ def scrubbed_url(url: httpx.URL) -> str:
             )
             for key, value in url.params.multi_items()
         ]
-        query = "?" + str(httpx.QueryParams(params))
+        query = "?" + urlencode(params)
     return redact_text(str(url.copy_with(query=None, fragment=None))) + query
 
 
