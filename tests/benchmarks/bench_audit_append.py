@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import secrets
 import sys
 import tempfile
@@ -39,6 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 import asyncpg  # noqa: E402 - after the path tweak, like the other benchmarks
+import contract  # noqa: E402 - the sibling module of the JSON contract
 from sqlalchemy import MetaData, Table, insert  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
@@ -58,22 +57,8 @@ from gateway.storage.migrate import upgrade  # noqa: E402
 POSTGRES_URL = os.environ.get(
     "LINKGATE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
-RESULTS = REPO / "var" / "bench" / "bench_audit_append.json"
 CONCURRENCIES = (1, 32)
 CUSTOMERS = ("acme", "globex")  # two chains, as two tenants on one replica
-
-
-def machine() -> str:
-    """One line: CPU model, cores, Python version (the JSON contract's ``machine``)."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def drafts(count: int) -> list[EventDraft]:
@@ -224,27 +209,13 @@ async def bench(url: str, label: str, count: int) -> list[dict[str, Any]]:
             mean_batch = n / len(batches)
             base = f"plain insert, {label}, c={concurrency}"
             rows += [
-                {
-                    "figure": base,
-                    "value": round(plain, 1),
-                    "unit": "appends/s",
-                    "baseline": None,
-                    "ratio": None,
-                },
-                {
-                    "figure": f"audit appends, {label}, c={concurrency}",
-                    "value": round(rate, 1),
-                    "unit": "appends/s",
-                    "baseline": base,
-                    "ratio": round(rate / plain, 3),
-                },
-                {
-                    "figure": f"audit events per commit, {label}, c={concurrency}",
-                    "value": round(mean_batch, 1),
-                    "unit": "count",
-                    "baseline": None,
-                    "ratio": None,
-                },
+                contract.row(base, plain, "appends/s"),
+                contract.row(
+                    f"audit appends, {label}, c={concurrency}", rate, "appends/s", (base, plain)
+                ),
+                contract.row(
+                    f"audit events per commit, {label}, c={concurrency}", mean_batch, "count"
+                ),
             ]
             print(
                 f"  {label:<10} c={concurrency:<3} writer {rate:>9,.0f}/s  plain {plain:>9,.0f}/s"
@@ -289,11 +260,8 @@ async def main() -> None:
             await _postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     if options.only is not None:
         return  # a partial run does not overwrite the published figures
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps({"benchmark": "audit_append", "machine": machine(), "rows": rows}, indent=2)
-    )
-    print(f"wrote {RESULTS.relative_to(REPO)}")
+    path = contract.write("audit_append", rows)
+    print(f"wrote {path.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

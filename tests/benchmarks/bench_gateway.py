@@ -16,13 +16,21 @@ upstream share core 1 (``os.sched_setaffinity``), so the figures compare what
 the target itself spends. A script, not a test (pytest does not collect it)::
 
     .venv/bin/python tests/benchmarks/bench_gateway.py [--seconds S] [--only T ...]
-        [--py-spy DIR]
+        [--rss-requests N] [--py-spy DIR]
+
+Beside the table, on the linkgate targets: the **refresh storm** (32
+concurrent records requests on a connection whose access token has expired;
+the provider's token endpoint counts the refresh requests it gets: single-flight
+refresh makes it 1), and on ``linkgate-postgres`` the **RSS after 10,000
+requests** (``--rss-requests``) against its RSS right after start.
 
 ``--only`` runs a subset of targets while iterating (the ratio columns need
 ``passthrough`` and ``direct``; missing ones print as ``-``). ``--py-spy DIR``
 records a flame graph of each linkgate target during its concurrency-32 cell.
 
-Prints a table and writes ``var/bench/bench_gateway.json``. PostgreSQL comes from
+Prints a table and writes ``var/bench/bench_gateway.json`` (the shared contract,
+tests/benchmarks/contract.py). A full run takes about 2 to 3 minutes here
+(most of it the 10,000 requests); ``--seconds 1 --rss-requests 1000`` about one. PostgreSQL comes from
 ``LINKGATE_TEST_POSTGRES_URL`` (default ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``);
 a throwaway database is created and dropped.
 """
@@ -61,10 +69,12 @@ CUSTOMER = "acme"
 PURPOSE = "essential.service"
 RESOURCE_PATH = "/api/posts"
 PAGE_LIMIT = 25  # one upstream call per gateway request: the whole page fits
+TOKEN_COUNT_PATH = "/bench/token-requests"
+STORM_REQUESTS = 32  # concurrent records requests on one expired token
+RSS_REQUESTS = 10_000
 POSTGRES_URL = os.environ.get(
     "LINKGATE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
-RESULTS = REPO / "var" / "bench" / "bench_gateway.json"
 
 
 # -- roles run in child processes ------------------------------------------------------------
@@ -90,9 +100,31 @@ def role_upstream(port: int) -> None:
         await request.read()
         return web.Response(body=b"", content_type="application/x-protobuf")
 
+    token_requests = 0
+
+    async def token(request: web.Request) -> web.Response:
+        """The provider's token endpoint (RFC 6749 §6 refresh), counting what it is asked."""
+        nonlocal token_requests
+        token_requests += 1
+        await request.read()
+        await asyncio.sleep(0.05)  # a provider's token endpoint is not instant
+        return web.json_response(
+            {
+                "access_token": secrets.token_urlsafe(24),
+                "token_type": "Bearer",
+                "expires_in": 3600,
+                "refresh_token": secrets.token_urlsafe(24),
+            }
+        )
+
+    async def token_count(_request: web.Request) -> web.Response:
+        return web.json_response({"token_requests": token_requests})
+
     app = web.Application()
     app.router.add_get(RESOURCE_PATH, posts)
     app.router.add_post("/v1/traces", otlp)
+    app.router.add_post("/token", token)
+    app.router.add_get(TOKEN_COUNT_PATH, token_count)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
@@ -163,6 +195,32 @@ async def _load(url: str, headers: dict[str, str], concurrency: int, seconds: fl
     return Measurement(len(latencies), errors, elapsed, latencies)
 
 
+async def _count(url: str, headers: dict[str, str], concurrency: int, total: int) -> dict[str, int]:
+    """Exactly ``total`` requests, ``concurrency`` at a time; how many answered what."""
+    statuses: dict[str, int] = {}
+    remaining = total
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                async with session.get(url) as response:
+                    await response.read()
+                    key = str(response.status)
+                    statuses[key] = statuses.get(key, 0) + 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return statuses
+
+
+def role_count(url: str, concurrency: int, total: int) -> None:
+    key = os.environ.get("BENCH_SERVICE_KEY", "")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    print(json.dumps(asyncio.run(_count(url, headers, concurrency, total))))
+
+
 def role_load(url: str, concurrency: int, seconds: float) -> None:
     key = os.environ.get("BENCH_SERVICE_KEY", "")  # not on the command line, where ps shows it
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -226,6 +284,20 @@ def _memory_kib(pid: int) -> dict[str, int]:
     return found
 
 
+def send(url: str, key: str, concurrency: int, total: int) -> dict[str, int]:
+    """Send exactly ``total`` requests from the load core; the count per status."""
+    load = subprocess.run(
+        [sys.executable, *_script("count", url, concurrency, total)],
+        cwd=REPO,
+        env={**os.environ, "BENCH_SERVICE_KEY": key},
+        capture_output=True,
+        check=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, {LOAD_CORE}),
+    )
+    statuses: dict[str, int] = json.loads(load.stdout)
+    return statuses
+
+
 def measure(url: str, key: str, concurrency: int, seconds: float) -> Measurement:
     load = subprocess.run(
         [sys.executable, *_script("load", url, concurrency, seconds)],
@@ -244,6 +316,7 @@ class Target:
     url: str
     key: str
     pid: int
+    expired_url: str | None = None  # a connection whose access token has expired
 
 
 async def _postgres_database() -> str:
@@ -273,8 +346,9 @@ async def _drop_postgres_database(url: str) -> None:
         await conn.close()
 
 
-async def _seed(database_url: str, vault_keys: str, upstream: str) -> tuple[str, str]:
-    """A service key, and a connection whose sealed tokens last a day: no OAuth round trip."""
+async def _seed(database_url: str, vault_keys: str, upstream: str) -> tuple[str, str, str]:
+    """A service key; a connection whose sealed tokens last a day (no OAuth round trip),
+    and one whose access token expired a minute ago (the refresh storm's)."""
     from gateway.callers import CallerKind, create_caller
     from gateway.connections import ConnectionStore
     from gateway.oauth import TokenSet
@@ -287,6 +361,7 @@ async def _seed(database_url: str, vault_keys: str, upstream: str) -> tuple[str,
 
     await asyncio.to_thread(upgrade, database_url)
     engine = create_engine(database_url)
+    now = datetime.now(UTC)
     try:
         _, key = await create_caller(
             engine,
@@ -296,21 +371,28 @@ async def _seed(database_url: str, vault_keys: str, upstream: str) -> tuple[str,
             purposes=[PURPOSE],
             caller_class=CallerClass.INTERNAL,
         )
-        connection, _ = await ConnectionStore(engine, KeyRing.parse(vault_keys)).link(
-            customer_id=CUSTOMER,
-            provider="sandbox",
-            account=Account(subject="usr_ada", name="Ada", issuer=upstream),
-            tokens=TokenSet(
-                access_token=secrets.token_urlsafe(24),
-                token_type="Bearer",
-                expires_at=int((datetime.now(UTC) + timedelta(days=1)).timestamp()),
-                refresh_token=secrets.token_urlsafe(24),
-            ),
-            scopes=SCOPES,
-        )
+        store = ConnectionStore(engine, KeyRing.parse(vault_keys))
+        ids = []
+        for subject, expires in (
+            ("usr_ada", timedelta(days=1)),
+            ("usr_bob", -timedelta(minutes=1)),
+        ):
+            connection, _ = await store.link(
+                customer_id=CUSTOMER,
+                provider="sandbox",
+                account=Account(subject=subject, name=subject, issuer=upstream),
+                tokens=TokenSet(
+                    access_token=secrets.token_urlsafe(24),
+                    token_type="Bearer",
+                    expires_at=int((now + expires).timestamp()),
+                    refresh_token=secrets.token_urlsafe(24),
+                ),
+                scopes=SCOPES,
+            )
+            ids.append(connection.id)
     finally:
         await engine.dispose()
-    return key, connection.id
+    return key, ids[0], ids[1]
 
 
 @contextmanager
@@ -318,7 +400,7 @@ def linkgate(name: str, database_url: str, upstream: str, workdir: Path) -> Iter
     from gateway.vault import generate_key_entry
 
     vault_keys = generate_key_entry("b1")
-    key, connection_id = asyncio.run(_seed(database_url, vault_keys, upstream))
+    key, connection_id, expired_id = asyncio.run(_seed(database_url, vault_keys, upstream))
     config = workdir / f"{name}.toml"
     endpoints = ("authorize", "token", "revoke", "userinfo", "jwks")
     config.write_text(
@@ -346,8 +428,8 @@ def linkgate(name: str, database_url: str, upstream: str, workdir: Path) -> Iter
         base = f"http://127.0.0.1:{port}"
         _wait_http(f"{base}/readyz")
         query = f"purpose={PURPOSE}&limit={PAGE_LIMIT}"
-        url = f"{base}/v1/connections/{connection_id}/records/posts?{query}"
-        yield Target(name, url, key, process.pid)
+        url = f"{base}/v1/connections/{{}}/records/posts?{query}"
+        yield Target(name, url.format(connection_id), key, process.pid, url.format(expired_id))
     finally:
         _stop(process)
 
@@ -407,8 +489,62 @@ def bench_target(target: Target, seconds: float, profile_dir: Path | None = None
     return rows
 
 
-def run(seconds: float, only: set[str], profile_dir: Path | None = None) -> list[Row]:
+def memory_after(target: Target, total: int) -> tuple[float, float]:
+    """VmRSS (MiB) of a freshly started target, and again after ``total`` requests."""
+    at_start = _memory_kib(target.pid)["VmRSS"] / 1024
+    statuses = send(target.url, target.key, CONCURRENCIES[-1], total)
+    if statuses != {"200": total}:
+        print(f"  {target.name}: answers while filling memory: {statuses}", file=sys.stderr)
+    return at_start, _memory_kib(target.pid)["VmRSS"] / 1024
+
+
+def refresh_storm(target: Target, upstream: str) -> int:
+    """Token requests the provider saw for STORM_REQUESTS concurrent reads on one expired token."""
+    import urllib.request
+
+    def count() -> int:
+        with urllib.request.urlopen(f"{upstream}{TOKEN_COUNT_PATH}", timeout=5) as answer:  # noqa: S310 - loopback
+            return int(json.load(answer)["token_requests"])
+
+    before = count()
+    assert target.expired_url is not None
+    statuses = send(target.expired_url, target.key, STORM_REQUESTS, STORM_REQUESTS)
+    if statuses != {"200": STORM_REQUESTS}:
+        print(f"  {target.name}: refresh storm answers: {statuses}", file=sys.stderr)
+    return count() - before
+
+
+@dataclass
+class Extra:
+    """A figure beside the latency table (refresh storm, memory), in contract form."""
+
+    figure: str
+    value: float
+    unit: str
+    baseline: tuple[str, float] | None = None
+
+
+def run(
+    seconds: float,
+    only: set[str],
+    profile_dir: Path | None = None,
+    rss_requests: int = RSS_REQUESTS,
+) -> tuple[list[Row], list[Extra]]:
     rows: list[Row] = []
+    extras: list[Extra] = []
+
+    def linkgate_extras(target: Target, upstream: str) -> None:
+        storm = refresh_storm(target, upstream)
+        extras.append(
+            Extra(
+                f"refresh-storm token requests, {target.name} "
+                f"({STORM_REQUESTS} concurrent reads, one expired token)",
+                storm,
+                "count",
+            )
+        )
+        print(f"  {target.name:<18} refresh storm: {storm} token request(s)", flush=True)
+
     with tempfile.TemporaryDirectory(prefix="linkgate-bench-") as tmp:
         workdir = Path(tmp)
         near, far = _port(), _port()
@@ -442,18 +578,74 @@ def run(seconds: float, only: set[str], profile_dir: Path | None = None) -> list
                 sqlite_url = f"sqlite+aiosqlite:///{workdir}/linkgate.db"
                 with linkgate("linkgate-sqlite", sqlite_url, upstream, workdir) as target:
                     rows += bench_target(target, seconds, profile_dir)
+                    linkgate_extras(target, upstream)
 
             if "linkgate-postgres" in only:
                 postgres_url = asyncio.run(_postgres_database())
                 try:
                     with linkgate("linkgate-postgres", postgres_url, upstream, workdir) as target:
+                        if rss_requests:
+                            # First, while the process is fresh: its RSS at start is the baseline.
+                            start, after = memory_after(target, rss_requests)
+                            name = f"RSS at start, {target.name}"
+                            extras.append(Extra(name, start, "MiB"))
+                            extras.append(
+                                Extra(
+                                    f"RSS after {rss_requests:,} requests, {target.name}",
+                                    after,
+                                    "MiB",
+                                    (name, start),
+                                )
+                            )
+                            print(
+                                f"  {target.name:<18} RSS {start:.0f} MiB at start, {after:.0f} "
+                                f"MiB after {rss_requests:,} requests",
+                                flush=True,
+                            )
                         rows += bench_target(target, seconds, profile_dir)
+                        linkgate_extras(target, upstream)
                 finally:
                     asyncio.run(_drop_postgres_database(postgres_url))
         finally:
             for process in upstreams:
                 _stop(process)
-    return rows
+    return rows, extras
+
+
+def contract_rows(rows: list[Row], extras: list[Extra]) -> list[dict[str, Any]]:
+    """The table and the extras in the shared JSON contract (tests/benchmarks/contract.py)."""
+    import contract
+
+    cells = {(r.target, r.concurrency): r for r in rows}
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        against = "direct" if r.target == "passthrough" else "passthrough"
+        base = cells.get((against, r.concurrency)) if r.target != "direct" else None
+        for label, unit, field in (
+            ("req/s", "req/s", "rate"),
+            ("p50", "ms", "p50_ms"),
+            ("p99", "ms", "p99_ms"),
+        ):
+            name = f"{r.target} c={r.concurrency} {label}"
+            ref = (
+                (f"{base.target} c={r.concurrency} {label}", getattr(base, field)) if base else None
+            )
+            out.append(contract.row(name, getattr(r, field), unit, ref))
+        if r.target.startswith("linkgate"):
+            proxy = cells.get(("passthrough", r.concurrency))
+            if proxy is not None:
+                out.append(
+                    contract.row(
+                        f"{r.target} c={r.concurrency} p50 added over passthrough",
+                        r.p50_ms - proxy.p50_ms,
+                        "ms",
+                    )
+                )
+            out.append(
+                contract.row(f"{r.target} c={r.concurrency} non-200 answers", r.errors, "count")
+            )
+    out += [contract.row(e.figure, e.value, e.unit, e.baseline) for e in extras]
+    return out
 
 
 def table(rows: list[Row]) -> str:
@@ -496,6 +688,13 @@ def main() -> int:
         metavar="DIR",
         help="record a py-spy flame graph of each linkgate target at concurrency 32 into DIR",
     )
+    parser.add_argument(
+        "--rss-requests",
+        type=int,
+        default=RSS_REQUESTS,
+        metavar="N",
+        help="requests sent to a fresh linkgate-postgres before its RSS is read again (0: skip)",
+    )
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -505,6 +704,10 @@ def main() -> int:
     if options.role == "passthrough":
         role_passthrough(int(options.args[0]), options.args[1])
         return 0
+    if options.role == "count":
+        url, concurrency, total = options.args
+        role_count(url, int(concurrency), int(total))
+        return 0
     if options.role == "load":
         url, concurrency, seconds = options.args
         role_load(url, int(concurrency), float(seconds))
@@ -513,22 +716,19 @@ def main() -> int:
         print("note: one core available; every process shares it", file=sys.stderr)
     if options.py_spy is not None:
         options.py_spy.mkdir(parents=True, exist_ok=True)
-    rows = run(options.seconds, set(options.only), options.py_spy)
+    rows, extras = run(options.seconds, set(options.only), options.py_spy, options.rss_requests)
     print(table(rows))
     if set(options.only) != set(TARGETS):
         return 0  # a partial run does not overwrite the published figures
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "machine": {"cpus": os.cpu_count(), "platform": sys.platform},
-                "seconds_per_cell": options.seconds,
-                "rows": [asdict(row) for row in rows],
-            },
-            indent=2,
-        )
+    import contract
+
+    path = contract.write(
+        "gateway",
+        contract_rows(rows, extras),
+        seconds_per_cell=options.seconds,
+        cells=[asdict(row) for row in rows],
     )
-    print(f"wrote {RESULTS.relative_to(REPO)}")
+    print(f"wrote {path.relative_to(REPO)}")
     return 0
 
 
