@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint types unit bench clean
+.PHONY: demo test lint types unit bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,13 @@ types: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
-## make bench: benchmarks, each figure a ratio against a baseline of the same run
+## make bench: every benchmark, then one table (var/bench/report.md); about 10-15 min here
 bench: $(STAMP)
-	@for script in tests/benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	$(BIN)/python tests/benchmarks/report.py --run
+
+## make bench-quick: the same with smaller sizes (about 3 min; noisier, not for publishing)
+bench-quick: $(STAMP)
+	$(BIN)/python tests/benchmarks/report.py --run --quick
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
