@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus
 
 import httpx
 from opentelemetry import trace
@@ -48,23 +48,27 @@ _KNOWN_METHODS = frozenset(
 
 
 def scrubbed_url(url: httpx.URL) -> str:
-    """``url`` as ``url.full`` may hold it: no credentials, in the userinfo or the query."""
+    """``url`` as ``url.full`` may hold it: no credentials, in the userinfo or the query.
+
+    Plain string work on the URL's own (already encoded) text, without
+    re-parsing it: this runs once per upstream attempt on the hot path.
+    """
+    # By shape first (a JWT or a Linkgate key anywhere), then by name, so that a
+    # secret-named parameter ends as the conventions' ``name=REDACTED``.
+    text = redact_text(str(url))
     if url.userinfo:
-        url = url.copy_with(username=_REDACTED, password=_REDACTED)
-    query = ""
-    if url.query:
-        # By name, then by shape (a JWT or a Linkgate key under another name).
-        params = [
-            (
-                key,
-                _REDACTED
-                if key in SENSITIVE_QUERY_KEYS or is_secret_key(key)
-                else redact_text(value),
-            )
-            for key, value in url.params.multi_items()
-        ]
-        query = "?" + urlencode(params)
-    return redact_text(str(url.copy_with(query=None, fragment=None))) + query
+        text = text.replace(url.userinfo.decode("ascii") + "@", "REDACTED:REDACTED@", 1)
+    base, question, query = text.partition("?")
+    if not question:
+        return base
+    parts = []
+    for part in query.split("&"):
+        key, equals, _value = part.partition("=")
+        name = unquote_plus(key)
+        if equals and (name in SENSITIVE_QUERY_KEYS or is_secret_key(name)):
+            part = f"{key}={_REDACTED}"
+        parts.append(part)
+    return f"{base}?{'&'.join(parts)}"
 
 
 class ClientCall:
