@@ -32,7 +32,12 @@ from providers.base import (
 )
 from providers.oidc import normalize_profile
 
-API_VERSION = "202405"  # LinkedIn-Version, YYYYMM; versions are supported for a year
+# LinkedIn-Version, YYYYMM. LinkedIn's "Marketing API Versioning" page: a versioned call
+# must name its version (none is applied by default), and each monthly version is
+# supported for at least a year; a sunset one is refused. 202405 was sunset in 2025.
+# "Migrations" (learn.microsoft.com/linkedin/marketing/integrations/migrations) lists
+# 202603 as Active with its sunset on March 16, 2027: move to a newer one before then.
+API_VERSION = "202603"
 
 # Post ``visibility`` (MemberNetworkVisibility). Only PUBLIC is designated for anyone;
 # LOGGED_IN still needs a LinkedIn sign-in, CONNECTIONS and CONTAINER name an audience.
@@ -147,8 +152,11 @@ PROVIDER = Provider(
             issuer="https://www.linkedin.com/oauth",
             authorize_url="https://www.linkedin.com/oauth/v2/authorization",
             token_url="https://www.linkedin.com/oauth/v2/accessToken",  # noqa: S106 - a URL
-            # No revocation endpoint is documented for 3-legged member tokens.
-            revoke_url=None,
+            # Not on LinkedIn's own pages (Microsoft Learn documents introspection at
+            # /oauth/v2/introspectToken but no revocation); integrations commonly POST
+            # client_id, client_secret and token here [community]. A refused or missing
+            # revocation never keeps the tokens: disconnect deletes them either way.
+            revoke_url="https://www.linkedin.com/oauth/v2/revoke",
             userinfo_url="https://api.linkedin.com/v2/userinfo",
             jwks_url="https://www.linkedin.com/oauth/openid/jwks",
             api_base_url="https://api.linkedin.com",

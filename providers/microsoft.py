@@ -242,7 +242,11 @@ PROVIDER = Provider(
         ),
         # Calendars.ReadBasic: events without body or attachments, the least calendar right.
         scopes=("openid", "profile", "email", "offline_access", "User.Read", "Calendars.ReadBasic"),
-        client_auth=ClientAuth.CLIENT_SECRET_POST,  # documented; Basic is not confirmed
+        # "OAuth 2.0 authorization code flow" (Microsoft identity platform), Redeem a code:
+        # the example sends client_secret in the body, and "the Basic auth pattern of
+        # instead providing credentials in the Authorization header, per RFC 6749 is also
+        # supported". Both are documented; the body is the form every example uses.
+        client_auth=ClientAuth.CLIENT_SECRET_POST,
         oidc=True,
         rotates_refresh_token=True,  # every refresh returns a new one; the old is discarded
         issuer_claims={"tenantid": "tid"},

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 import httpx
 import pytest
 
-from providers.linkedin import post_visibility
+from providers.linkedin import API_VERSION, post_visibility
 from tests.conftest import Servers
-from tests.providers.stand import fixture, open_stand
+from tests.providers.stand import CLIENT_ID, fixture, open_stand
 
 ORG = "2414183"
 
@@ -49,5 +51,29 @@ async def test_connect_then_page_organization_posts(database_url: str, servers: 
     assert answer.status_code == 200, answer.text
     assert [r["id"] for r in kept] == ["urn:li:share:7012345678901234567"]
     assert seen[0].url.params["author"] == f"urn:li:organization:{ORG}"
-    assert seen[0].headers["linkedin-version"] == "202405"
+    assert seen[0].headers["linkedin-version"] == API_VERSION == "202603"
     assert seen[1].url.params["start"] == "4"
+
+
+async def test_disconnect_revokes_with_the_credentials_in_the_body(
+    database_url: str, servers: Servers
+) -> None:
+    """DELETE posts the access token to /oauth/v2/revoke with client_id and client_secret."""
+    stand = await open_stand(servers, database_url, "linkedin")
+    await stand.link(
+        lambda: {"access_token": "AQV-first", "expires_in": 5184000,
+                 "id_token": stand.id_token({"sub": "782bbtaQ"})}
+    )  # fmt: skip
+    connection = await stand.connection()
+    revoke = stand.router.post(stand.url("revoke_url")).respond(200)
+
+    async with stand.api() as api:
+        response = await api.delete(f"/v1/connections/{connection['id']}")
+    sent = [parse_qs(call.request.content.decode()) for call in revoke.calls]
+
+    assert response.status_code in (200, 204), response.text
+    assert [(f["token"], f["client_id"], f["client_secret"]) for f in sent] == [
+        (["AQV-first"], [CLIENT_ID], ["stand-secret"])
+    ]
+    assert "authorization" not in revoke.calls.last.request.headers
+    assert (await stand.connection())["status"] == "revoked"
