@@ -12,7 +12,10 @@ answers 401 once (RFC 6750 §3.1 ``invalid_token``), the gateway refreshes it
 
 The rotated refresh token is stored in the same transaction (RFC 9700 §4.14.2:
 a rotated token is single use, so losing it would end the grant); a provider
-that sends none keeps the old one (RFC 6749 §6). ``invalid_grant`` (§5.2) moves
+that sends none keeps the old one (RFC 6749 §6). A process killed after the
+provider rotated but before that commit loses the new token; the next refresh
+then gets ``invalid_grant`` and the connection moves to ``needs_reauth``,
+audited and announced by webhook, never silently broken. ``invalid_grant`` (§5.2) moves
 the connection to ``needs_reauth``; a transient failure sets a growing cooldown
 so one broken connection cannot hammer the provider.
 """
@@ -254,11 +257,18 @@ class TokenRefresher:
                 }
                 outcome.error.headers["Retry-After"] = str(int(pause))
                 failure = outcome
-            await conn.execute(
-                update(connections).where(connections.c.id == connection_id).values(values)
-            )
+            # Written and read back in one round trip: between the provider's answer
+            # and the commit there is only this statement, so a crash in that window
+            # (tests/trust/test_refresh_crash.py) is as unlikely as it can be made.
             updated = from_row(
-                (await conn.execute(select(connections).where(connections.c.id == connection_id)))
+                (
+                    await conn.execute(
+                        update(connections)
+                        .where(connections.c.id == connection_id)
+                        .values(values)
+                        .returning(*connections.c)
+                    )
+                )
                 .mappings()
                 .one()
             )
