@@ -12,12 +12,13 @@ answers 401 once (RFC 6750 §3.1 ``invalid_token``), the gateway refreshes it
 
 The rotated refresh token is stored in the same transaction (RFC 9700 §4.14.2:
 a rotated token is single use, so losing it would end the grant); a provider
-that sends none keeps the old one (RFC 6749 §6). A process killed after the
-provider rotated but before that commit loses the new token; the next refresh
-then gets ``invalid_grant`` and the connection moves to ``needs_reauth``,
-audited and announced by webhook, never silently broken. ``invalid_grant`` (§5.2) moves
+that sends none keeps the old one (RFC 6749 §6). ``invalid_grant`` (§5.2) moves
 the connection to ``needs_reauth``; a transient failure sets a growing cooldown
 so one broken connection cannot hammer the provider.
+
+A process killed after the provider rotated but before that commit loses the
+new token; the next refresh then gets ``invalid_grant`` and the connection moves
+to ``needs_reauth``, audited and announced by webhook, never silently broken.
 """
 
 from __future__ import annotations
