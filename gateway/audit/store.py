@@ -65,6 +65,8 @@ _UNAVAILABLE = (
     TimeoutError,
 )
 
+_REMEMBERED_HEADS = 100_000  # customers whose last head one process keeps
+
 _EVENT_COLUMNS = (
     "customer_id",
     "seq",
@@ -107,8 +109,11 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
 
 
-def _postgres_statements(tables: AuditTables, quote: Callable[[Table], str]) -> tuple[str, str]:
-    """The PostgreSQL append's two statements: lock (and create) heads; write a batch."""
+def _postgres_statements(
+    tables: AuditTables, quote: Callable[[Table], str]
+) -> tuple[str, str, str]:
+    """The PostgreSQL append's statements: lock (and create) heads; write a batch under
+    those locks; write a batch after heads this process wrote, without a lock first."""
     # Only table names (quoted by the dialect) and constant column names are
     # interpolated; every value travels as a bind parameter.
     heads, events, subjects = quote(tables.heads), quote(tables.events), quote(tables.subjects)
@@ -131,7 +136,25 @@ def _postgres_statements(tables: AuditTables, quote: Callable[[Table], str]) -> 
         f"${first + 6}::timestamptz[]) AS n(customer_id, seq, hash, occurred_at) "
         "WHERE h.customer_id = n.customer_id"
     )
-    return lock_heads, write
+    # The same write without a lock taken first, for a batch whose heads this
+    # process wrote last: each head moves only if it is still the one this
+    # process wrote. If one is not, 1/0 fails the statement, and with it every
+    # row it wrote (an implicit transaction is all or nothing).
+    write_after = (
+        f"WITH moved AS (UPDATE {heads} AS h "  # noqa: S608
+        "SET seq = n.seq, hash = n.hash, occurred_at = n.occurred_at "
+        f"FROM unnest(${first + 3}::text[], ${first + 4}::bigint[], ${first + 5}::text[], "
+        f"${first + 6}::timestamptz[], ${first + 7}::bigint[], ${first + 8}::text[]) "
+        "AS n(customer_id, seq, hash, occurred_at, old_seq, old_hash) "
+        "WHERE h.customer_id = n.customer_id AND h.seq = n.old_seq AND h.hash = n.old_hash "
+        "RETURNING h.customer_id), "
+        f"new_events AS (INSERT INTO {events} ({', '.join(_EVENT_COLUMNS)}) "
+        f"SELECT * FROM unnest({arrays})), "
+        f"new_subjects AS (INSERT INTO {subjects} (customer_id, subject_hash, seq) "
+        f"SELECT * FROM unnest(${first}::text[], ${first + 1}::text[], ${first + 2}::bigint[])) "
+        f"SELECT 1 / (count(*) = cardinality(${first + 3}::text[]))::int FROM moved"
+    )
+    return lock_heads, write, write_after
 
 
 def _utcnow() -> datetime:
@@ -187,9 +210,12 @@ class AuditStore:
         self._clock = clock
         self._holding = False
         self._held: AsyncConnection | None = None
-        self._pg_lock_heads, self._pg_write = _postgres_statements(
+        self._pg_lock_heads, self._pg_write, self._pg_write_after = _postgres_statements(
             tables, engine.dialect.identifier_preparer.format_table
         )
+        # The heads this process's last appends left, per customer (PostgreSQL):
+        # the next batch for those customers tries the one-trip write first.
+        self._last_heads: dict[str, tuple[int, str, datetime]] = {}
 
     # -- append ----------------------------------------------------------------------------
 
@@ -256,34 +282,89 @@ class AuditStore:
             raise
 
     async def _append_postgres(self, drafts: Sequence[EventDraft]) -> list[AuditEvent]:
-        """Four round trips whatever the batch size: BEGIN, lock heads, write, COMMIT.
+        """One round trip when this process wrote the batch's heads last, else four.
 
-        The head upsert ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` creates
-        missing heads and row-locks every head of the batch in one statement
-        (in customer-id order, so two batches never deadlock); under READ
-        COMMITTED it returns the newest committed head, waiting for another
-        replica's batch to commit first
+        The usual case on one replica, and with sticky customers on many: every
+        head of the batch is one this process wrote, so it links the batch on
+        those heads and sends one autocommitted statement that moves each head
+        only if it is still the remembered one (compare-and-set) and inserts
+        the events and subject rows. If another replica moved a head meanwhile,
+        the statement fails whole (1/0, or the events' primary key when that
+        replica's seq is already there) and the batch takes the locking path.
+
+        The locking path is BEGIN, lock heads, write, COMMIT. The head upsert
+        ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` creates missing heads and
+        row-locks every head of the batch in one statement (in customer-id
+        order, so two batches never deadlock); under READ COMMITTED it returns
+        the newest committed head, waiting for another replica's batch to
+        commit first
         (https://www.postgresql.org/docs/current/sql-insert.html#SQL-ON-CONFLICT).
         The events, their subject rows and the new heads then go in one
-        statement of data-modifying CTEs over ``unnest`` arrays, whose text
-        does not depend on the batch size, so asyncpg prepares it once per
-        connection.
+        statement of data-modifying CTEs over ``unnest`` arrays
+        (https://www.postgresql.org/docs/current/queries-with.html#QUERIES-WITH-MODIFYING),
+        whose text does not depend on the batch size, so asyncpg prepares it
+        once per connection. Either way the commit is PostgreSQL's ordinary
+        durable one.
         """
         customers = sorted({draft.customer_id for draft in drafts})
-        async with self._postgres_connection() as pg, pg.transaction():
-            rows = await pg.fetch(
-                self._pg_lock_heads, customers, [genesis_hash(c) for c in customers]
-            )
-            heads = {r["customer_id"]: (r["seq"], r["hash"], r["occurred_at"]) for r in rows}
-            linked, event_rows, subject_rows = self._link(drafts, heads)
-            subjects = [(r["customer_id"], r["subject_hash"], r["seq"]) for r in subject_rows]
-            await pg.execute(
-                self._pg_write,
-                *_columns([_event_values(row) for row in event_rows], len(_EVENT_COLUMNS)),
-                *_columns(subjects, 3),
-                *_columns([(c, *heads[c]) for c in customers], 4),
-            )
+        try:
+            async with self._postgres_connection() as pg:
+                remembered = {c: self._last_heads[c] for c in customers if c in self._last_heads}
+                if len(remembered) == len(customers):
+                    heads: dict[str, tuple[int, str, datetime | None]] = dict(remembered)
+                    linked, event_rows, subject_rows = self._link(drafts, heads)
+                    try:
+                        await pg.fetchval(
+                            self._pg_write_after,
+                            *self._write_arguments(customers, heads, event_rows, subject_rows),
+                            [remembered[c][0] for c in customers],
+                            [remembered[c][1] for c in customers],
+                        )
+                    except (asyncpg.DivisionByZeroError, asyncpg.UniqueViolationError):
+                        pass  # another replica wrote to one of these chains: lock them
+                    else:
+                        self._remember(heads)
+                        return linked
+                async with pg.transaction():
+                    rows = await pg.fetch(
+                        self._pg_lock_heads, customers, [genesis_hash(c) for c in customers]
+                    )
+                    heads = {
+                        r["customer_id"]: (r["seq"], r["hash"], r["occurred_at"]) for r in rows
+                    }
+                    linked, event_rows, subject_rows = self._link(drafts, heads)
+                    await pg.execute(
+                        self._pg_write,
+                        *self._write_arguments(customers, heads, event_rows, subject_rows),
+                    )
+        except BaseException:
+            # Committed or not, these heads are no longer known for sure.
+            for customer_id in customers:
+                self._last_heads.pop(customer_id, None)
+            raise
+        self._remember(heads)
         return linked
+
+    def _remember(self, heads: dict[str, tuple[int, str, datetime | None]]) -> None:
+        if len(self._last_heads) > _REMEMBERED_HEADS:
+            self._last_heads.clear()  # bounded; forgetting only costs the locking path
+        for customer_id, (seq, head_hash, occurred_at) in heads.items():
+            if occurred_at is not None:
+                self._last_heads[customer_id] = (seq, head_hash, occurred_at)
+
+    @staticmethod
+    def _write_arguments(
+        customers: list[str],
+        heads: dict[str, tuple[int, str, datetime | None]],
+        event_rows: list[dict[str, Any]],
+        subject_rows: list[dict[str, Any]],
+    ) -> list[list[Any]]:
+        subjects = [(r["customer_id"], r["subject_hash"], r["seq"]) for r in subject_rows]
+        return [
+            *_columns([_event_values(row) for row in event_rows], len(_EVENT_COLUMNS)),
+            *_columns(subjects, 3),
+            *_columns([(c, *heads[c]) for c in customers], 4),
+        ]
 
     async def _append_sqlite(self, drafts: Sequence[EventDraft]) -> list[AuditEvent]:
         async with self._engine.begin() as conn:

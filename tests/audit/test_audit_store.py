@@ -125,6 +125,24 @@ async def test_appends_from_two_engines_serialize(
     assert (result.ok, result.head_seq) == (True, 30)
 
 
+async def test_a_store_behind_another_replica_continues_its_chain(
+    engine: AsyncEngine,
+    tables: AuditTables,
+    database_url: str,
+    new_engine: NewEngine,
+    make_draft: MakeDraft,
+) -> None:
+    """A store whose last head was moved on by another replica appends after that one's events."""
+    stores = [AuditStore(engine, tables), AuditStore(new_engine(database_url), tables)]
+    seqs = []
+    for turn in range(6):  # each store's remembered head is stale on its every other turn
+        events = await stores[turn % 2].append([make_draft(), make_draft("globex")])
+        seqs += [event.seq for event in events if event.customer_id == "acme"]
+    assert seqs == [1, 2, 3, 4, 5, 6]
+    assert (await stores[0].verify("acme")).ok
+    assert (await stores[1].verify("globex")).ok
+
+
 # -- tampering directly in the database -------------------------------------------------------
 
 Tamper = Callable[[AsyncConnection, AuditTables], Awaitable[None]]
