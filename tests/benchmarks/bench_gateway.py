@@ -16,7 +16,7 @@ upstream share core 1 (``os.sched_setaffinity``), so the figures compare what
 the target itself spends. A script, not a test (pytest does not collect it)::
 
     .venv/bin/python tests/benchmarks/bench_gateway.py [--seconds S] [--only T ...]
-        [--rss-requests N] [--py-spy DIR]
+        [--rss-requests N] [--cpu-requests N] [--py-spy DIR]
 
 Beside the table, on the linkgate targets: the **refresh storm** (32
 concurrent records requests on a connection whose access token has expired;
@@ -30,7 +30,8 @@ records a flame graph of each linkgate target during its concurrency-32 cell.
 
 Prints a table and writes ``var/bench/bench_gateway.json`` (the shared contract,
 tests/benchmarks/contract.py). A full run takes about 2 to 3 minutes here
-(most of it the 10,000 requests); ``--seconds 1 --rss-requests 1000`` about one. PostgreSQL comes from
+(most of it the 10,000 requests); ``--seconds 1 --rss-requests 1000
+--cpu-requests 300`` about one. PostgreSQL comes from
 ``LINKGATE_TEST_POSTGRES_URL`` (default ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``);
 a throwaway database is created and dropped.
 """
@@ -274,6 +275,23 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (proc(5), /proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_request(target: Target, total: int) -> float:
+    """The target's CPU milliseconds per request over ``total`` requests at c=32.
+
+    CPU time, unlike latency, barely moves when other processes share the
+    machine: the steadiest figure of what a request costs the target.
+    """
+    before = _cpu_seconds(target.pid)
+    send(target.url, target.key, CONCURRENCIES[-1], total)
+    return (_cpu_seconds(target.pid) - before) * 1000 / total
+
+
 def _memory_kib(pid: int) -> dict[str, int]:
     """Peak (VmHWM) and current (VmRSS) resident set of a process, in KiB."""
     found: dict[str, int] = {}
@@ -445,6 +463,7 @@ class Row:
     errors: int
     peak_rss_mib: float | None
     rss_mib: float | None
+    cpu_ms_per_request: float | None = None
 
 
 TARGETS = ("direct", "passthrough", "linkgate-sqlite", "linkgate-postgres")
@@ -461,7 +480,15 @@ def _py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def bench_target(target: Target, seconds: float, profile_dir: Path | None = None) -> list[Row]:
+CPU_REQUESTS = 2000
+
+
+def bench_target(
+    target: Target,
+    seconds: float,
+    profile_dir: Path | None = None,
+    cpu_requests: int = CPU_REQUESTS,
+) -> list[Row]:
     rows: list[Row] = []
     for concurrency in CONCURRENCIES:
         spy = None
@@ -486,6 +513,11 @@ def bench_target(target: Target, seconds: float, profile_dir: Path | None = None
             )
         )
         print(f"  {target.name:<18} c={concurrency:<3} {result.rate:>8,.0f} req/s", flush=True)
+    if cpu_requests:
+        cpu = cpu_per_request(target, cpu_requests)
+        for row in rows:
+            row.cpu_ms_per_request = cpu
+        print(f"  {target.name:<18} CPU {cpu:.2f} ms per request", flush=True)
     return rows
 
 
@@ -529,6 +561,7 @@ def run(
     only: set[str],
     profile_dir: Path | None = None,
     rss_requests: int = RSS_REQUESTS,
+    cpu_requests: int = CPU_REQUESTS,
 ) -> tuple[list[Row], list[Extra]]:
     rows: list[Row] = []
     extras: list[Extra] = []
@@ -562,7 +595,7 @@ def run(
                 "direct", f"http://127.0.0.1:{near}{RESOURCE_PATH}", "", upstreams[1].pid
             )
             if "direct" in only:
-                rows += bench_target(direct, seconds)
+                rows += bench_target(direct, seconds, cpu_requests=cpu_requests)
 
             if "passthrough" in only:
                 port = _port()
@@ -570,14 +603,15 @@ def run(
                 try:
                     _wait_http(f"http://127.0.0.1:{port}/")
                     url = f"http://127.0.0.1:{port}/v1/connections/c/records/posts"
-                    rows += bench_target(Target("passthrough", url, "", proxy.pid), seconds)
+                    proxied = Target("passthrough", url, "", proxy.pid)
+                    rows += bench_target(proxied, seconds, cpu_requests=cpu_requests)
                 finally:
                     _stop(proxy)
 
             if "linkgate-sqlite" in only:
                 sqlite_url = f"sqlite+aiosqlite:///{workdir}/linkgate.db"
                 with linkgate("linkgate-sqlite", sqlite_url, upstream, workdir) as target:
-                    rows += bench_target(target, seconds, profile_dir)
+                    rows += bench_target(target, seconds, profile_dir, cpu_requests)
                     linkgate_extras(target, upstream)
 
             if "linkgate-postgres" in only:
@@ -602,7 +636,7 @@ def run(
                                 f"MiB after {rss_requests:,} requests",
                                 flush=True,
                             )
-                        rows += bench_target(target, seconds, profile_dir)
+                        rows += bench_target(target, seconds, profile_dir, cpu_requests)
                         linkgate_extras(target, upstream)
                 finally:
                     asyncio.run(_drop_postgres_database(postgres_url))
@@ -631,6 +665,18 @@ def contract_rows(rows: list[Row], extras: list[Extra]) -> list[dict[str, Any]]:
                 (f"{base.target} c={r.concurrency} {label}", getattr(base, field)) if base else None
             )
             out.append(contract.row(name, getattr(r, field), unit, ref))
+        if r.concurrency == CONCURRENCIES[-1] and r.cpu_ms_per_request is not None:
+            proxy_row = (
+                cells.get(("passthrough", r.concurrency)) if r.target != "passthrough" else None
+            )
+            ref_cpu = (
+                ("passthrough CPU per request", proxy_row.cpu_ms_per_request)
+                if proxy_row is not None and proxy_row.cpu_ms_per_request and r.target != "direct"
+                else None
+            )
+            out.append(
+                contract.row(f"{r.target} CPU per request", r.cpu_ms_per_request, "ms", ref_cpu)
+            )
         if r.target.startswith("linkgate"):
             proxy = cells.get(("passthrough", r.concurrency))
             if proxy is not None:
@@ -652,8 +698,8 @@ def table(rows: list[Row]) -> str:
     base = {(r.target, r.concurrency): r for r in rows}
     lines = [
         "| target | conc | req/s | p50 ms | p99 ms | peak RSS MiB | req/s ÷ direct "
-        "| req/s ÷ passthrough | p50 ÷ passthrough | p99 ÷ passthrough | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| req/s ÷ passthrough | p50 ÷ passthrough | p99 ÷ passthrough | CPU ms/req | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         direct = base.get(("direct", row.concurrency))
@@ -667,7 +713,7 @@ def table(rows: list[Row]) -> str:
             f"| {row.p99_ms:.2f} | {row.peak_rss_mib or 0:.0f} "
             f"| {ratio(row.rate, direct, 'rate')} | {ratio(row.rate, proxy, 'rate')} "
             f"| {ratio(row.p50_ms, proxy, 'p50_ms')} | {ratio(row.p99_ms, proxy, 'p99_ms')} "
-            f"| {row.errors} |"
+            f"| {row.cpu_ms_per_request or 0:.2f} | {row.errors} |"
         )
     return "\n".join(lines)
 
@@ -695,6 +741,13 @@ def main() -> int:
         metavar="N",
         help="requests sent to a fresh linkgate-postgres before its RSS is read again (0: skip)",
     )
+    parser.add_argument(
+        "--cpu-requests",
+        type=int,
+        default=CPU_REQUESTS,
+        metavar="N",
+        help="requests at c=32 over which each target's CPU time per request is taken (0: skip)",
+    )
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -716,7 +769,13 @@ def main() -> int:
         print("note: one core available; every process shares it", file=sys.stderr)
     if options.py_spy is not None:
         options.py_spy.mkdir(parents=True, exist_ok=True)
-    rows, extras = run(options.seconds, set(options.only), options.py_spy, options.rss_requests)
+    rows, extras = run(
+        options.seconds,
+        set(options.only),
+        options.py_spy,
+        options.rss_requests,
+        options.cpu_requests,
+    )
     print(table(rows))
     if set(options.only) != set(TARGETS):
         return 0  # a partial run does not overwrite the published figures

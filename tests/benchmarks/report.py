@@ -45,7 +45,7 @@ SCRIPTS = (
     Script("audit_append", quick=("--events", "1000")),
     Script("audit_search", quick=("--events", "100000", "--queries", "100")),
     Script("audit_overhead", quick=("--seconds", "1", "--rounds", "1")),
-    Script("gateway", quick=("--seconds", "1", "--rss-requests", "1000")),
+    Script("gateway", quick=("--seconds", "1", "--rss-requests", "1000", "--cpu-requests", "300")),
 )
 
 # The goals for the hot path (figure, test, what it says).
