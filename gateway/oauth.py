@@ -193,7 +193,8 @@ async def _token_request(
         if not isinstance(error, str):
             raise UpstreamMalformed(f"token endpoint answered HTTP {response.status_code}")
         raise OAuthError(error, str(body.get("error_description", "")), response.status_code, body)
-    return parse_token_response(body, now=int(time.time()))
+    reshape = provider.oauth.token_answer  # e.g. Instagram's data-list wrapper
+    return parse_token_response(reshape(body) if reshape else body, now=int(time.time()))
 
 
 def parse_token_response(body: Mapping[str, Any], *, now: int) -> TokenSet:

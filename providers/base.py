@@ -52,6 +52,11 @@ Hooks a provider uses for its quirks (the gateway has no provider names in it):
     long-lived one at a provider grant (Meta ``fb_exchange_token``, Instagram
     ``ig_exchange_token``); the long-lived token is the one stored. None: keep it.
 
+``OAuthSettings.token_answer``
+    Reshapes the token endpoint's answer into RFC 6749 §5.1 form before it is
+    read, for a provider whose answer is not (Instagram's code exchange answers
+    ``{"data": [{"access_token", "user_id", "permissions"}]}``). None: as sent.
+
 ``OAuthSettings.refresh_by_exchange`` (:class:`TokenExchange`)
     The provider has no refresh token: refreshing trades the current access
     token for a new one (Instagram ``ig_refresh_token``). None: RFC 6749 §6.
@@ -292,6 +297,8 @@ class OAuthSettings:
     refresh_by_exchange: TokenExchange | None = None  # no refresh token (Instagram)
     revoke_style: RevokeStyle = RevokeStyle.RFC7009
     revoke_client_auth: ClientAuth | None = None  # None: as at the token endpoint
+    # The token endpoint's answer reshaped into RFC 6749 §5.1 form (Instagram's wrapper).
+    token_answer: Callable[[JSONObject], JSONObject] | None = None
 
     def issuer_for(self, claims: Mapping[str, Any]) -> str | None:
         """The issuer these claims must name; None when a placeholder cannot be filled."""

@@ -2,7 +2,10 @@
 
 OAuth ("Business Login for Instagram"): the authorization window at
 instagram.com, the code exchanged at ``api.instagram.com/oauth/access_token``
-with the app secret in the form body, for a one-hour token. That token is
+with the app secret in the form body, for a one-hour token. The guide's Step 2
+shows that answer wrapped, ``{"data": [{"access_token", "user_id",
+"permissions"}]}``, while the older Basic Display guide for the same endpoint
+shows it flat; both are read (``token_answer``). That token is
 traded at once for a 60-day one (``GET graph.instagram.com/access_token``,
 ``grant_type=ig_exchange_token``, reference "Access Token"). There is no
 refresh token: a long-lived token at least 24 hours old is traded for a fresh
@@ -54,6 +57,27 @@ SCOPES = (
     "instagram_business_manage_comments",
     "instagram_business_manage_messages",
 )
+
+
+def token_answer(body: JSONObject) -> JSONObject:
+    """The code exchange's answer in RFC 6749 §5.1 form, wrapped or flat.
+
+    "Business Login for Instagram", Step 2 documents ``{"data": [{...}]}``; the
+    Basic Display guide documents the same fields flat. ``permissions`` (the
+    granted permissions, comma-separated) is the granted ``scope``. A wrapper
+    without exactly one object is left as it is and read as malformed.
+    """
+    inner = body.get("data")
+    if isinstance(inner, list):
+        if len(inner) != 1 or not isinstance(inner[0], Mapping):
+            return body
+        body = inner[0]
+    granted = body.get("permissions")
+    if "scope" in body or not isinstance(granted, str | list):
+        return body
+    scope = ",".join(map(str, granted)) if isinstance(granted, list) else granted
+    return {**body, "scope": scope}
+
 
 # Media ``media_product_type`` (IG Media reference). A professional account is public,
 # so what it publishes to the feed or as a reel is public; a story may be shown to
@@ -188,6 +212,7 @@ PROVIDER = Provider(
         scopes=SCOPES,
         client_auth=ClientAuth.CLIENT_SECRET_POST,  # form body (reference "Oauth Access Token")
         scope_separator=",",
+        token_answer=token_answer,
         long_lived_exchange=TokenExchange(
             path="/access_token",
             grant_type="ig_exchange_token",

@@ -162,13 +162,15 @@ class ConnectFlow:
             if provider.oauth.long_lived_exchange is not None:
                 # Meta: the code yields a short-lived token; trade it for a long-lived
                 # one before anything is stored (providers.base, long_lived_exchange).
-                tokens = await exchange_token(
+                long_lived = await exchange_token(
                     self._http,
                     provider,
                     configured.client,
                     tokens.access_token,
                     provider.oauth.long_lived_exchange,
                 )
+                # The trade answers without the grant's scopes; the code exchange named them.
+                tokens = replace(long_lived, scope=long_lived.scope or tokens.scope)
         except OAuthError as exc:
             log.info("connect.exchange_failed", provider=provider.name, error=exc.error)
             raise ConnectFlowError(

@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
+from providers.instagram import token_answer
 from tests.providers.conftest import CLIENT_ID, CLIENT_SECRET, ProviderGateway, form
 from tests.providers.stand import fixture
 
@@ -90,6 +92,46 @@ async def test_connect_exchanges_the_code_then_trades_for_a_long_lived_token(
     assert me.calls.last.request.headers["authorization"] == "Bearer ig-long"
     assert connection["account"]["id"] == ACCOUNT
     assert connection["status"] == "active"
+
+
+async def test_connect_reads_the_wrapped_code_exchange_answer(provider_gateway: Any) -> None:
+    """Step 2's documented ``{"data": [{...}]}`` links too; its permissions are the scopes."""
+    gw: ProviderGateway = await provider_gateway("instagram", ENDPOINTS)
+    gw.router.post(TOKEN).mock(return_value=_json("token_wrapped"))
+    exchange = gw.router.get("https://graph.ig.test/access_token").mock(
+        return_value=_json("long_lived")
+    )
+    gw.router.get(f"{GRAPH}/me").mock(return_value=_json("me"))
+
+    connection = await gw.link()
+
+    assert exchange.calls.last.request.url.params["access_token"] == "ig-short"
+    assert connection["status"] == "active"
+    assert connection["scopes"] == [
+        "instagram_business_basic",
+        "instagram_business_manage_comments",
+    ]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"data": []},
+        {"data": [{"access_token": "a"}, {"access_token": "b"}]},
+        {"data": ["ig-short"]},
+    ],
+)
+def test_a_wrapper_without_exactly_one_token_object_is_left_unread(answer: Any) -> None:
+    """An empty, doubled or non-object wrapper stays as sent (then refused as malformed)."""
+    assert token_answer(answer) == answer
+
+
+def test_the_flat_answer_gains_its_permissions_as_scope() -> None:
+    """The Basic Display form (flat) reads the same; a list of permissions is joined."""
+    flat = {"access_token": "t", "user_id": 1, "permissions": ["a", "b"]}
+
+    assert token_answer(flat)["scope"] == "a,b"
+    assert token_answer({"access_token": "t", "scope": "x"}) == {"access_token": "t", "scope": "x"}
 
 
 async def _all_connections(gw: ProviderGateway) -> list[dict[str, Any]]:
