@@ -12,7 +12,11 @@ ID token's claims ("Authenticating users with Sign in with Apple", the
 ``real_user_status``) and the first-consent ``user`` JSON. Both are kept at
 connect time (``KEPT_CLAIMS``; providers.base, ``kept_claims``) and the
 ``profile`` resource is served from them. The name is sticky: a later sign-in
-carries no ``user``, so the name from the first consent stays.
+carries no ``user``, so the name from the first consent stays. The email is not:
+Apple's DTS engineers (developer forums, threads 662175 and 751085, quoting
+"Authenticating users with Sign in with Apple") say the identity token carries
+``email`` on every later sign-in too, and that ``email_verified`` and
+``is_private_email`` are a string ("true") or a boolean.
 """
 
 from __future__ import annotations
@@ -37,7 +41,6 @@ from providers.base import (
     OAuthSettings,
     Provider,
     Resource,
-    oidc_account,
 )
 
 APPLE_AUDIENCE = "https://appleid.apple.com"
@@ -86,6 +89,17 @@ def callback_name(params: Mapping[str, str]) -> dict[str, str]:
     if full:
         claims["name"] = full[:MAX_NAME_LENGTH]
     return claims
+
+
+def apple_account(claims: JSONObject, issuer: str) -> Account:
+    """The account is ``sub``; it is named by the first-consent name, never the email.
+
+    The ID token's ``email`` (often a private relay address) is kept sealed with
+    the other claims; the connection's display name is stored in clear, so it
+    falls back to ``sub`` until the first consent's name arrives.
+    """
+    subject = str(claims["sub"])
+    return Account(subject=subject, name=subject, issuer=issuer)
 
 
 def account_from_callback(account: Account, params: Mapping[str, str]) -> Account:
@@ -188,7 +202,7 @@ PROVIDER = Provider(
             description="the linked Apple account's own claims, kept when it was linked",
         ),
     },
-    account_from_claims=oidc_account,
+    account_from_claims=apple_account,
     account_from_callback=account_from_callback,
     kept_claims=KEPT_CLAIMS,
     scope_descriptions={
@@ -198,4 +212,11 @@ PROVIDER = Provider(
     errors=ERRORS,
 )
 
-__all__ = ["KEPT_CLAIMS", "PROVIDER", "account_from_callback", "callback_name", "normalize_profile"]
+__all__ = [
+    "KEPT_CLAIMS",
+    "PROVIDER",
+    "account_from_callback",
+    "apple_account",
+    "callback_name",
+    "normalize_profile",
+]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jwt
@@ -225,12 +226,14 @@ async def test_disconnect_deletes_the_kept_claims(
     assert page.json()["type"].endswith("/connection-revoked")
 
 
+@pytest.mark.parametrize("user", [FIRST_CONSENT_USER, None], ids=["named", "unnamed"])
 async def test_the_kept_claims_are_not_stored_in_plaintext(
-    database_url: str, servers: Servers, tmp_path: Path
+    database_url: str, servers: Servers, tmp_path: Path, user: str | None
 ) -> None:
-    """No table row (and, on SQLite, no byte of the database files) holds the email."""
+    """No table row (and, on SQLite, no byte of the database files) holds the email,
+    not even as the account's display name when Apple sent no name."""
     stand = await _apple_stand(servers, database_url, tmp_path)
-    await _link(stand, user=FIRST_CONSENT_USER)
+    await _link(stand, user=user)
 
     engine = create_engine(database_url)
     try:
