@@ -5,7 +5,10 @@ mandatory; a confidential client authenticates at the token endpoints with
 HTTP Basic (``client_id:client_secret``). ``offline.access`` is what yields a
 refresh token, and refresh tokens rotate: each works once, so the new one is
 stored every time (``rotates_refresh_token``; gateway/refresh.py stores it in
-the same transaction). Revocation is ``POST /2/oauth2/revoke`` (RFC 7009 form).
+the same transaction). Revocation is ``POST /2/oauth2/revoke`` (RFC 7009 form,
+Basic client auth). That path is not in the stored copies of X's docs (only the
+v1.1 ``oauth/invalidate_token`` pages are); integrations consistently use it
+[community]. Disconnect deletes the tokens whatever the revocation answers.
 
 Scopes, read-only and least: ``users.read`` (the account and post authors),
 ``tweet.read`` (mentions; also required by the DM endpoints), ``dm.read`` and
