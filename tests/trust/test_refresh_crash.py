@@ -42,7 +42,7 @@ from gateway.audit import AuditStore
 from gateway.callers import CallerKind, create_caller
 from gateway.storage import audit_tables, connections, create_engine
 from gateway.storage.schema import webhook_tables
-from gateway.vault import generate_key_entry
+from gateway.vault import KeyRing, generate_key_entry, token_row
 from policies.vocabulary import CallerClass
 from providers.sandbox.server import create_sandbox_app
 from providers.sandbox.settings import ClientRegistration, SandboxSettings
@@ -90,6 +90,7 @@ class World:
     env: dict[str, str]
     workdir: Path
     started: list[Replica] = field(default_factory=list)
+    secrets: set[str] = field(default_factory=set)  # canaries: never in a process's log
 
     def start(self, name: str, database_url: str | None = None) -> Replica:
         env = {**self.env, "LINKGATE_DATABASE_URL": database_url or self.database_url}
@@ -137,9 +138,10 @@ def world(database_url: str, servers: Servers, tmp_path: Path) -> Iterator[World
         "LINKGATE_WEBHOOK_URL": f"{receiver_url}/hooks",
         "LINKGATE_WEBHOOK_SECRET": secrets.token_urlsafe(32),
         "LINKGATE_DB_POOL_SIZE": "4",
-        "LINKGATE_LOG_LEVEL": "warning",
+        "LINKGATE_LOG_LEVEL": "info",  # more lines to search for secrets
     }
     running = World(database_url, gate, sandbox_url, receiver, env, tmp_path)
+    running.secrets.update({secret, env["LINKGATE_SECRET_KEY"], env["LINKGATE_WEBHOOK_SECRET"]})
     try:
         yield running
     finally:
@@ -166,10 +168,12 @@ async def _linked(world: World, first: Replica) -> tuple[Cluster, str]:
         )  # fmt: skip
     finally:
         await engine.dispose()
+    world.secrets.add(key)
     cluster = Cluster(world.database_url, world.sandbox_url, key, [first])
     callback = await cluster.link(first, first)
     assert callback.status_code == 200, callback.text
     connection_id = await cluster.connection_id(first)
+    world.secrets.update(_tokens(world, await _row(world.database_url)))
     # The provider now answers 401 to the access token: the next read must refresh.
     await world.sandbox("POST", "/_sandbox/tokens/expire")
     return cluster, connection_id
@@ -191,6 +195,31 @@ async def _row(database_url: str) -> dict[str, Any]:
         await engine.dispose()
 
 
+def _tokens(world: World, row: dict[str, Any]) -> set[str]:
+    vault = KeyRing.parse(world.env["LINKGATE_VAULT_KEYS"])
+    return {
+        vault.open(row[column], row=token_row(row["id"], column))
+        for column in ("access_token", "refresh_token")
+        if row[column]
+    }
+
+
+def _leaks(world: World, row: dict[str, Any]) -> list[str]:
+    """Secrets (tokens before, after and in held answers, keys) found in any process's log."""
+    canaries = world.secrets | _tokens(world, row)
+    for answer in world.gate.answers:
+        tokens = json.loads(answer)
+        canaries.update(str(tokens[k]) for k in ("access_token", "refresh_token") if k in tokens)
+    logs = {replica.name: replica.log.read_text() for replica in world.started}
+    assert any("http.request" in text for text in logs.values()), "the processes' logs were read"
+    return [
+        f"a secret ({len(secret)} characters) in the log of {name}"
+        for secret in canaries
+        for name, text in logs.items()
+        if secret in text
+    ]
+
+
 async def _wait_for(event: threading.Event, what: str) -> None:
     assert await asyncio.to_thread(event.wait, WAIT), f"never happened: {what}"
 
@@ -206,6 +235,7 @@ class Aftermath:
     webhook_events: list[str]
     refresh_requests: int
     chain_ok: bool
+    leaks: list[str]
 
 
 async def _aftermath(world: World, cluster: Cluster, connection_id: str) -> Aftermath:
@@ -243,6 +273,7 @@ async def _aftermath(world: World, cluster: Cluster, connection_id: str) -> Afte
         webhook_events=webhook_events,
         refresh_requests=await world.refresh_requests(),
         chain_ok=verified.ok,
+        leaks=_leaks(world, row),
     )
 
 
@@ -274,6 +305,7 @@ async def test_killed_before_the_provider_processed_the_refresh_keeps_working(
     assert ("connection.refreshed", "allowed") in after.actions
     assert after.webhook_events == []
     assert after.chain_ok
+    assert after.leaks == []
 
 
 async def test_killed_after_the_provider_rotated_moves_the_connection_to_needs_reauth(
@@ -353,6 +385,7 @@ async def test_killed_after_the_commit_keeps_working_without_another_refresh(
     assert after.refresh_requests == 1  # the killed process's; nobody reused a token
     assert after.webhook_events == []
     assert after.chain_ok
+    assert after.leaks == []
 
 
 def _assert_needs_reauth(after: Aftermath) -> None:
@@ -365,3 +398,4 @@ def _assert_needs_reauth(after: Aftermath) -> None:
     assert ("connection.needs_reauth", "error") in after.actions
     assert after.webhook_events == ["connection.needs_reauth"]
     assert after.chain_ok
+    assert after.leaks == []

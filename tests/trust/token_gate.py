@@ -36,6 +36,7 @@ class TokenGate:
         self.app = app
         self.reached = threading.Event()
         self.release = threading.Event()
+        self.answers: list[bytes] = []  # bodies of the refresh answers it held or passed
         self._hold: Hold | None = None
         self._before_answer: Callable[[], None] = lambda: None
 
@@ -64,6 +65,7 @@ class TokenGate:
             answer.append(message)
 
         await self.app(scope, replay, keep)  # the provider processes it: the token rotates
+        self.answers.append(b"".join(m.get("body", b"") for m in answer))
         if hold is Hold.ANSWER:
             self.reached.set()
             await asyncio.to_thread(self.release.wait)
