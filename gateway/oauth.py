@@ -188,13 +188,14 @@ async def _token_request(
     body = _json_object(response)
     if response.status_code >= 500:
         raise UpstreamUnavailable(f"token endpoint answered HTTP {response.status_code}")
+    if provider.oauth.token_answer is not None:  # e.g. Instagram's data-list wrapper
+        body = dict(provider.oauth.token_answer(body))
     if response.status_code >= 400 or "error" in body:
         error = body.get("error")
         if not isinstance(error, str):
             raise UpstreamMalformed(f"token endpoint answered HTTP {response.status_code}")
         raise OAuthError(error, str(body.get("error_description", "")), response.status_code, body)
-    reshape = provider.oauth.token_answer  # e.g. Instagram's data-list wrapper
-    return parse_token_response(reshape(body) if reshape else body, now=int(time.time()))
+    return parse_token_response(body, now=int(time.time()))
 
 
 def parse_token_response(body: Mapping[str, Any], *, now: int) -> TokenSet:

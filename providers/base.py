@@ -53,9 +53,10 @@ Hooks a provider uses for its quirks (the gateway has no provider names in it):
     ``ig_exchange_token``); the long-lived token is the one stored. None: keep it.
 
 ``OAuthSettings.token_answer``
-    Reshapes the token endpoint's answer into RFC 6749 §5.1 form before it is
-    read, for a provider whose answer is not (Instagram's code exchange answers
-    ``{"data": [{"access_token", "user_id", "permissions"}]}``). None: as sent.
+    Reshapes the token endpoint's answer into RFC 6749 §5.1 / §5.2 form before
+    it is read, for a provider whose answer is not (Instagram's code exchange
+    answers ``{"data": [{"access_token", "user_id", "permissions"}]}``, and
+    refuses with ``{"error_type", "error_message"}``). None: as sent.
 
 ``OAuthSettings.refresh_by_exchange`` (:class:`TokenExchange`)
     The provider has no refresh token: refreshing trades the current access

@@ -65,8 +65,13 @@ def token_answer(body: JSONObject) -> JSONObject:
     "Business Login for Instagram", Step 2 documents ``{"data": [{...}]}``; the
     Basic Display guide documents the same fields flat. ``permissions`` (the
     granted permissions, comma-separated) is the granted ``scope``. A wrapper
-    without exactly one object is left as it is and read as malformed.
+    without exactly one object is left as it is and read as malformed. A refusal
+    comes as ``{"error_type": "OAuthException", "code": 400, "error_message": ...}``
+    (the guide's "Sample Rejected Response"); its ``error_type`` becomes ``error``.
     """
+    refusal = body.get("error_type")
+    if "error" not in body and isinstance(refusal, str) and refusal:
+        return {"error": refusal[:64], "error_description": str(body.get("error_message", ""))}
     inner = body.get("data")
     if isinstance(inner, list):
         if len(inner) != 1 or not isinstance(inner[0], Mapping):

@@ -113,6 +113,30 @@ async def test_connect_reads_the_wrapped_code_exchange_answer(provider_gateway: 
     ]
 
 
+async def test_a_refused_code_exchange_is_a_clear_connect_error(provider_gateway: Any) -> None:
+    """The guide's rejected response (error_type, error_message) is a 400 naming the refusal."""
+    gw: ProviderGateway = await provider_gateway("instagram", ENDPOINTS)
+    gw.router.post(TOKEN).mock(
+        return_value=httpx.Response(
+            400,
+            json={
+                "error_type": "OAuthException",
+                "code": 400,
+                "error_message": "Matching code was not found or was already used",
+            },
+        )
+    )
+    async with httpx.AsyncClient(timeout=15) as browser:
+        query = await gw.authorize(browser)
+        callback = await browser.get(
+            f"{gw.url}/oauth/callback", params={"code": "c0de", "state": query["state"]}
+        )
+
+    assert callback.status_code == 400
+    assert "did not accept the sign-in (OAuthException)" in callback.text
+    assert await _all_connections(gw) == []
+
+
 @pytest.mark.parametrize(
     "answer",
     [
