@@ -32,9 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -64,8 +61,8 @@ from bench_gateway import (
     linkgate,
     measure,
 )
+from contract import row, write
 
-RESULTS = REPO / "var" / "bench" / "bench_audit_overhead.json"
 VARIANTS = ("audited", "unaudited")
 DATABASES = ("sqlite", "postgres")
 LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
@@ -201,44 +198,20 @@ def _rows(label: str, cells: dict[tuple[str, int], Measurement]) -> list[dict[st
             names = {v: f"{label} c={concurrency} {v} {suffix}" for v in VARIANTS}
             unaudited = value_of(cells[("unaudited", concurrency)])
             audited = value_of(cells[("audited", concurrency)])
-            rows.append(_row(names["unaudited"], unaudited, unit, None, None))
-            rows.append(
-                _row(names["audited"], audited, unit, names["unaudited"], audited / unaudited)
-            )
+            rows.append(row(names["unaudited"], unaudited, unit))
+            rows.append(row(names["audited"], audited, unit, (names["unaudited"], unaudited)))
         errors = sum(cells[(v, concurrency)].errors for v in VARIANTS)
-        rows.append(_row(f"{label} c={concurrency} non-200 answers", errors, "count", None, None))
+        rows.append(row(f"{label} c={concurrency} non-200 answers", errors, "count"))
     return rows
-
-
-def _row(
-    figure: str, value: float, unit: str, baseline: str | None, ratio: float | None
-) -> dict[str, Any]:
-    return {
-        "figure": figure,
-        "value": round(value, 3),
-        "unit": unit,
-        "baseline": baseline,
-        "ratio": None if ratio is None else round(ratio, 3),
-    }
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| figure | value | unit | ÷ unaudited |", "|---|---:|---|---:|"]
-    for row in rows:
-        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
-        lines.append(f"| {row['figure']} | {row['value']:,.2f} | {row['unit']} | {ratio} |")
+    for figure in rows:
+        ratio = "-" if figure["ratio"] is None else f"{figure['ratio']:.2f}"
+        lines.append(
+            f"| {figure['figure']} | {figure['value']:,.2f} | {figure['unit']} | {ratio} |"
+        )
     return "\n".join(lines)
 
 
@@ -260,11 +233,8 @@ def main() -> int:
     print(table(rows))
     if options.only:
         return 0  # a partial run does not overwrite the published figures
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps({"benchmark": "audit_overhead", "machine": machine(), "rows": rows}, indent=2)
-    )
-    print(f"wrote {RESULTS.relative_to(REPO)}")
+    path = write("audit_overhead", rows)
+    print(f"wrote {path.relative_to(REPO)}")
     return 0
 
 

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import random
 import secrets
 import statistics
@@ -51,6 +49,9 @@ from gateway.audit import (
 from gateway.storage import audit_tables, create_engine
 from gateway.storage.migrate import upgrade
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from contract import REPO, row, write
+
 POSTGRES_URL = os.environ.get(
     "LINKGATE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
@@ -58,8 +59,6 @@ CUSTOMER = "acme"
 PEOPLE = 20_000
 BATCH = 50_000
 DEFAULT_EVENTS = 1_000_000
-REPO = Path(__file__).resolve().parents[2]
-RESULTS = REPO / "var" / "bench" / "bench_audit_search.json"
 
 
 def _pg_dsn(database: str | None = None) -> str:
@@ -304,40 +303,12 @@ async def bench(
     at = f"at {events:,} events"
     base = {q: f"{label} primary-key lookup {q} {at}" for q in ("p50", "p99")}
     return [
-        _row(f"{label} events loaded per second (bulk load)", rate, "appends/s"),
-        _row(base["p50"], base50, "ms"),
-        _row(base["p99"], base99, "ms"),
-        _row(f"{label} subject search p50 {at}", s50, "ms", base["p50"], s50 / base50),
-        _row(f"{label} subject search p99 {at}", s99, "ms", base["p99"], s99 / base99),
+        row(f"{label} events loaded per second (bulk load)", rate, "appends/s"),
+        row(base["p50"], base50, "ms"),
+        row(base["p99"], base99, "ms"),
+        row(f"{label} subject search p50 {at}", s50, "ms", (base["p50"], base50)),
+        row(f"{label} subject search p99 {at}", s99, "ms", (base["p99"], base99)),
     ]
-
-
-def _row(
-    figure: str,
-    value: float,
-    unit: str,
-    baseline: str | None = None,
-    ratio: float | None = None,
-) -> dict[str, Any]:
-    return {
-        "figure": figure,
-        "value": round(value, 3),
-        "unit": unit,
-        "baseline": baseline,
-        "ratio": None if ratio is None else round(ratio, 3),
-    }
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 async def main() -> None:
@@ -366,11 +337,8 @@ async def main() -> None:
             await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     if args.only:
         return  # a partial run does not overwrite the published figures
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps({"benchmark": "audit_search", "machine": machine(), "rows": results}, indent=2)
-    )
-    print(f"wrote {RESULTS.relative_to(REPO)}")
+    path = write("audit_search", results)
+    print(f"wrote {path.relative_to(REPO)}")
 
 
 if __name__ == "__main__":
