@@ -13,9 +13,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import select
 
+from gateway.oauth import ClientCredentials
 from gateway.observability import TracedTransport, scrubbed_url
+from gateway.provider_tokens import exchange_token
 from gateway.storage import audit_tables, connections, create_engine
 from gateway.vault import KeyRing, token_row
+from providers import facebook, instagram
+from providers.base import Provider, TokenExchange
 from tests.conftest import Servers
 from tests.gateway.conftest import CUSTOMER, Stack, build_stack
 
@@ -88,6 +92,47 @@ async def test_a_traced_transport_gives_each_request_a_client_span() -> None:
         StatusCode.ERROR,
         StatusCode.ERROR,
     ]
+
+
+@pytest.mark.parametrize(
+    ("provider", "exchange"),
+    [
+        (instagram.PROVIDER, instagram.PROVIDER.oauth.refresh_by_exchange),
+        (facebook.PROVIDER, facebook.PROVIDER.oauth.long_lived_exchange),
+    ],
+    ids=["instagram-refresh", "facebook-long-lived"],
+)
+async def test_meta_token_exchanges_keep_their_query_secrets_out_of_spans(
+    provider: Provider, exchange: TokenExchange | None
+) -> None:
+    """Meta trades tokens in the query string: the span names the parameters, never the values."""
+    assert exchange is not None
+    token, secret, fresh = "IGQVJ-old-canary-token", "app-secret-canary", "IGQVJ-new-canary-token"
+    seen: list[httpx.URL] = []
+
+    def meta(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url)
+        return httpx.Response(200, json={"access_token": fresh, "expires_in": 5_184_000})
+
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider(shutdown_on_exit=False)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    transport = TracedTransport(httpx.MockTransport(meta), tracer_provider.get_tracer("test"))
+    async with httpx.AsyncClient(transport=transport) as http:
+        tokens = await exchange_token(
+            http, provider, ClientCredentials("app-id", secret), token, exchange
+        )
+
+    assert tokens.access_token == fresh
+    [sent] = seen
+    assert sent.params[exchange.token_param] == token, "the token did travel in the query"
+    [span] = spans.get_finished_spans()
+    url_full = str(_attrs(span)["url.full"])
+    assert f"{exchange.token_param}=REDACTED" in url_full
+    assert f"grant_type={exchange.grant_type}" in url_full
+    raw = repr((span.name, _attrs(span), span.events))
+    for name, canary in {"old token": token, "client secret": secret, "new token": fresh}.items():
+        assert canary not in raw, f"{name} in the span"
 
 
 async def test_a_refreshed_and_retried_read_shows_every_call_in_its_audit_event(
