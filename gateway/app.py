@@ -26,6 +26,7 @@ from gateway.observability import TraceSummaryRecorder, TracingMiddleware, confi
 from gateway.problems import database_error, http_exception, linkgate_error, unexpected_error
 from gateway.processor_requests.jobs import processor_jobs
 from gateway.records import route as records_route
+from gateway.request_limits import request_limits
 from gateway.runtime import open_runtime
 from gateway.upstream import RetryPolicy
 from gateway.web import connect as connect_pages
@@ -129,7 +130,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(SecurityHeadersMiddleware)],
+        middleware=[Middleware(SecurityHeadersMiddleware), *request_limits(settings)],
         exception_handlers={
             LinkgateError: linkgate_error,
             HTTPException: http_exception,

@@ -31,6 +31,10 @@ DEFAULT_DB_POOL_SIZE = 10
 # a connect) before the request fails with a 503 instead of hanging.
 DEFAULT_DB_TIMEOUT = 10.0
 DEFAULT_UPSTREAM_TIMEOUT = 10.0
+DEFAULT_MAX_REQUEST_BODY = 1024 * 1024  # bytes; API bodies are small JSON documents
+DEFAULT_MAX_REQUEST_HEADERS = 16 * 1024  # bytes, all header lines together
+DEFAULT_RATE_LIMIT = 0.0  # requests/s per key and replica; 0 is off (set it in production)
+DEFAULT_RATE_LIMIT_BURST = 100
 DEFAULT_UPSTREAM_MAX_CONNECTIONS = 100
 DEFAULT_UPSTREAM_MAX_BODY = 10 * 1024 * 1024
 DEFAULT_WEBHOOK_MAX_ATTEMPTS = 12  # then the delivery is abandoned
@@ -87,6 +91,10 @@ class Settings:
     refresh_margin: int = DEFAULT_REFRESH_MARGIN
     db_pool_size: int = DEFAULT_DB_POOL_SIZE
     db_timeout: float = DEFAULT_DB_TIMEOUT
+    max_request_body: int = DEFAULT_MAX_REQUEST_BODY
+    max_request_headers: int = DEFAULT_MAX_REQUEST_HEADERS
+    rate_limit: float = DEFAULT_RATE_LIMIT
+    rate_limit_burst: int = DEFAULT_RATE_LIMIT_BURST
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
     upstream_max_connections: int = DEFAULT_UPSTREAM_MAX_CONNECTIONS
     upstream_max_body: int = DEFAULT_UPSTREAM_MAX_BODY
@@ -126,6 +134,10 @@ _ENV: dict[str, tuple[str, str]] = {
     "LINKGATE_REFRESH_MARGIN": ("refresh_margin", "int"),
     "LINKGATE_DB_POOL_SIZE": ("db_pool_size", "int"),
     "LINKGATE_DB_TIMEOUT": ("db_timeout", "float"),
+    "LINKGATE_MAX_REQUEST_BODY": ("max_request_body", "int"),
+    "LINKGATE_MAX_REQUEST_HEADERS": ("max_request_headers", "int"),
+    "LINKGATE_RATE_LIMIT": ("rate_limit", "float"),
+    "LINKGATE_RATE_LIMIT_BURST": ("rate_limit_burst", "int"),
     "LINKGATE_UPSTREAM_TIMEOUT": ("upstream_timeout", "float"),
     "LINKGATE_UPSTREAM_MAX_CONNECTIONS": ("upstream_max_connections", "int"),
     "LINKGATE_UPSTREAM_MAX_BODY": ("upstream_max_body", "int"),
@@ -202,6 +214,9 @@ def validate(settings: Settings) -> list[str]:
         ("LINKGATE_DB_POOL_SIZE", settings.db_pool_size),
         ("LINKGATE_UPSTREAM_MAX_CONNECTIONS", settings.upstream_max_connections),
         ("LINKGATE_DB_TIMEOUT", settings.db_timeout),
+        ("LINKGATE_MAX_REQUEST_BODY", settings.max_request_body),
+        ("LINKGATE_MAX_REQUEST_HEADERS", settings.max_request_headers),
+        ("LINKGATE_RATE_LIMIT_BURST", settings.rate_limit_burst),
     ):
         if number <= 0:
             problems.append(f"{label}: must be positive")
@@ -209,6 +224,8 @@ def validate(settings: Settings) -> list[str]:
     problems.extend(_webhook_problems(settings))
     if settings.refresh_margin < 0:
         problems.append("LINKGATE_REFRESH_MARGIN: must not be negative")
+    if settings.rate_limit < 0:
+        problems.append("LINKGATE_RATE_LIMIT: must not be negative (0 turns it off)")
     if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:
         problems.append("LINKGATE_LOG_LEVEL: one of debug, info, warning, error")
     problems.extend(_provider_problems(settings))

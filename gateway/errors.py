@@ -22,6 +22,9 @@ The tree::
     │   ├── UpstreamMalformed            502  upstream-malformed
     │   ├── UpstreamRateLimited          429  upstream-rate-limited
     │   └── UpstreamUnavailable          503  upstream-unavailable
+    ├── RequestTooLarge                  413  request-too-large
+    ├── RequestHeadersTooLarge           431  request-headers-too-large
+    ├── RateLimited                      429  rate-limited
     ├── AuditUnavailable                 503  audit-unavailable
     ├── DatabaseUnavailable              503  database-unavailable
     └── SubjectControlsUnavailable       503  subject-controls-unavailable
@@ -195,6 +198,28 @@ class UpstreamUnavailable(UpstreamError):
     problem = "upstream-unavailable"
     status = 503
     title = "The provider is unavailable"
+
+
+class RequestTooLarge(LinkgateError):
+    problem = "request-too-large"
+    status = 413
+    title = "The request body is larger than this gateway accepts"
+
+
+class RequestHeadersTooLarge(LinkgateError):
+    """RFC 6585 §5."""
+
+    problem = "request-headers-too-large"
+    status = 431
+    title = "The request's headers are larger than this gateway accepts"
+
+
+class RateLimited(LinkgateError):
+    """This caller's key sent more requests than its rate allows (RFC 6585 §4)."""
+
+    problem = "rate-limited"
+    status = 429
+    title = "Too many requests with this key; retry after the pause given"
 
 
 class AuditUnavailable(LinkgateError):

@@ -1,0 +1,189 @@
+"""Abuse limits on inbound requests: size of headers and body, and rate per credential.
+
+Two pure ASGI middlewares, outermost in the app, so an oversized or
+over-the-rate request costs no database round trip:
+
+* :class:`RequestSizeLimit`: headers over ``max_header_bytes`` are a 431
+  (RFC 6585 §5); a body over ``max_body_bytes`` is a 413, refused from its
+  ``Content-Length`` before it is read, or once a chunked body passes the limit.
+* :class:`CredentialRateLimit`: a token bucket per bearer credential (service
+  and auditor keys), refilled at ``rate`` per second up to ``burst``; an empty
+  bucket is a 429 with ``Retry-After`` (RFC 6585 §4, RFC 9110 §10.2.3) saying
+  when the next request will be accepted. Buckets live in this process, so N
+  replicas allow N times the rate; keys are held as SHA-256 digests, and the
+  least recently seen buckets are forgotten past ``max_tracked`` credentials.
+
+Both answer with problem+json from :mod:`gateway.errors`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.config import Settings
+from gateway.errors import LinkgateError, RateLimited, RequestHeadersTooLarge, RequestTooLarge
+from gateway.problems import problem_response
+
+__all__ = [
+    "DEFAULT_MAX_TRACKED",
+    "CredentialRateLimit",
+    "RequestSizeLimit",
+    "TokenBucket",
+    "request_limits",
+]
+
+DEFAULT_MAX_TRACKED = 10_000  # credentials with a bucket; an attacker's random keys cannot grow it
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """``burst`` requests at once, then ``rate`` per second; a pure core over a given clock."""
+
+    rate: float
+    burst: float
+    tokens: float
+    updated: float
+
+    def take(self, now: float) -> float:
+        """Take one token; 0.0 when granted, else the seconds until one will be there."""
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _refuse(error: LinkgateError, scope: Scope, receive: Receive, send: Send) -> None:
+    response = problem_response(error.to_problem(scope.get("path")), error.status, error.headers)
+    await response(scope, receive, send)
+
+
+class RequestSizeLimit:
+    def __init__(self, app: ASGIApp, *, max_header_bytes: int, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_header_bytes = max_header_bytes
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        if sum(len(name) + len(value) + 4 for name, value in headers) > self.max_header_bytes:
+            await _refuse(RequestHeadersTooLarge(), scope, receive, send)
+            return
+        declared = dict(headers).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await _refuse(
+                RequestTooLarge(f"at most {self.max_body_bytes} bytes"), scope, receive, send
+            )
+            return
+        received = 0
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        except _BodyTooLarge:
+            if started:
+                raise  # too late for a clean answer; the server drops the connection
+            await _refuse(
+                RequestTooLarge(f"at most {self.max_body_bytes} bytes"), scope, receive, send
+            )
+
+
+class CredentialRateLimit:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        rate: float,
+        burst: int,
+        max_tracked: int = DEFAULT_MAX_TRACKED,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app = app
+        self.rate = rate
+        self.burst = burst
+        self.max_tracked = max_tracked
+        self.clock = clock
+        self._buckets: OrderedDict[bytes, TokenBucket] = OrderedDict()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        credential = _bearer(scope) if scope["type"] == "http" else None
+        if credential is None:
+            await self.app(scope, receive, send)
+            return
+        wait = self._take(hashlib.sha256(credential).digest())
+        if wait > 0:
+            retry_after = str(max(1, math.ceil(wait)))
+            error = RateLimited(headers={"Retry-After": retry_after})
+            await _refuse(error, scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _take(self, key: bytes) -> float:
+        now = self.clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = TokenBucket(self.rate, float(self.burst), float(self.burst), now)
+            self._buckets[key] = bucket
+            if len(self._buckets) > self.max_tracked:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket.take(now)
+
+
+def _bearer(scope: Scope) -> bytes | None:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, credential = value.partition(b" ")
+            if scheme.lower() == b"bearer" and credential.strip():
+                return credential.strip()
+    return None
+
+
+def request_limits(settings: Settings) -> list[Middleware]:
+    """The limits ``settings`` asks for, outermost first."""
+    limits = [
+        Middleware(
+            RequestSizeLimit,
+            max_header_bytes=settings.max_request_headers,
+            max_body_bytes=settings.max_request_body,
+        )
+    ]
+    if settings.rate_limit > 0:
+        limits.append(
+            Middleware(
+                CredentialRateLimit, rate=settings.rate_limit, burst=settings.rate_limit_burst
+            )
+        )
+    return limits

@@ -1,0 +1,110 @@
+"""Abuse limits: requests per key, request size, and how long connect links and states live."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from gateway.request_limits import TokenBucket
+from gateway.storage import connect_sessions, create_engine, writer
+from tests.conftest import Servers
+from tests.gateway.conftest import CUSTOMER, OTHER_CUSTOMER, Stack, build_stack
+
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+def test_a_bucket_grants_its_burst_then_says_how_long_to_wait() -> None:
+    """Three at once, the fourth waits one refill; time refills it."""
+    bucket = TokenBucket(rate=0.5, burst=3.0, tokens=3.0, updated=100.0)
+
+    granted = [bucket.take(100.0) for _ in range(3)]
+    refused = bucket.take(100.0)
+    later = bucket.take(102.0)  # two seconds at 0.5/s: one token back
+
+    assert granted == [0.0, 0.0, 0.0]
+    assert refused == 2.0
+    assert later == 0.0
+
+
+def _assert_problem(response: httpx.Response, status: int, problem: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"].endswith("/" + problem)
+
+
+@pytest.fixture
+async def limited(database_url: str, servers: Servers) -> Stack:
+    """A gateway allowing a burst of 3 per key, refilled too slowly to matter in a test."""
+    return await build_stack(
+        database_url, servers, auto_approve=True, rate_limit=0.001, rate_limit_burst=3
+    )
+
+
+@sqlite_only
+async def test_a_key_over_its_rate_gets_429_with_retry_after(limited: Stack) -> None:
+    """The fourth request of one key is refused; another key is still served."""
+    params = {"customer_id": CUSTOMER}
+    async with limited.api() as api:
+        served = [(await api.get("/v1/connections", params=params)).status_code for _ in range(3)]
+        refused = await api.get("/v1/connections", params=params)
+    async with limited.api(limited.other_key) as other:
+        neighbour = await other.get("/v1/connections", params={"customer_id": OTHER_CUSTOMER})
+
+    assert served == [200, 200, 200]
+    _assert_problem(refused, 429, "rate-limited")
+    assert int(refused.headers["retry-after"]) >= 1
+    assert neighbour.status_code == 200
+
+
+@sqlite_only
+async def test_bodies_and_headers_over_the_limits_are_refused(stack: Stack) -> None:
+    """A body over 1 MiB (declared or chunked) is a 413; 16 KiB of headers is a 431."""
+    huge = b'{"customer_id": "' + b"a" * (2 * 1024 * 1024) + b'"}'
+
+    async def chunked() -> AsyncIterator[bytes]:
+        for start in range(0, len(huge), 65536):
+            yield huge[start : start + 65536]
+
+    async with stack.api() as api:
+        declared = await api.post(
+            "/v1/connect-sessions", content=huge, headers={"content-type": "application/json"}
+        )
+        streamed = await api.post(
+            "/v1/connect-sessions", content=chunked(), headers={"content-type": "application/json"}
+        )
+        crowded = await api.get(
+            "/v1/connections", params={"customer_id": CUSTOMER}, headers={"x-filler": "a" * 20_000}
+        )
+        normal = await api.post("/v1/connect-sessions", json={"customer_id": CUSTOMER})
+
+    _assert_problem(declared, 413, "request-too-large")
+    _assert_problem(streamed, 413, "request-too-large")
+    _assert_problem(crowded, 431, "request-headers-too-large")
+    assert normal.status_code == 201
+
+
+async def test_a_connect_link_past_its_lifetime_opens_nothing(stack: Stack) -> None:
+    """The link carries its expiry; once past it, the portal and the OAuth start refuse."""
+    session = await stack.connect_session()
+    expires_at = datetime.fromisoformat(session["expires_at"])
+    assert expires_at - datetime.now(UTC) <= timedelta(seconds=stack.settings.connect_session_ttl)
+    engine = create_engine(stack.settings.database_url)
+    try:
+        async with writer(engine).begin() as conn:
+            await conn.execute(
+                connect_sessions.update().values(
+                    expires_at=datetime.now(UTC) - timedelta(seconds=1)
+                )
+            )
+    finally:
+        await engine.dispose()
+    async with stack.browser() as browser:
+        portal = await browser.get(session["connect_url"])
+        start = await browser.get(f"{session['connect_url']}/sandbox")
+
+    assert portal.status_code == 404, portal.text
+    assert start.status_code == 404, start.text
+    assert "location" not in start.headers
