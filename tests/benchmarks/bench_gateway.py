@@ -29,7 +29,7 @@ requests** (``--rss-requests``) against its RSS right after start.
 records a flame graph of each linkgate target during its concurrency-32 cell.
 
 Prints a table and writes ``var/bench/bench_gateway.json`` (the shared contract,
-tests/benchmarks/contract.py). A full run takes about 2 to 3 minutes here
+tests/benchmarks/contract.py). A full run takes about 2 minutes here
 (most of it the 10,000 requests); ``--seconds 1 --rss-requests 1000
 --cpu-requests 300`` about one. PostgreSQL comes from
 ``LINKGATE_TEST_POSTGRES_URL`` (default ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``);

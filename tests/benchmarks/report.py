@@ -5,11 +5,11 @@
 Without ``--run`` it only reads ``var/bench/bench_*.json`` (the contract in
 tests/benchmarks/contract.py) and prints the table. ``make bench`` runs it with
 ``--run``: the scripts below in turn, each in its own process, then the table.
-A full run takes about 10 to 15 minutes on the 2-core machine the README
-names, most of it filling the audit log to 1,000,000 events and the gateway's
-10,000-request memory figure; ``--quick`` (``make bench-quick``) passes each
-script smaller sizes and takes about 3 minutes: its figures are noisier and not
-the ones to publish.
+A full run takes about 7 minutes on the 2-core machine the README names
+(audit search at 1,000,000 events about 2, the audited-vs-unaudited gateway
+about 2, the gateway table with its 10,000-request memory figure about 2);
+``--quick`` (``make bench-quick``) passes each script smaller sizes and takes
+about 3 minutes: its figures are noisier and not the ones to publish.
 
 Besides the table it writes ``var/bench/report.md`` (the same table, for the
 README) and ``var/bench/report.json`` (every row, with its benchmark), and
