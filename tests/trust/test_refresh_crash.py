@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import select
@@ -46,7 +47,7 @@ from gateway.vault import KeyRing, generate_key_entry, token_row
 from policies.vocabulary import CallerClass
 from providers.sandbox.server import create_sandbox_app
 from providers.sandbox.settings import ClientRegistration, SandboxSettings
-from tests.conftest import Servers
+from tests.conftest import POSTGRES_URL, Servers, _admin, _asyncpg_dsn
 from tests.replicas.conftest import (
     CLIENT_ID,
     CUSTOMER,
@@ -60,6 +61,7 @@ from tests.replicas.conftest import (
     _wait_ready,
 )
 from tests.trust.stalling_proxy import StallingProxy
+from tests.trust.test_slow_database import _audit_head_locked
 from tests.trust.token_gate import Hold, TokenGate
 
 WAIT = 60.0  # seconds before a test gives up waiting for a moment that should come
@@ -362,30 +364,76 @@ async def test_killed_after_the_commit_keeps_working_without_another_refresh(
     first = world.start("killed")
     cluster, connection_id = await _linked(world, first)
     before = await _row(world.database_url)
-    committed = threading.Event()
     read = asyncio.create_task(_read(cluster, first, connection_id))
 
-    async def watch() -> None:
-        # A condition, not a guess: the sealed refresh token in the row changes on commit.
-        while True:
-            if (await _row(world.database_url))["refresh_token"] != before["refresh_token"]:
-                committed.set()
-                return
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(watch(), WAIT)
+    # A condition, not a guess: the sealed refresh token in the row changes on commit.
+    await asyncio.wait_for(_until_rotated(world, before), WAIT)
     first.kill()
     await asyncio.gather(read, return_exceptions=True)  # done or dropped: both are fine here
 
     after = await _aftermath(world, cluster, connection_id)
 
-    assert committed.is_set()
     assert after.statuses == [200, 200]
     assert after.row["status"] == "active"
     assert after.refresh_requests == 1  # the killed process's; nobody reused a token
     assert after.webhook_events == []
     assert after.chain_ok
     assert after.leaks == []
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)  # fmt: skip
+async def test_killed_between_the_commit_and_its_audit_event_keeps_the_tokens_not_the_event(
+    world: World,
+) -> None:
+    """The rotated tokens are kept; the ``connection.refreshed`` event was never written."""
+    database = str(make_url(world.database_url).database)
+    # PostgreSQL ends a dead client's statement while it waits on a lock (PostgreSQL 14+).
+    await _admin(f'ALTER DATABASE "{database}" SET client_connection_check_interval = 50')
+    first = world.start("killed")
+    cluster, connection_id = await _linked(world, first)
+    before = await _row(world.database_url)
+    async with _audit_head_locked(world.database_url) as holder:
+        read = asyncio.create_task(_read(cluster, first, connection_id))
+        await asyncio.wait_for(_until_rotated(world, before), WAIT)  # committed; audit waits
+        first.kill()
+        await asyncio.gather(read, return_exceptions=True)
+        await asyncio.wait_for(_until_only_backend(database, holder), WAIT)
+
+    after = await _aftermath(world, cluster, connection_id)
+
+    assert after.statuses == [200, 200]
+    assert after.row["status"] == "active"
+    assert after.refresh_requests == 1
+    assert ("connection.refreshed", "allowed") not in after.actions  # the gap SECURITY.md names
+    assert after.chain_ok
+    assert after.leaks == []
+
+
+async def _until_rotated(world: World, before: dict[str, Any]) -> None:
+    """Return once the row's sealed refresh token differs from ``before``'s: the commit."""
+    while True:
+        if (await _row(world.database_url))["refresh_token"] != before["refresh_token"]:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def _until_only_backend(database: str, holder: int) -> None:
+    """Return once no session but ``holder`` (and this check) is left in ``database``."""
+    conn = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL, database))
+    try:
+        while True:
+            others = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 "
+                "AND pid <> pg_backend_pid() AND pid <> $2",
+                database,
+                holder,
+            )
+            if others == 0:
+                return
+            await asyncio.sleep(0.01)
+    finally:
+        await conn.close()
 
 
 def _assert_needs_reauth(after: Aftermath) -> None:

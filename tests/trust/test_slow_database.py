@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from gateway.audit import AuditStore
@@ -119,8 +119,11 @@ async def test_a_stalled_database_connection_is_a_bounded_503_and_then_recovers(
 
 
 @asynccontextmanager
-async def _audit_head_locked(database_url: str) -> AsyncIterator[None]:
-    """Hold the customer's audit head (a row lock on PostgreSQL, the write lock on SQLite)."""
+async def _audit_head_locked(database_url: str) -> AsyncIterator[int]:
+    """Hold the customer's audit head (a row lock on PostgreSQL, the write lock on SQLite).
+
+    Yields the holding session's PostgreSQL backend pid (0 on SQLite).
+    """
     engine = create_engine(database_url, timeout=30)
     try:
         async with writer(engine).begin() as conn:
@@ -128,7 +131,12 @@ async def _audit_head_locked(database_url: str) -> AsyncIterator[None]:
                 select(audit_tables.heads).where(audit_tables.heads.c.customer_id == CUSTOMER)
                 .with_for_update()
             )  # fmt: skip
-            yield
+            postgres = not database_url.startswith("sqlite")
+            yield (
+                int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+                if postgres
+                else 0
+            )
     finally:
         await engine.dispose()
 
