@@ -234,7 +234,10 @@ PROVIDER = Provider(
             authorize_url=f"{AUTHORITY}/oauth2/v2.0/authorize",
             token_url=f"{AUTHORITY}/oauth2/v2.0/token",
             # No RFC 7009 endpoint: disconnecting deletes our tokens; the admin removes
-            # the app's consent in My Apps to end the grant at Microsoft.
+            # the app's consent in My Apps to end the grant at Microsoft. (Microsoft Q&A
+            # 993951, answered by Microsoft: the way is Graph "user: revokeSignInSessions",
+            # which ends every app's sessions and needs User.ReadWrite.All-class
+            # permissions, far beyond this read-only grant.)
             revoke_url=None,
             userinfo_url="https://graph.microsoft.com/oidc/userinfo",
             jwks_url=f"{AUTHORITY}/discovery/v2.0/keys",
