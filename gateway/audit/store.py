@@ -248,7 +248,10 @@ class AuditStore:
             yield
         finally:
             self._holding = False
-            await self._drop_held()
+            # Closed outright rather than checked in: at shutdown the engine's pool
+            # may already be disposed, and a connection checked in to a disposed
+            # pool is never closed (its socket would be left to the collector).
+            await self._drop_held(invalidate=True)
 
     async def _drop_held(self, *, invalidate: bool = False) -> None:
         held, self._held = self._held, None
