@@ -128,6 +128,11 @@ def provider(mode: str) -> Fault:
     return fault
 
 
+async def provider_rate_limited(scene: Scene) -> httpx.Response:
+    await scene.sandbox("/_sandbox/faults", {"api": "rate_limited", "times": 10, "retry_after": 1})
+    return await scene.calls()
+
+
 async def refresh_refused(scene: Scene) -> httpx.Response:
     await scene.sandbox("/_sandbox/faults", {"refresh": "invalid_grant"})
     await scene.sandbox("/_sandbox/tokens/expire")
@@ -182,6 +187,7 @@ CASES = {
         for mode in MODES
     },
     "provider-unavailable": Case(provider_unavailable, 503),
+    "provider-rate-limited": Case(provider_rate_limited, 429),
     "refresh-refused": Case(refresh_refused, 409),
     "id-token-rejected": Case(id_token_rejected, 400),
     "database-refuses": Case(database_refuses, 503, postgres_only=True),
