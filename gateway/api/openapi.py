@@ -805,6 +805,30 @@ OPENAPI: dict[str, Any] = {
 }
 
 
+_METHODS = frozenset({"get", "put", "post", "delete", "patch"})
+
+
+def _with_request_limits(document: dict[str, Any]) -> dict[str, Any]:
+    """Every operation may meet gateway/request_limits.py before its handler: headers
+    over the limit (431), a body over it (413, operations with a body) and the
+    per-key rate limit (429, operations that take a bearer key)."""
+    for operations in document["paths"].values():
+        for method, operation in operations.items():
+            if method not in _METHODS:
+                continue  # path-level "parameters"
+            codes = [431]
+            if "requestBody" in operation:
+                codes.append(413)
+            if operation.get("security") != []:
+                codes.append(429)
+            for code, response in _problems(*codes).items():
+                operation["responses"].setdefault(code, response)
+    return document
+
+
+OPENAPI = _with_request_limits(OPENAPI)
+
+
 def for_deployment(
     document: dict[str, Any], *, providers: list[str], return_urls: tuple[str, ...]
 ) -> dict[str, Any]:

@@ -60,6 +60,26 @@ async def test_a_key_over_its_rate_gets_429_with_retry_after(limited: Stack) -> 
 
 
 @sqlite_only
+async def test_the_api_description_lists_the_limits_answers(limited: Stack) -> None:
+    """A client generated from /openapi.json knows every operation may meet the limits."""
+    async with limited.api() as api:
+        document = (await api.get("/openapi.json")).json()
+    operations = [
+        operation
+        for item in document["paths"].values()
+        for method, operation in item.items()
+        if method in {"get", "put", "post", "delete", "patch"}
+    ]
+    assert all("431" in operation["responses"] for operation in operations)
+    assert all(
+        "413" in operation["responses"] for operation in operations if "requestBody" in operation
+    )
+    keyed = [operation for operation in operations if operation.get("security") != []]
+    assert keyed
+    assert all("429" in operation["responses"] for operation in keyed)
+
+
+@sqlite_only
 async def test_bodies_and_headers_over_the_limits_are_refused(stack: Stack) -> None:
     """A body over 1 MiB (declared or chunked) is a 413; 16 KiB of headers is a 431."""
     huge = b'{"customer_id": "' + b"a" * (2 * 1024 * 1024) + b'"}'
