@@ -151,6 +151,16 @@ class ScopedTokenStore:
             return None
         return self._vault.open(sealed, row=token_row(connection_id, scoped_token_name(object_id)))
 
+    async def object_ids(self, connection_id: str) -> list[str]:
+        """The objects this connection holds a token for (ids only; nothing is unsealed)."""
+        async with self._engine.connect() as conn:
+            found = await conn.execute(
+                select(provider_tokens.c.object_id)
+                .where(provider_tokens.c.connection_id == connection_id)
+                .order_by(provider_tokens.c.object_id)
+            )
+            return [str(object_id) for object_id in found.scalars()]
+
     async def forget(self, connection_id: str) -> None:
         async with writer(self._engine).begin() as conn:
             await conn.execute(

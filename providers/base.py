@@ -88,6 +88,18 @@ Hooks a provider uses for its quirks (the gateway has no provider names in it):
     with ``from_kept_claims`` is served from them instead of an API call, then
     normalized, judged and audited like any other page. They are deleted with the
     connection's tokens.
+
+``Param.values_from`` (:class:`ValuesFrom`)
+    Where the gateway finds a required parameter's values when it walks a
+    connection by itself (a portability request), instead of a caller giving
+    them: the ids of the records of another resource of the same connection
+    (``ValuesFrom(resource="posts")`` for the sandbox's ``comments``; ``capture``
+    takes the value out of the id with a one-group regex, e.g. the UUID at the
+    end of a Calendly event URI), or the objects the connection holds scoped
+    tokens for (``ValuesFrom(scoped_objects=True)``, Meta Page ids). The parent
+    resource is fetched with the parameters already chosen, so a parameter
+    listed later may come from a resource that needs an earlier one. None: only
+    a caller can give it, and the walk names the resource as not fetched.
 """
 
 from __future__ import annotations
@@ -332,12 +344,35 @@ class Pagination:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ValuesFrom:
+    """Where a parameter's values are found: another resource's record ids, or scoped objects."""
+
+    resource: str = ""  # the ids of this resource's records (same connection)
+    capture: str = ""  # a regex whose one group is the value inside the record id; "": the id
+    scoped_objects: bool = False  # the objects the connection holds scoped tokens for
+
+    def __post_init__(self) -> None:
+        if bool(self.resource) == self.scoped_objects:
+            raise ValueError("ValuesFrom names either a resource or scoped_objects")
+        if self.capture and re.compile(self.capture).groups != 1:
+            raise ValueError("ValuesFrom.capture needs exactly one group")
+
+    def value_of(self, record_id: str) -> str | None:
+        """The parameter value a parent record's id gives, or None when it gives none."""
+        if not self.capture:
+            return record_id
+        found = re.fullmatch(self.capture, record_id)
+        return found.group(1) if found else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Param:
     """A resource parameter a caller must (or may) give, e.g. the post id of comments."""
 
     name: str
     pattern: str = r"[A-Za-z0-9_.:-]{1,128}"
     required: bool = True
+    values_from: ValuesFrom | None = None  # where a walk of the connection finds values
 
     def accepts(self, value: str) -> bool:
         return re.fullmatch(self.pattern, value) is not None

@@ -53,6 +53,7 @@ from providers.base import (
     Param,
     Provider,
     Resource,
+    ValuesFrom,
 )
 
 AUTH = "https://auth.calendly.com"
@@ -250,7 +251,16 @@ PROVIDER = Provider(
             path="/scheduled_events/{event_uuid}/invitees",
             normalize=normalize_invitee,
             items_path=("collection",),
-            params=(Param(name="event_uuid", pattern=r"[A-Za-z0-9-]{1,64}"),),
+            params=(
+                Param(
+                    name="event_uuid",
+                    pattern=r"[A-Za-z0-9-]{1,64}",
+                    # An event's record id is its URI, .../scheduled_events/{uuid}.
+                    values_from=ValuesFrom(
+                        resource="scheduled_events", capture=r".*/scheduled_events/([^/?#]+)"
+                    ),
+                ),
+            ),
             pagination=_PAGES,
             description="Who booked one of the linked user's events.",
         ),

@@ -48,6 +48,7 @@ from providers.base import (
     RevokeStyle,
     ScopedTokens,
     TokenExchange,
+    ValuesFrom,
 )
 from providers.meta import CURSOR_PAGES, ERRORS, GRAPH_VERSION, graph_account
 
@@ -94,7 +95,10 @@ CONVERSATION_FIELDS = (
     "id,updated_time,link,participants,messages.limit(25){id,message,from,to,created_time}"
 )
 
-_PAGE_ID = Param(name="page_id", pattern=r"[0-9]{1,32}")
+# A Page id: the Pages the user granted are the objects holding a scoped (Page) token.
+_PAGE_ID = Param(
+    name="page_id", pattern=r"[0-9]{1,32}", values_from=ValuesFrom(scoped_objects=True)
+)
 
 
 def normalize_post(item: JSONObject, ctx: NormalizeContext) -> Record:
@@ -263,7 +267,15 @@ PROVIDER = Provider(
             path="/{post_id}/comments",
             normalize=normalize_comment,
             query={"fields": COMMENT_FIELDS, "filter": "stream"},
-            params=(_PAGE_ID, Param(name="post_id", pattern=r"[0-9]{1,32}_[0-9]{1,32}")),
+            params=(
+                _PAGE_ID,
+                # The ids of the Page's posts, read with the page_id chosen first.
+                Param(
+                    name="post_id",
+                    pattern=r"[0-9]{1,32}_[0-9]{1,32}",
+                    values_from=ValuesFrom(resource="page.posts"),
+                ),
+            ),
             pagination=CURSOR_PAGES,
             scoped_token_param="page_id",  # noqa: S106 - a parameter name
             description="Comments on one of the Page's posts.",

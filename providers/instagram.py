@@ -47,6 +47,7 @@ from providers.base import (
     Provider,
     Resource,
     TokenExchange,
+    ValuesFrom,
 )
 from providers.meta import CURSOR_PAGES, ERRORS, GRAPH_VERSION, graph_account
 
@@ -246,7 +247,13 @@ PROVIDER = Provider(
             path="/{media_id}/comments",
             normalize=normalize_comment,
             query={"fields": COMMENT_FIELDS},
-            params=(Param(name="media_id", pattern=r"[0-9]{1,32}"),),
+            params=(
+                Param(
+                    name="media_id",
+                    pattern=r"[0-9]{1,32}",
+                    values_from=ValuesFrom(resource="media"),
+                ),
+            ),
             pagination=CURSOR_PAGES,
             description="Comments on one of the account's media.",
         ),

@@ -181,6 +181,10 @@ PROVIDER = Provider(
             path="/rest/posts?q=author&author=urn%3Ali%3Aorganization%3A{organization_id}",
             items_path=("elements",),
             normalize=normalize_post,
+            # No values_from: the organizations a member administers are listed by
+            # /rest/organizationAcls?q=roleAssignee, which needs r_organization_admin or
+            # rw_organization_admin (Microsoft Learn, "Organization Access Control by
+            # Role"), scopes this module does not ask for. Only a caller can name one.
             params=(Param(name="organization_id", pattern=r"[0-9]{1,20}"),),
             pagination=Pagination(
                 style=PageStyle.OFFSET,

@@ -6,6 +6,11 @@ machine-readable"; CCPA §1798.130(a)(2)(B) "readily usable format"). The
 records are exactly what the policies released for the request's purpose on
 a live fetch; the manifest lists each file with its SHA-256 so the receiver
 can check what it got. Sans-I/O: records in, bytes out.
+
+When the subject is a connection's account holder, the identity claims the
+gateway keeps for that connection (gateway.account_claims) are a file of their
+own, ``account_claims.json``, with their values; the manifest names which
+claims of which connection it holds.
 """
 
 from __future__ import annotations
@@ -21,10 +26,19 @@ from typing import Any
 
 from policies import RULE_IDS, Record
 
-__all__ = ["CSV_NAME", "JSON_NAME", "Bundle", "BundleFile", "build_bundle", "record_json"]
+__all__ = [
+    "CLAIMS_NAME",
+    "CSV_NAME",
+    "JSON_NAME",
+    "Bundle",
+    "BundleFile",
+    "build_bundle",
+    "record_json",
+]
 
 JSON_NAME = "records.json"
 CSV_NAME = "records.csv"
+CLAIMS_NAME = "account_claims.json"
 CSV_COLUMNS = ("provider", "connection_id", "resource", "record_id", "field", "category", "value")
 
 
@@ -99,9 +113,14 @@ def build_bundle(
     purpose: str,
     generated_at: datetime,
     sources: Sequence[Mapping[str, Any]],
-    not_fetched: Sequence[Mapping[str, str]] = (),
+    not_fetched: Sequence[Mapping[str, Any]] = (),
+    account_claims: Sequence[Mapping[str, Any]] = (),
 ) -> Bundle:
-    """The files and their manifest; equal inputs give byte-equal files."""
+    """The files and their manifest; equal inputs give byte-equal files.
+
+    ``account_claims``: per connection, ``{connection_id, provider, claims}`` kept
+    about the subject as its account holder; a file of their own when any.
+    """
     ordered = sorted(records, key=lambda r: (r["connection_id"], r["resource"], r["id"]))
     body = {
         "request_id": request_id,
@@ -109,7 +128,7 @@ def build_bundle(
         "generated_at": generated_at.isoformat(),
         "records": ordered,
     }
-    files = (
+    files: tuple[BundleFile, ...] = (
         BundleFile(
             JSON_NAME,
             "application/json",
@@ -117,6 +136,21 @@ def build_bundle(
         ),
         BundleFile(CSV_NAME, "text/csv", _csv(ordered)),
     )
+    kept = sorted(account_claims, key=lambda c: c["connection_id"])
+    if kept:
+        claims_body = {
+            "request_id": request_id,
+            "customer_id": customer_id,
+            "generated_at": generated_at.isoformat(),
+            "account_claims": [dict(c) for c in kept],
+        }
+        files += (
+            BundleFile(
+                CLAIMS_NAME,
+                "application/json",
+                json.dumps(claims_body, sort_keys=True, indent=2, ensure_ascii=False).encode(),
+            ),
+        )
     manifest = {
         "request_id": request_id,
         "customer_id": customer_id,
@@ -128,6 +162,14 @@ def build_bundle(
         "policy": {"purpose": purpose, "rules": list(RULE_IDS)},
         "sources": [dict(s) for s in sources],
         "not_fetched": [dict(n) for n in not_fetched],
+        "account_claims": [
+            {
+                "connection_id": c["connection_id"],
+                "provider": c["provider"],
+                "claims": sorted(c["claims"]),
+            }
+            for c in kept
+        ],
         "files": [
             {
                 "name": f.name,

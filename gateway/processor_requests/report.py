@@ -37,7 +37,7 @@ def sources_of(events: Iterable[AuditEvent]) -> list[dict[str, Any]]:
 
 
 def access_report(
-    events: Iterable[AuditEvent], *, stored: Mapping[str, int], searched_hashes: int
+    events: Iterable[AuditEvent], *, stored: Mapping[str, Any], searched_hashes: int
 ) -> dict[str, Any]:
     """The report: disclosures summed up, sources, recipients, purposes, time span, stored data."""
     events = list(events)

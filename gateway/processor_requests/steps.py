@@ -10,12 +10,16 @@ and provider names, never an End User identifier.
 
 Per kind (privacy notice, "Your privacy rights"; GDPR Art. 15-21; CCPA §1798.100-.125):
 
-* ``access`` — what is stored about the subject, then a report built from the
-  audit log (:mod:`~gateway.processor_requests.report`).
+* ``access`` — what is stored about the subject (suppressions, consents, the
+  connections it linked and the account claims kept for them,
+  :mod:`~gateway.processor_requests.stored_claims`), then a report built from
+  the audit log (:mod:`~gateway.processor_requests.report`).
 * ``portability`` — a live, policy-filtered fetch through the customer's
   connections (purpose ``essential.legal_obligation``: "comply with
-  applicable laws ... and legal requests"), bundled as JSON and CSV with a
-  manifest (:mod:`~gateway.processor_requests.bundle`).
+  applicable laws ... and legal requests"), walking child resources per parent
+  (:mod:`~gateway.processor_requests.connection_walk`), bundled as JSON and CSV
+  with a manifest, plus the account claims kept about the subject as an
+  account holder (:mod:`~gateway.processor_requests.bundle`).
 * ``erasure`` — suppress (every later fetch drops the subject), withdraw
   consents, revoke and delete a connection whose account holder is the
   subject, delete stored downloads about the subject. Audit events keep
@@ -47,11 +51,13 @@ from gateway.connect.disconnect import disconnect, revoke_at_provider
 from gateway.connections import Connection, ConnectionStore, Status
 from gateway.errors import InvalidParameter
 from gateway.processor_requests.bundle import build_bundle, record_json
+from gateway.processor_requests.connection_walk import ConnectionWalk
 from gateway.processor_requests.machine import Kind
 from gateway.processor_requests.report import access_report, sources_of
 from gateway.processor_requests.store import ProcessorRequest, RequestStore
+from gateway.processor_requests.stored_claims import claims_export, claims_summary
 from gateway.provider_registry import ProviderRegistry
-from gateway.records import RecordsQuery, RecordsService
+from gateway.records import RecordsService
 from gateway.storage.engine import writer
 from gateway.storage.schema import subject_control_tables
 from gateway.subject_controls import ConsentStore, SuppressionKind, SuppressionStore
@@ -64,7 +70,6 @@ log = structlog.get_logger(__name__)
 # GDPR Art. 20 / CCPA §1798.130: answering the End User is a legal obligation
 # of the customer; the notice's "Meet legal obligations" purpose covers it.
 PORTABILITY_PURPOSE = "essential.legal_obligation"
-MAX_PAGES = 50  # per connection and resource: a bound, not an expected size
 MAX_EVENTS = 20_000  # audit events read for one report
 _SEARCH_PAGE = 1000
 
@@ -119,6 +124,29 @@ def _account_holder(services: Services, request: ProcessorRequest, c: Connection
         candidates.append(email_identifier(c.account_name))
     hashes = {services.hasher.hash(c.customer_id, str(i)) for i in candidates}
     return bool(hashes & set(request.subject_hashes))
+
+
+async def _account_holder_connections(
+    services: Services, request: ProcessorRequest
+) -> list[Connection]:
+    """The customer's connections whose account holder is the subject."""
+    return [
+        c
+        for c in await services.connections.list(request.customer_id)
+        if _account_holder(services, request, c)
+    ]
+
+
+async def _kept_claims(
+    services: Services, request: ProcessorRequest
+) -> list[tuple[Connection, dict[str, Any]]]:
+    """The identity claims kept for each connection the subject linked (gateway.account_claims)."""
+    kept = []
+    for connection in await _account_holder_connections(services, request):
+        claims = await services.connections.claims.get(connection.id)
+        if claims:
+            kept.append((connection, claims))
+    return kept
 
 
 async def _events(services: Services, request: ProcessorRequest) -> list[AuditEvent]:
@@ -179,15 +207,20 @@ async def stored_data(
             )
         )
         n_suppressions, n_consents = suppressions.scalar_one(), consents.scalar_one()
-    holder = [
-        c.id
-        for c in await services.connections.list(request.customer_id)
-        if _account_holder(services, request, c)
-    ]
+    holder = await _account_holder_connections(services, request)
+    now = services.store.clock()
+    claims = []
+    for connection, kept in await _kept_claims(services, request):
+        configured = services.providers.get(connection.provider)
+        provider = configured.provider if configured is not None else None
+        claims.append(claims_summary(connection, provider, kept, now))
     return {
         "suppressions": int(n_suppressions),
         "consents": int(n_consents),
         "connections_as_account_holder": len(holder),
+        # Names, categories and counts only: like the rest of this part, no values.
+        "account_claims": sum(c["count"] for c in claims),
+        "account_claims_by_connection": claims,
         # The gateway caches no records: what it releases it fetches live.
         "cached_records": 0,
     }
@@ -208,11 +241,11 @@ async def audit_log_report(
 async def fetch_and_bundle(
     services: Services, request: ProcessorRequest, _done: Mapping[str, Output]
 ) -> Output:
-    """Fetch every page of every resource live, keep the subject's released records, bundle."""
+    """Walk every connection live, keep the subject's released records, add kept claims, bundle."""
     caller = services.actor(request, [PORTABILITY_PURPOSE])
     wanted = set(request.subject_hashes)
     found: list[dict[str, Any]] = []
-    skipped: list[dict[str, str]] = []
+    skipped: list[dict[str, Any]] = []
     for connection in await services.connections.list(request.customer_id):
         if connection.status not in (Status.ACTIVE, Status.REFRESHING):
             skipped.append({"connection_id": connection.id, "reason": connection.status.value})
@@ -221,40 +254,25 @@ async def fetch_and_bundle(
         if provider is None:
             skipped.append({"connection_id": connection.id, "reason": "provider not configured"})
             continue
-        for resource in provider.provider.resources.values():
-            required = [p.name for p in resource.params if p.required]
-            if required:
-                skipped.append(
-                    {
-                        "connection_id": connection.id,
-                        "resource": resource.name,
-                        "reason": f"needs parameter {required[0]}",
-                    }
-                )
-                continue
-            cursor: str | None = None
-            for _ in range(MAX_PAGES):
-                page = await services.records.read(
-                    caller,
-                    RecordsQuery(
-                        connection_id=connection.id,
-                        resource=resource.name,
-                        purpose=PORTABILITY_PURPOSE,
-                        limit=str(resource.pagination.max_limit),
-                        cursor=cursor,
-                    ),
-                )
-                for record in page.records:
-                    hashes = {
-                        services.hasher.hash(request.customer_id, str(i))
-                        for s in record.subjects
-                        for i in s.identifiers
-                    }
-                    if hashes & wanted:
-                        found.append(record_json(record))
-                cursor = page.next_cursor
-                if cursor is None:
-                    break
+        walk = ConnectionWalk(
+            records_service=services.records,
+            connections=services.connections,
+            caller=caller,
+            purpose=PORTABILITY_PURPOSE,
+            connection=connection,
+            provider=provider.provider,
+        )
+        await walk.run()
+        skipped.extend(walk.not_fetched)
+        for record in walk.records:
+            hashes = {
+                services.hasher.hash(request.customer_id, str(i))
+                for s in record.subjects
+                for i in s.identifiers
+            }
+            if hashes & wanted:
+                found.append(record_json(record))
+    claims = [claims_export(c, kept) for c, kept in await _kept_claims(services, request)]
     bundle = build_bundle(
         found,
         request_id=request.id,
@@ -263,6 +281,7 @@ async def fetch_and_bundle(
         generated_at=services.store.clock(),
         sources=_sources(found),
         not_fetched=skipped,
+        account_claims=claims,
     )
     for file in bundle.files:
         await services.store.save_file(
@@ -380,9 +399,7 @@ async def disconnect_account_holder(
 ) -> Output:
     """Revoke and delete every connection the subject linked as its account holder."""
     deleted: list[str] = []
-    for connection in await services.connections.list(request.customer_id):
-        if not _account_holder(services, request, connection):
-            continue
+    for connection in await _account_holder_connections(services, request):
         if connection.status is not Status.REVOKED:
             await disconnect(
                 connection,
@@ -403,9 +420,7 @@ async def suppress_account_holder_connections(
 ) -> Output:
     """Revoke the account holder's tokens at the provider; the connection becomes ``suppressed``."""
     changed: list[str] = []
-    for connection in await services.connections.list(request.customer_id):
-        if not _account_holder(services, request, connection):
-            continue
+    for connection in await _account_holder_connections(services, request):
         if connection.status is Status.SUPPRESSED:
             changed.append(connection.id)
             continue

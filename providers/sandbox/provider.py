@@ -11,6 +11,7 @@ from providers.base import (
     Param,
     Provider,
     Resource,
+    ValuesFrom,
     oidc_account,
 )
 from providers.sandbox.normalize import (
@@ -73,7 +74,13 @@ PROVIDER = Provider(
             name="comments",
             path="/posts/{post_id}/comments",
             normalize=normalize_comment,
-            params=(Param(name="post_id", pattern=r"post_[0-9]{1,12}"),),
+            params=(
+                Param(
+                    name="post_id",
+                    pattern=r"post_[0-9]{1,12}",
+                    values_from=ValuesFrom(resource="posts"),
+                ),
+            ),
             pagination=_PAGED,
             description="Comments on one of the page's posts.",
         ),

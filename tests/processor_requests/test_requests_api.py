@@ -31,23 +31,36 @@ def _mentions_jane(record: dict[str, Any]) -> bool:
 
 
 async def _allowed_for_jane(stack: Stack, connection_id: str) -> set[str]:
-    """What the records API releases about Jane for the same purpose, page by page."""
+    """What the records API releases about Jane for the same purpose, page by page.
+
+    Comments are asked for post by post, for every post released to the same caller.
+    """
     key = await new_key(stack, CallerKind.SERVICE, customers=[CUSTOMER], purposes=(LEGAL,))
     found: set[str] = set()
     async with stack.api(key) as api:
-        for resource in ("profile", "posts", "conversations", "events"):
+
+        async def every_page(resource: str, **extra: str) -> list[dict[str, Any]]:
+            records: list[dict[str, Any]] = []
             cursor = None
             while True:
-                params = {"purpose": LEGAL, **({"cursor": cursor} if cursor else {})}
+                params = {"purpose": LEGAL, **extra, **({"cursor": cursor} if cursor else {})}
                 page = (
                     await api.get(
                         f"/v1/connections/{connection_id}/records/{resource}", params=params
                     )
                 ).json()
-                found |= {f"{resource}/{r['id']}" for r in page["records"] if _mentions_jane(r)}
+                records += page["records"]
                 cursor = page["next_cursor"]
                 if cursor is None:
-                    break
+                    return records
+
+        for resource in ("profile", "posts", "conversations", "events"):
+            records = await every_page(resource)
+            found |= {f"{resource}/{r['id']}" for r in records if _mentions_jane(r)}
+            if resource == "posts":
+                for post in records:
+                    comments = await every_page("comments", post_id=post["id"])
+                    found |= {f"comments/{c['id']}" for c in comments if _mentions_jane(c)}
     return found
 
 
