@@ -28,6 +28,12 @@ ENDPOINTS = {
 PAGE = "1029384756"
 ACCOUNTS = {"data": [{"access_token": "fb-page-token", "name": "Acme", "id": PAGE}]}
 JANE_ROE = "5550001"  # the author of comment 1_900 in comments_page1.json
+# Graph's HTTP 400 for an object that is gone or cannot be read: code 100, subcode 33,
+# GraphMethodException (as SDK users report it, e.g. roughike/flutter_facebook_login#44).
+DELETED = {"error": {"message": "Unsupported get request. Object with ID '1029384756_1' does not "
+                     "exist, cannot be loaded due to missing permissions, or does not support "
+                     "this operation.", "type": "GraphMethodException", "code": 100,
+                     "error_subcode": 33, "fbtrace_id": "AbCdEf"}}  # fmt: skip
 
 
 def _pages(name: str, *numbers: int) -> list[httpx.Response]:
@@ -100,3 +106,42 @@ async def _finished(api: httpx.AsyncClient, request_id: str) -> dict[str, Any]:
             return body
         await asyncio.sleep(0.1)
     raise AssertionError(f"request still {body['status']}")
+
+
+async def test_a_post_whose_comments_the_provider_refuses_is_named_not_fetched(
+    provider_gateway: Any,  # noqa: F811
+) -> None:
+    """Graph's answer for a deleted object (code 100) leaves that post's comments out, by name."""
+    gw, connection_id = await _linked(provider_gateway)
+    gw.router.get(url__startswith=f"{BASE}/{PAGE}/feed").mock(side_effect=_pages("feed", 1, 2, 3))
+    gw.router.get(url__startswith=f"{BASE}/{PAGE}_1/comments").mock(
+        return_value=httpx.Response(400, json=DELETED)
+    )
+    gw.router.get(url__startswith=f"{BASE}/{PAGE}/conversations").mock(
+        side_effect=_pages("conversations", 1, 2)
+    )
+    async with gw.api() as api:
+        filed = await api.post(
+            "/v1/processor-requests",
+            json={
+                "customer_id": CUSTOMER,
+                "kind": "portability",
+                "subject": {"provider_user_ids": [{"provider": "facebook", "id": JANE_ROE}]},
+                "verified_by": "dpo@acme",
+            },
+        )
+        done = await _finished(api, filed.json()["id"])
+
+    manifest = done["result"]["manifest"]
+    assert manifest["not_fetched"] == [
+        {
+            "connection_id": connection_id,
+            "resource": "page.comments",
+            "reason": "the provider refused it (upstream)",
+            "params": {"page_id": PAGE, "post_id": f"{PAGE}_1"},
+        }
+    ]
+    assert manifest["sources"] == [
+        {"provider": "facebook", "connection_id": connection_id,
+         "resource": "page.conversations", "records": 1}
+    ]  # fmt: skip
