@@ -138,11 +138,11 @@ async def _account_holder_connections(
 
 
 async def _kept_claims(
-    services: Services, request: ProcessorRequest
+    services: Services, holder_of: Sequence[Connection]
 ) -> list[tuple[Connection, dict[str, Any]]]:
-    """The identity claims kept for each connection the subject linked (gateway.account_claims)."""
+    """The identity claims kept for each of these connections (gateway.account_claims)."""
     kept = []
-    for connection in await _account_holder_connections(services, request):
+    for connection in holder_of:
         claims = await services.connections.claims.get(connection.id)
         if claims:
             kept.append((connection, claims))
@@ -190,7 +190,7 @@ def _reason(request: ProcessorRequest) -> str:
 async def stored_data(
     services: Services, request: ProcessorRequest, _done: Mapping[str, Output]
 ) -> Output:
-    """What the gateway itself keeps about the subject (all by keyed hash)."""
+    """What the gateway itself keeps about the subject, found by keyed hash; counts, no values."""
     t = subject_control_tables
     hashes = list(request.subject_hashes)
     async with services.engine.connect() as conn:
@@ -210,7 +210,7 @@ async def stored_data(
     holder = await _account_holder_connections(services, request)
     now = services.store.clock()
     claims = []
-    for connection, kept in await _kept_claims(services, request):
+    for connection, kept in await _kept_claims(services, holder):
         configured = services.providers.get(connection.provider)
         provider = configured.provider if configured is not None else None
         claims.append(claims_summary(connection, provider, kept, now))
@@ -272,7 +272,8 @@ async def fetch_and_bundle(
             }
             if hashes & wanted:
                 found.append(record_json(record))
-    claims = [claims_export(c, kept) for c, kept in await _kept_claims(services, request)]
+    holder = await _account_holder_connections(services, request)
+    claims = [claims_export(c, kept) for c, kept in await _kept_claims(services, holder)]
     bundle = build_bundle(
         found,
         request_id=request.id,
