@@ -14,14 +14,17 @@ import secrets
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.errors import Forbidden, NotFound, Unauthenticated
+from gateway.single_flight import SingleFlight
 from gateway.storage import callers, writer
 from policies.vocabulary import CallerClass
 
@@ -145,6 +148,7 @@ class CallerCache:
     for ``ttl`` seconds: a key revoked elsewhere (the CLI, another replica)
     stops working within ``ttl`` everywhere. Unknown or revoked keys are not
     cached, so a new key works at once and garbage keys cannot fill the cache.
+    Concurrent misses on one key share one database read (:meth:`load`).
     """
 
     def __init__(
@@ -158,6 +162,10 @@ class CallerCache:
         self._size = size
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, Caller]] = OrderedDict()
+        self._loads: SingleFlight[str, Caller] = SingleFlight()
+        # Bumped by forget(): a read that began before a revocation must not put
+        # the caller back after the revocation dropped it.
+        self.generation = 0
 
     def get(self, key_hash: str) -> Caller | None:
         entry = self._entries.get(key_hash)
@@ -168,8 +176,9 @@ class CallerCache:
             return None
         return entry[1]
 
-    def put(self, key_hash: str, caller: Caller) -> None:
-        if self._ttl <= 0:
+    def put(self, key_hash: str, caller: Caller, *, read_at: int | None = None) -> None:
+        """Keep ``caller``; ``read_at`` is :attr:`generation` when its read began."""
+        if self._ttl <= 0 or (read_at is not None and read_at != self.generation):
             return
         self._entries[key_hash] = (self._clock() + self._ttl, caller)
         self._entries.move_to_end(key_hash)
@@ -178,8 +187,22 @@ class CallerCache:
 
     def forget(self, caller_id: str) -> None:
         """Drop ``caller_id`` now (a revocation made through this process)."""
+        self.generation += 1
+        self._loads.forget_all()  # keyed by key hash: any load may be this caller's
         for key_hash in [h for h, (_, c) in self._entries.items() if c.id == caller_id]:
             del self._entries[key_hash]
+
+    async def load(self, key_hash: str, read: Callable[[], Coroutine[Any, Any, Caller]]) -> Caller:
+        """``read()`` the caller and keep it; concurrent misses on ``key_hash`` share one read."""
+
+        read_at = self.generation  # now, not when the task starts: never after the read began
+
+        async def read_and_keep() -> Caller:
+            caller = await read()
+            self.put(key_hash, caller, read_at=read_at)
+            return caller
+
+        return await self._loads.run(key_hash, read_and_keep)
 
 
 async def authenticate(
@@ -201,9 +224,16 @@ async def authenticate(
     if not key.startswith(KEY_PREFIX[kind]):
         raise Unauthenticated(f"this endpoint needs a {kind.value} credential")
     key_hash = hash_key(key)
-    cached = cache.get(key_hash) if cache is not None else None
+    if cache is None:
+        return await _read_caller(engine, key_hash, kind)
+    cached = cache.get(key_hash)
     if cached is not None and cached.kind is kind:
         return cached
+    return await cache.load(key_hash, partial(_read_caller, engine, key_hash, kind))
+
+
+async def _read_caller(engine: AsyncEngine, key_hash: str, kind: CallerKind) -> Caller:
+    """The active caller of ``key_hash`` from the database (401 when unknown or revoked)."""
     async with engine.connect() as conn:
         row = (
             (await conn.execute(select(callers).where(callers.c.key_hash == key_hash)))
@@ -214,10 +244,7 @@ async def authenticate(
         raise Unauthenticated("unknown key")
     if row["revoked_at"] is not None:
         raise Unauthenticated("this key was revoked")
-    caller = _from_row(row)
-    if cache is not None:
-        cache.put(key_hash, caller)
-    return caller
+    return _from_row(row)
 
 
 def _from_row(row: object) -> Caller:

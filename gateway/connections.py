@@ -11,9 +11,10 @@ import enum
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -24,6 +25,7 @@ from gateway.account_claims import AccountClaimsStore
 from gateway.errors import NotFound
 from gateway.oauth import TokenSet
 from gateway.provider_tokens import ScopedTokenStore
+from gateway.single_flight import SingleFlight
 from gateway.storage import account_claims, connections, provider_tokens, writer
 from gateway.vault import KeyRing, token_row
 from gateway.webhooks import EventType, WebhookOutbox
@@ -128,7 +130,8 @@ class ConnectionCache:
 
     Without it every records request spent a pooled database connection (and,
     on PostgreSQL, a ping and BEGIN … ROLLBACK around the SELECT) re-reading a
-    row that changes on refresh, revoke and status changes only.
+    row that changes on refresh, revoke and status changes only. Concurrent
+    misses on one connection share one read (:meth:`load`).
     """
 
     def __init__(
@@ -147,6 +150,7 @@ class ConnectionCache:
         # Bumped by every forget(): a read that started before a change committed
         # must not put its older row back after the change dropped it.
         self.generation = 0
+        self._loads: SingleFlight[str, Connection | None] = SingleFlight()
 
     def get(self, connection_id: str) -> Connection | None:
         entry = self._entries.get(connection_id)
@@ -176,6 +180,34 @@ class ConnectionCache:
     def forget(self, connection_id: str) -> None:
         self.generation += 1
         self._entries.pop(connection_id, None)
+        self._loads.forget(connection_id)  # a read in flight began before the change
+
+    async def load(
+        self,
+        connection_id: str,
+        read: Callable[[], Coroutine[Any, Any, Connection | None]],
+        *,
+        shared: bool = True,
+    ) -> Connection | None:
+        """``read()`` the row and keep it; ``None``: no such connection (nothing kept).
+
+        ``shared``: concurrent misses on one id share one read (the records
+        path); otherwise this call reads on its own, starting now.
+        """
+
+        read_at = self.generation  # now, not when the task starts: never after the read began
+
+        async def read_and_keep() -> Connection | None:
+            found = await read()
+            if found is None:
+                self.forget(connection_id)
+            else:
+                self.put(found, read_at=read_at)
+            return found
+
+        if not shared:
+            return await read_and_keep()
+        return await self._loads.run(connection_id, read_and_keep)
 
 
 class ConnectionStore:
@@ -293,29 +325,27 @@ class ConnectionStore:
         ``cached``: the records path accepts a row read in the last
         :data:`CONNECTION_CACHE_TTL` seconds (see there for what that means).
         """
-        if cached and (hit := self.cache.get(connection_id)) is not None:
-            if hit.customer_id not in customers:
-                raise NotFound(f"no connection {connection_id!r}", refused_customer=hit.customer_id)
-            return hit
-        read_at = self.cache.generation
+        found = self.cache.get(connection_id) if cached else None
+        if found is None:
+            read = partial(self._read, connection_id)
+            found = await self.cache.load(connection_id, read, shared=cached)
+        if found is None or found.customer_id not in customers:
+            # Another customer's connection looks exactly like a missing one to
+            # the caller; its owner's log still records the attempt.
+            raise NotFound(
+                f"no connection {connection_id!r}",
+                refused_customer=found.customer_id if found is not None else None,
+            )
+        return found
+
+    async def _read(self, connection_id: str) -> Connection | None:
         async with self._engine.connect() as conn:
             row = (
                 (await conn.execute(select(connections).where(connections.c.id == connection_id)))
                 .mappings()
                 .first()
             )
-        if row is None:
-            self.cache.forget(connection_id)
-        if row is None or row["customer_id"] not in customers:
-            # Another customer's connection looks exactly like a missing one to
-            # the caller; its owner's log still records the attempt.
-            raise NotFound(
-                f"no connection {connection_id!r}",
-                refused_customer=row["customer_id"] if row is not None else None,
-            )
-        found = from_row(row)
-        self.cache.put(found, read_at=read_at)
-        return found
+        return None if row is None else from_row(row)
 
     async def list(self, customer_id: str) -> list[Connection]:
         query = (

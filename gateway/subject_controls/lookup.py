@@ -15,22 +15,26 @@ Most customers have no suppression and no consent at all; for them the
 lookup is skipped (:class:`ControlsPresence`): whether a customer has any is
 remembered for :data:`PRESENCE_TTL` seconds, forgotten at once when this
 process records one, so a suppression filed through *another* replica is in
-force here within that bound.
+force here within that bound. Concurrent misses on one customer share one
+read of it (:meth:`ControlsPresence.load`).
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from sqlalchemy import Select, exists, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit import SubjectHasher
 from gateway.errors import SubjectControlsUnavailable
+from gateway.single_flight import SingleFlight
 from gateway.subject_controls.tables import ALL_PURPOSES, SubjectControlTables
 from policies import Identifier, Record, is_within
 
@@ -71,6 +75,7 @@ class ControlsPresence:
         # Bumped by changed(): a read that began before a write committed must
         # not store its older answer after the write dropped it.
         self.generation = 0
+        self._loads: SingleFlight[str, Presence] = SingleFlight()
 
     def get(self, customer_id: str) -> Presence | None:
         entry = self._entries.get(customer_id)
@@ -93,6 +98,21 @@ class ControlsPresence:
         """A suppression or consent of ``customer_id`` was committed by this process."""
         self.generation += 1
         self._entries.pop(customer_id, None)
+        self._loads.forget(customer_id)  # a read in flight began before the write
+
+    async def load(
+        self, customer_id: str, read: Callable[[], Coroutine[Any, Any, Presence]]
+    ) -> Presence:
+        """``read()`` the presence and keep it; concurrent misses share one read."""
+
+        read_at = self.generation  # now, not when the task starts: never after the read began
+
+        async def read_and_keep() -> Presence:
+            presence = await read()
+            self.put(customer_id, presence, read_at=read_at)
+            return presence
+
+        return await self._loads.run(customer_id, read_and_keep)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,13 +194,13 @@ class SubjectControls:
         if known is not None and not _worth_asking(known, consent_required):
             return PageControls(purpose, hashes, frozenset(), {})
         try:
+            if known is None and self._presence is not None:
+                known = await self._presence.load(
+                    customer_id, partial(self._read_presence, customer_id)
+                )
+                if not _worth_asking(known, consent_required):
+                    return PageControls(purpose, hashes, frozenset(), {})
             async with self._engine.connect() as conn:
-                if known is None and self._presence is not None:
-                    read_at = self._presence.generation
-                    known = await self._read_presence(conn, customer_id)
-                    self._presence.put(customer_id, known, read_at=read_at)
-                    if not _worth_asking(known, consent_required):
-                        return PageControls(purpose, hashes, frozenset(), {})
                 for start in range(0, len(digests), _CHUNK):
                     chunk = digests[start : start + _CHUNK]
                     if known is None or known.suppressions:
@@ -206,18 +226,16 @@ class SubjectControls:
             suppressed_scopes={d: frozenset(s) for d, s in scopes.items()},
         )
 
-    async def _read_presence(self, conn: AsyncConnection, customer_id: str) -> Presence:
+    async def _read_presence(self, customer_id: str) -> Presence:
         # Both answers in one round trip; each EXISTS stops at the first row of the
         # primary key's (customer_id, ...) prefix.
         t = self._tables
-        row = (
-            await conn.execute(
-                select(
-                    exists().where(t.suppression_subjects.c.customer_id == customer_id),
-                    exists().where(t.consent_subjects.c.customer_id == customer_id),
-                )
-            )
-        ).one()
+        query = select(
+            exists().where(t.suppression_subjects.c.customer_id == customer_id),
+            exists().where(t.consent_subjects.c.customer_id == customer_id),
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).one()
         return Presence(suppressions=bool(row[0]), consents=bool(row[1]))
 
     def _suppressed(self, customer_id: str, digests: list[str]) -> Select[str, str]:

@@ -335,6 +335,8 @@ class Target:
     key: str
     pid: int
     expired_url: str | None = None  # a connection whose access token has expired
+    # PostgreSQL sessions the target opened over its life, known once it stopped
+    database_sessions: int | None = None
 
 
 async def _postgres_database() -> str:
@@ -362,6 +364,26 @@ async def _drop_postgres_database(url: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+async def _database_sessions(url: str) -> int:
+    """Sessions ever opened to ``url``'s database (pg_stat_database.sessions, PostgreSQL 14+).
+
+    A backend adds its count to the shared statistics when it exits at the
+    latest, so read it after the sessions to be counted have ended.
+    """
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(POSTGRES_URL).set(drivername="postgresql")
+    conn = await asyncpg.connect(admin.render_as_string(hide_password=False), timeout=5)
+    try:
+        found = await conn.fetchval(
+            "SELECT sessions FROM pg_stat_database WHERE datname = $1", make_url(url).database
+        )
+    finally:
+        await conn.close()
+    return int(found or 0)
 
 
 async def _seed(database_url: str, vault_keys: str, upstream: str) -> tuple[str, str, str]:
@@ -441,15 +463,22 @@ def linkgate(name: str, database_url: str, upstream: str, workdir: Path) -> Iter
         "LINKGATE_OTLP_ENDPOINT": upstream,
     }
     args = ["-m", "gateway", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    postgres = database_url.startswith("postgresql")
+    sessions_before = asyncio.run(_database_sessions(database_url)) if postgres else 0
     process = _spawn(args, SUT_CORE, env=env, log=workdir / f"{name}.log")
+    base = f"http://127.0.0.1:{port}"
+    query = f"purpose={PURPOSE}&limit={PAGE_LIMIT}"
+    url = f"{base}/v1/connections/{{}}/records/posts?{query}"
+    target = Target(name, url.format(connection_id), key, process.pid, url.format(expired_id))
     try:
-        base = f"http://127.0.0.1:{port}"
         _wait_http(f"{base}/readyz")
-        query = f"purpose={PURPOSE}&limit={PAGE_LIMIT}"
-        url = f"{base}/v1/connections/{{}}/records/posts?{query}"
-        yield Target(name, url.format(connection_id), key, process.pid, url.format(expired_id))
+        yield target
     finally:
         _stop(process)
+    if postgres:
+        time.sleep(1.0)  # the backends' own exit, after the client closed them
+        sessions = asyncio.run(_database_sessions(database_url)) - sessions_before
+        target.database_sessions = sessions
 
 
 @dataclass
@@ -636,8 +665,26 @@ def run(
                                 f"MiB after {rss_requests:,} requests",
                                 flush=True,
                             )
-                        rows += bench_target(target, seconds, profile_dir, cpu_requests)
+                        cells = bench_target(target, seconds, profile_dir, cpu_requests)
+                        rows += cells
                         linkgate_extras(target, upstream)
+                    served = (
+                        rss_requests
+                        + sum(r.requests for r in cells)
+                        + cpu_requests
+                        + STORM_REQUESTS
+                    )
+                    if target.database_sessions is not None:
+                        figure = (
+                            f"PostgreSQL sessions opened by {target.name} over its life "
+                            f"({served:,} measured requests and its warm-ups)"
+                        )
+                        extras.append(Extra(figure, target.database_sessions, "count"))
+                        print(
+                            f"  {target.name:<18} {target.database_sessions} PostgreSQL sessions "
+                            f"opened over {served:,} measured requests",
+                            flush=True,
+                        )
                 finally:
                     asyncio.run(_drop_postgres_database(postgres_url))
         finally:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.callers import (
     CALLER_CACHE_TTL,
+    Caller,
     CallerCache,
     CallerKind,
     authenticate,
     create_caller,
+    hash_key,
     revoke_caller,
 )
 from gateway.errors import Unauthenticated
@@ -109,3 +113,73 @@ def test_cache_is_bounded_and_drops_the_oldest() -> None:
     assert cache.get("h0") is None
     assert cache.get("h1") is made[1]
     assert cache.get("h2") is made[2]
+
+
+def _reads_of_callers(engine: AsyncEngine) -> list[str]:
+    """Every SELECT on the callers table this engine runs from now on."""
+    seen: list[str] = []
+
+    def on_execute(*args: Any) -> None:
+        statement = args[2]
+        if statement.lstrip().upper().startswith("SELECT") and "FROM callers" in statement:
+            seen.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
+    return seen
+
+
+async def test_concurrent_misses_share_one_read(engine: AsyncEngine) -> None:
+    """The entry expires under load: 32 requests in flight, one database read."""
+    clock = FakeClock()
+    cache = CallerCache(5.0, clock=clock)
+    caller, key = await create_caller(
+        engine, kind=CallerKind.SERVICE, name="crm", customers=["acme"]
+    )
+    header = f"Bearer {key}"
+    await authenticate(engine, header, CallerKind.SERVICE, cache=cache)
+    clock.now += 5.1
+    reads = _reads_of_callers(engine)
+    seen = await asyncio.gather(
+        *(authenticate(engine, header, CallerKind.SERVICE, cache=cache) for _ in range(32))
+    )
+    assert {found.id for found in seen} == {caller.id}
+    assert len(reads) == 1
+
+
+async def test_concurrent_unknown_keys_are_all_refused_and_never_cached(
+    engine: AsyncEngine,
+) -> None:
+    cache = CallerCache(60.0)
+    header = "Bearer lgk_" + "x" * 43
+    reads = _reads_of_callers(engine)
+    answers = await asyncio.gather(
+        *(authenticate(engine, header, CallerKind.SERVICE, cache=cache) for _ in range(8)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(answer, Unauthenticated) for answer in answers)
+    assert len(reads) == 1
+    with pytest.raises(Unauthenticated, match="unknown"):
+        await authenticate(engine, header, CallerKind.SERVICE, cache=cache)
+    assert len(reads) == 2  # a refusal is not remembered: a new key works at once
+
+
+async def test_a_read_that_began_before_a_revocation_is_not_cached(engine: AsyncEngine) -> None:
+    cache = CallerCache(60.0)
+    caller, key = await create_caller(
+        engine, kind=CallerKind.SERVICE, name="crm", customers=["acme"]
+    )
+    release = asyncio.Event()
+
+    async def old_read() -> Caller:
+        await release.wait()
+        return caller
+
+    key_hash = hash_key(key)
+    before = asyncio.create_task(cache.load(key_hash, old_read))
+    await asyncio.sleep(0)
+    await revoke_caller(engine, caller.id)
+    cache.forget(caller.id)  # revoked through this process while the read was in flight
+    release.set()
+    assert (await before).id == caller.id  # the request that began earlier
+    with pytest.raises(Unauthenticated, match="revoked"):
+        await authenticate(engine, f"Bearer {key}", CallerKind.SERVICE, cache=cache)

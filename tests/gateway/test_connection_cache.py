@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.connections import (
@@ -237,3 +237,90 @@ async def test_a_failed_refresh_drops_the_cached_connection(engine: AsyncEngine)
             connection.id, "old", forced=True
         )
     assert cache.get(connection.id) is None
+
+
+def _reads_of(engine: AsyncEngine, table: str) -> list[str]:
+    """Every SELECT on ``table`` this engine runs from now on (appended as it runs)."""
+    seen: list[str] = []
+
+    def on_execute(*args: Any) -> None:
+        statement = args[2]
+        if statement.lstrip().upper().startswith("SELECT") and f"FROM {table}" in statement:
+            seen.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
+    return seen
+
+
+async def test_concurrent_misses_share_one_read(engine: AsyncEngine) -> None:
+    """An expired entry under load: 32 requests in flight, one row read (not 32 checkouts)."""
+    clock = FakeClock()
+    store = ConnectionStore(engine, VAULT, cache=ConnectionCache(clock=clock))
+    connection = await linked(store)
+    await store.get(connection.id, customers=CUSTOMERS, cached=True)
+    clock.now += CONNECTION_CACHE_TTL + 0.01
+    reads = _reads_of(engine, "connections")
+    seen = await asyncio.gather(
+        *(store.get(connection.id, customers=CUSTOMERS, cached=True) for _ in range(32))
+    )
+    assert {found.id for found in seen} == {connection.id}
+    assert len(reads) == 1
+    with pytest.raises(NotFound):  # and the one read still answers each caller for itself
+        await asyncio.gather(
+            store.get(connection.id, customers=CUSTOMERS, cached=True),
+            store.get(connection.id, customers=frozenset({"globex"}), cached=True),
+        )
+
+
+async def test_uncached_reads_are_never_shared(engine: AsyncEngine) -> None:
+    """Paths that ask for the row as it is now (cached=False) each read it themselves."""
+    store = ConnectionStore(engine, VAULT)
+    connection = await linked(store)
+    reads = _reads_of(engine, "connections")
+    await asyncio.gather(*(store.get(connection.id, customers=CUSTOMERS) for _ in range(3)))
+    assert len(reads) == 3
+
+
+async def test_a_miss_after_a_change_does_not_join_a_read_begun_before_it(
+    engine: AsyncEngine,
+) -> None:
+    cache = ConnectionCache(clock=FakeClock())
+    connection = await linked(ConnectionStore(engine, VAULT))
+    revoked = replace(connection, status=Status.REVOKED, sealed_access_token=None)
+    release = asyncio.Event()
+
+    async def old_read() -> Connection | None:
+        await release.wait()
+        return connection
+
+    async def new_read() -> Connection | None:
+        return revoked
+
+    before = asyncio.create_task(cache.load(connection.id, old_read))
+    await asyncio.sleep(0)  # the old read is in flight
+    cache.forget(connection.id)  # this process revoked the connection meanwhile
+    after = await cache.load(connection.id, new_read)
+    release.set()
+    assert after.status is Status.REVOKED  # type: ignore[union-attr]
+    assert (await before) == connection  # the request that began earlier sees what it read
+    assert cache.get(connection.id) == revoked  # the older row never replaces the newer
+
+
+async def test_a_waiter_that_goes_away_does_not_cancel_the_shared_read(
+    engine: AsyncEngine,
+) -> None:
+    cache = ConnectionCache(clock=FakeClock())
+    connection = await linked(ConnectionStore(engine, VAULT))
+    release = asyncio.Event()
+
+    async def read() -> Connection | None:
+        await release.wait()
+        return connection
+
+    first = asyncio.create_task(cache.load(connection.id, read))
+    second = asyncio.create_task(cache.load(connection.id, read))
+    await asyncio.sleep(0)
+    first.cancel()  # its client disconnected
+    release.set()
+    assert await second == connection
+    assert cache.get(connection.id) == connection

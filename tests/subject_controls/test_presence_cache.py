@@ -7,10 +7,13 @@ than ``PRESENCE_TTL``.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit import AuditStore, AuditWriter, SubjectHasher
@@ -44,6 +47,7 @@ class Replica:
 
     def __init__(self, engine: AsyncEngine, hasher: SubjectHasher, audit: AuditWriter) -> None:
         policy = load_policy()
+        self.engine = engine
         self.clock = FakeClock()
         self.presence = ControlsPresence(clock=self.clock)
         self.controls = SubjectControls(
@@ -142,3 +146,41 @@ def test_entries_are_bounded() -> None:
         presence.put(customer, Presence(False, False), read_at=presence.generation)
     assert presence.get("a") is None
     assert presence.get("c") is not None
+
+
+async def test_concurrent_misses_share_one_read(replicas: tuple[Replica, Replica]) -> None:
+    """The entry expires under load: 32 pages judged at once, one presence read."""
+    one, _ = replicas
+    assert not await one.suppressed()
+    one.clock.now += PRESENCE_TTL + 0.01
+    reads: list[str] = []
+
+    def on_execute(*args: Any) -> None:
+        if "EXISTS" in args[2].upper():
+            reads.append(args[2])
+
+    event.listen(one.engine.sync_engine, "before_cursor_execute", on_execute)
+    answers = await asyncio.gather(*(one.suppressed() for _ in range(32)))
+    assert answers == [False] * 32
+    assert len(reads) == 1
+
+
+async def test_a_miss_after_a_write_does_not_join_a_read_begun_before_it() -> None:
+    presence = ControlsPresence(clock=FakeClock())
+    release = asyncio.Event()
+    none, some = Presence(False, False), Presence(suppressions=True, consents=False)
+
+    async def old_read() -> Presence:
+        await release.wait()
+        return none
+
+    async def new_read() -> Presence:
+        return some
+
+    before = asyncio.create_task(presence.load(CUSTOMER, old_read))
+    await asyncio.sleep(0)
+    presence.changed(CUSTOMER)  # a suppression committed while the read was in flight
+    assert await presence.load(CUSTOMER, new_read) == some
+    release.set()
+    assert await before == none
+    assert presence.get(CUSTOMER) == some
