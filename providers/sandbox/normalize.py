@@ -249,20 +249,25 @@ def _subject(person: Mapping[str, Any], ctx: NormalizeContext, *, role: str) -> 
     """The End User ``person`` describes, or None for the customer's own page or nobody."""
     if not person or _is_page(person):
         return None
-    makers: list[tuple[object, Callable[[str], Identifier]]] = [
-        (person.get("id"), lambda v: provider_user_identifier(ctx.provider, v)),
-        (person.get("handle"), lambda v: handle_identifier(ctx.provider, v)),
-        (person.get("email"), email_identifier),
-        (person.get("phone"), phone_identifier),
-    ]
     identifiers: list[Identifier] = []
-    for raw, make in makers:
+    for name, make in _IDENTIFIER_MAKERS:
+        raw = person.get(name)
         if isinstance(raw, str) and raw:
             try:
-                identifiers.append(make(raw))
+                identifiers.append(make(ctx.provider, raw))
             except InvalidIdentifier:
                 continue  # an unreadable identifier cannot match anything; the others still can
     return Subject(identifiers=tuple(identifiers), age=_age(person), role=role)
+
+
+# A person's fields that identify them, in the order a subject lists them:
+# (field, maker taking the provider and the raw value).
+_IDENTIFIER_MAKERS: tuple[tuple[str, Callable[[str, str], Identifier]], ...] = (
+    ("id", provider_user_identifier),
+    ("handle", handle_identifier),
+    ("email", lambda _provider, raw: email_identifier(raw)),
+    ("phone", lambda _provider, raw: phone_identifier(raw)),
+)
 
 
 def _age(person: Mapping[str, Any]) -> AgeHint | None:
@@ -333,7 +338,7 @@ def _content(visibility: Visibility) -> str:
 
 
 def _is_page(person: object) -> bool:
-    return isinstance(person, Mapping) and person.get("is_page") is True
+    return isinstance(person, _MAPPINGS) and person.get("is_page") is True
 
 
 def _present(values: Iterable[object]) -> list[str] | None:
@@ -342,7 +347,7 @@ def _present(values: Iterable[object]) -> list[str] | None:
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, _MAPPINGS) else {}
 
 
 def _list(value: object) -> list[Any]:
@@ -358,12 +363,19 @@ def _datetime(value: object) -> datetime | None:
         return None
 
 
+# Tuples, not ``str | int | ...``: that expression builds a new union object on
+# every call, and these checks run for every field of every record of a page.
+_SCALARS = (str, int, float, bool)
+_SEQUENCES = (list, tuple)
+_MAPPINGS = (dict, Mapping)  # parsed JSON is dicts: checked before the slower ABC
+
+
 def _json(value: object) -> JSONValue:
     """``value`` as plain JSON (mappings become dicts), for the record's data and extra."""
-    if value is None or isinstance(value, str | int | float | bool):
+    if value is None or isinstance(value, _SCALARS):
         return value
-    if isinstance(value, Mapping):
+    if isinstance(value, _MAPPINGS):
         return {str(k): _json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, _SEQUENCES):
         return [_json(v) for v in value]
     return str(value)
