@@ -164,13 +164,20 @@ def timestamp(value: object) -> datetime | None:
         return None
 
 
+# Tuples, not ``str | int | ...``: that expression builds a new union object on
+# every call, and plain() runs for every field of every record of a page.
+_SCALARS = (str, int, float, bool)
+_SEQUENCES = (list, tuple)
+_MAPPINGS = (dict, Mapping)  # parsed JSON is dicts: checked before the slower ABC
+
+
 def plain(value: object) -> JSONValue:
     """``value`` as plain JSON, for a record's data and extra."""
-    if value is None or isinstance(value, str | int | float | bool):
+    if value is None or isinstance(value, _SCALARS):
         return value
-    if isinstance(value, Mapping):
+    if isinstance(value, _MAPPINGS):
         return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, _SEQUENCES):
         return [plain(v) for v in value]
     return str(value)
 

@@ -36,6 +36,9 @@ _KNOWN_METHODS = frozenset(
 # A caller's X-Request-Id is kept only if it is short and plain, because it is
 # written into every log line of the request.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,128}")
+# The only request headers read here: W3C Trace Context's two and X-Request-Id.
+# ASGI hands header names over lower-cased, so the rest are skipped undecoded.
+_READ_HEADERS = frozenset({b"traceparent", b"tracestate", b"x-request-id"})
 
 
 def current_trace_id() -> str:
@@ -96,7 +99,9 @@ class TracingMiddleware:
 
         started = time.perf_counter()
         headers = {
-            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name in _READ_HEADERS
         }
         method = scope["method"] if scope["method"] in _KNOWN_METHODS else "_OTHER"
         root_path: str = scope.get("root_path", "")
@@ -144,15 +149,18 @@ class TracingMiddleware:
             template = _route_template(scope, root_path)
             route = None if template is None else _redact_path(template, path_params)
             span.update_name(f"{span_name} {route or path}")
-            span.set_attribute("url.path", path)
+            attributes: dict[str, str | int] = {
+                "url.path": path,
+                "http.response.status_code": status_code,
+            }
             if route is not None:
-                span.set_attribute("http.route", route)
-            span.set_attribute("http.response.status_code", status_code)
+                attributes["http.route"] = route
             if status_code >= 500:
                 # Server errors only: a 4xx is the client's, not the span's,
                 # failure (OpenTelemetry HTTP semantic conventions).
-                span.set_attribute("error.type", str(status_code))
+                attributes["error.type"] = str(status_code)
                 span.set_status(Status(StatusCode.ERROR))
+            span.set_attributes(attributes)  # one lock and validation pass, not one per key
             span.end()
             log = _LOG.error if status_code >= 500 else _LOG.info
             log(

@@ -170,6 +170,12 @@ def redact_text(text: str) -> str:
     return text
 
 
+# Tuples, not ``bool | int | ...``: that expression builds a new union object on
+# every call, and redact_value() runs for every field of every log line.
+_NUMBERS = (bool, int, float)
+_COLLECTIONS = (list, tuple, set, frozenset)
+
+
 def redact_value(value: object) -> object:
     """Return *value* with secrets masked, walking mappings and sequences.
 
@@ -180,14 +186,14 @@ def redact_value(value: object) -> object:
     """
     if isinstance(value, str):
         return redact_text(value)
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or isinstance(value, _NUMBERS):
         return value
     if isinstance(value, Mapping):
         return {
             key: MASK if isinstance(key, str) and is_secret_key(key) else redact_value(item)
             for key, item in value.items()
         }
-    if isinstance(value, list | tuple | set | frozenset):
+    if isinstance(value, _COLLECTIONS):
         return [redact_value(item) for item in value]
     if isinstance(value, bytes):
         return redact_text(value.decode("utf-8", "replace"))
