@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from policies.vocabulary import Field, Record, Visibility
+from policies.vocabulary import Record
 from providers.base import (
     Account,
     ClientAuth,
@@ -42,6 +42,7 @@ from providers.base import (
     Provider,
     Resource,
 )
+from providers.oidc import own_account_record
 
 APPLE_AUDIENCE = "https://appleid.apple.com"
 MAX_NAME_LENGTH = 200
@@ -141,22 +142,7 @@ def normalize_profile(item: JSONObject, ctx: NormalizeContext) -> Record:
             values[flag] = _flag(values[flag])
     if "real_user_status" in values:
         values["real_user_status"] = REAL_USER_STATUS.get(values["real_user_status"])
-    data = {
-        claim: Field(value=values[claim], category=category)
-        for claim, category in _PROFILE_FIELDS.items()
-        if values.get(claim) is not None
-    }
-    return Record(
-        id=str(item.get("sub") or ctx.account_id),
-        customer_id=ctx.customer_id,
-        connection_id=ctx.connection_id,
-        provider=ctx.provider,
-        resource=ctx.resource,
-        visibility=Visibility.DIRECT,
-        subjects=(),
-        data=data,
-        occurred_at=None,
-    )
+    return own_account_record(values, ctx, _PROFILE_FIELDS)
 
 
 ERRORS = ErrorTable(

@@ -39,18 +39,26 @@ _PROFILE_CLAIMS = {
 
 
 def normalize_profile(item: JSONObject, ctx: NormalizeContext) -> Record:
-    """The signed-in account's own userinfo claims.
+    """The signed-in account's own userinfo claims."""
+    return own_account_record(item, ctx, _PROFILE_CLAIMS)
+
+
+def own_account_record(
+    claims: Mapping[str, Any], ctx: NormalizeContext, categories: Mapping[str, str]
+) -> Record:
+    """A linked account's own identity claims as one record; ``categories`` names
+    the claims to keep (claims without a value are left out).
 
     It is the customer's own sign-in account, directly provided by its holder
-    when they consented, so the visibility is ``direct``.
+    when they consented, so the visibility is ``direct`` and it has no subjects.
     """
     data = {
-        claim: Field(value=item[claim], category=category)
-        for claim, category in _PROFILE_CLAIMS.items()
-        if claim in item
+        claim: Field(value=claims[claim], category=category)
+        for claim, category in categories.items()
+        if claims.get(claim) is not None
     }
     return Record(
-        id=str(item.get("sub", ctx.account_id)),
+        id=str(claims.get("sub") or ctx.account_id),
         customer_id=ctx.customer_id,
         connection_id=ctx.connection_id,
         provider=ctx.provider,
@@ -123,4 +131,4 @@ def discovery_url(issuer: str) -> str:
     return issuer.rstrip("/") + "/.well-known/openid-configuration"
 
 
-__all__ = ["PROFILE", "discovery_url", "provider_from_discovery"]
+__all__ = ["PROFILE", "discovery_url", "own_account_record", "provider_from_discovery"]
