@@ -8,7 +8,8 @@ or anonymize it." Periods come from the policy data
 
 * tokens of dead connections (``revoked`` or ``needs_reauth`` untouched for
   longer than ``user.authorization``'s period): the sealed tokens are deleted,
-  the row stays so the audit trail keeps its connection; the identity claims
+  the row stays so the audit trail keeps its connection; its scoped tokens
+  (gateway.provider_tokens, e.g. Facebook Page tokens) and the identity claims
   kept beside them (gateway.account_claims) are deleted with them;
 * connect sessions and OAuth states past their expiry: useless once expired,
   deleted at once (they hold a sealed PKCE verifier and nonce);
@@ -36,7 +37,13 @@ from gateway.errors import AuditUnavailable
 from gateway.observability import current_trace_id
 from gateway.processor_requests.store import RequestStore
 from gateway.storage.engine import writer
-from gateway.storage.schema import account_claims, connect_sessions, connections, oauth_states
+from gateway.storage.schema import (
+    account_claims,
+    connect_sessions,
+    connections,
+    oauth_states,
+    provider_tokens,
+)
 from policies import Policy
 
 __all__ = ["PURGE_ACTOR", "PurgeReport", "purge"]
@@ -74,8 +81,7 @@ async def purge(
     """One pass over everything the gateway stores with a retention period."""
     moment = now()
     report = PurgeReport()
-    await _dead_tokens(engine, policy, moment, report)
-    await _dead_claims(engine, policy, moment, report)
+    await _dead_connections(engine, policy, moment, report)
     await _expired_sessions(engine, moment, report)
     bundle_days = policy.retention_days(BUNDLES_CATEGORY)
     if bundle_days is not None:
@@ -90,55 +96,50 @@ async def purge(
     return report
 
 
-async def _dead_tokens(
+async def _dead_connections(
     engine: AsyncEngine, policy: Policy, moment: datetime, report: PurgeReport
 ) -> None:
+    """A dead connection's tokens (its own and its scoped ones, e.g. Page tokens) and
+    the identity claims kept beside them, once past ``user.authorization``'s period."""
     days = policy.retention_days(TOKENS_CATEGORY)
     if days is None:
         return
     c = connections
-    dead = (
+    dead = select(c.c.id).where(
         c.c.status.in_([Status.REVOKED.value, Status.NEEDS_REAUTH.value]),
         c.c.updated_at < moment - timedelta(days=days),
-        or_(c.c.access_token.is_not(None), c.c.refresh_token.is_not(None)),
     )
     async with writer(engine).begin() as conn:
-        rows = (await conn.execute(select(c.c.id, c.c.customer_id).where(*dead))).all()
-        if not rows:
-            return
-        await conn.execute(
-            update(c)
-            .where(c.c.id.in_([r.id for r in rows]))
-            .values(access_token=None, refresh_token=None, token_expires_at=None)
-        )
-    for row in rows:
-        report.add("connection_tokens", row.customer_id, 1)
-
-
-async def _dead_claims(
-    engine: AsyncEngine, policy: Policy, moment: datetime, report: PurgeReport
-) -> None:
-    """Kept identity claims of dead connections go with their tokens (same period)."""
-    days = policy.retention_days(TOKENS_CATEGORY)
-    if days is None:
-        return
-    c, k = connections, account_claims
-    async with writer(engine).begin() as conn:
-        rows = (
-            await conn.execute(
-                select(k.c.connection_id, c.c.customer_id)
-                .join(c, c.c.id == k.c.connection_id)
-                .where(
-                    c.c.status.in_([Status.REVOKED.value, Status.NEEDS_REAUTH.value]),
-                    c.c.updated_at < moment - timedelta(days=days),
+        owners = dict(
+            (
+                await conn.execute(
+                    select(c.c.id, c.c.customer_id).where(
+                        c.c.id.in_(dead),
+                        or_(c.c.access_token.is_not(None), c.c.refresh_token.is_not(None)),
+                    )
                 )
+            ).all()
+        )
+        if owners:
+            await conn.execute(
+                update(c)
+                .where(c.c.id.in_(list(owners)))
+                .values(access_token=None, refresh_token=None, token_expires_at=None)
             )
-        ).all()
-        if not rows:
-            return
-        await conn.execute(delete(k).where(k.c.connection_id.in_([r.connection_id for r in rows])))
-    for row in rows:
-        report.add("account_claims", row.customer_id, 1)
+        kinds = {"connection_tokens": list(owners)}
+        for kind, table in (("scoped_tokens", provider_tokens), ("account_claims", account_claims)):
+            deleted = await conn.execute(
+                delete(table)
+                .where(table.c.connection_id.in_(dead))
+                .returning(table.c.connection_id)
+            )
+            kinds[kind] = list(deleted.scalars())
+        customers = dict(
+            (await conn.execute(select(c.c.id, c.c.customer_id).where(c.c.id.in_(dead)))).all()
+        )
+    for kind, connection_ids in kinds.items():
+        for connection_id in connection_ids:
+            report.add(kind, customers[connection_id], 1)
 
 
 async def _expired_sessions(engine: AsyncEngine, moment: datetime, report: PurgeReport) -> None:

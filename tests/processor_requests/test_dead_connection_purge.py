@@ -2,9 +2,9 @@
 
 policy.toml keeps ``user.authorization`` (tokens of dead connections) for 7
 days: a connection left in ``needs_reauth`` longer than that loses its sealed
-tokens, keeps its row (the audit trail still names it), and the purge says so
-in the audit log. The purge runs with a clock moved forward, as it would run
-in ``serve`` a week later.
+tokens (its own and its scoped ones), keeps its row (the audit trail still
+names it), and the purge says so in the audit log. The purge runs with a clock
+moved forward, as it would run in ``serve`` a week later.
 """
 
 from __future__ import annotations
@@ -72,21 +72,32 @@ async def test_a_dead_connections_tokens_are_purged_after_their_retention_period
     async with open_runtime(stack.settings) as runtime:
         status, access, has_refresh = await _tokens(runtime, connection_id)
         assert (status, access is not None, has_refresh) == ("needs_reauth", True, True)
+        # A per-object token kept beside it, as Facebook's Page tokens are.
+        scoped = runtime.connections.scoped
+        await scoped.replace(connection_id, {"page-1": "scoped-token-canary"})
 
         within = await _purge(runtime, days_later=6)
         assert "connection_tokens" not in within.totals()
         assert (await _tokens(runtime, connection_id))[1] is not None
 
+        assert await scoped.object_ids(connection_id) == ["page-1"]
+
         past = await _purge(runtime, days_later=8)
         assert past.deleted["connection_tokens"] == {CUSTOMER: 1}
+        assert past.deleted["scoped_tokens"] == {CUSTOMER: 1}
         assert await _tokens(runtime, connection_id) == ("needs_reauth", None, False)
+        assert await scoped.object_ids(connection_id) == []
 
         again = await _purge(runtime, days_later=8)
         assert "connection_tokens" not in again.totals()
 
         events = await runtime.audit_store.search([CUSTOMER], action=Action.RETENTION_PURGED.value)
-        purged_tokens = [e for e in events.events if e.resource == "connection_tokens"]
-        assert [(e.connection_id, e.record_count) for e in purged_tokens] == [(None, 1)]
+        purged = sorted(
+            (e.resource, e.record_count)
+            for e in events.events
+            if e.resource in {"connection_tokens", "scoped_tokens"}
+        )
+        assert purged == [("connection_tokens", 1), ("scoped_tokens", 1)]
 
     async with stack.api() as api:
         shown = await api.get(f"/v1/connections/{connection_id}")
