@@ -16,6 +16,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from gateway import provider_notifications
 from gateway.api import audit as audit_api
 from gateway.api import connect_sessions, connections, consents, health, suppressions
 from gateway.api import processor_requests as processor_requests_api
@@ -122,6 +123,22 @@ def create_app(
             "/connect/{token}/connections/{connection_id}/disconnect",
             connect_pages.disconnect,
             methods=["POST"],
+        ),
+        # Providers telling us a grant ended at their side (Apple, Meta): signed, no caller key.
+        Route(
+            "/providers/{provider}/notifications",
+            provider_notifications.notification,
+            methods=["POST"],
+        ),
+        Route(
+            "/providers/{provider}/data-deletion",
+            provider_notifications.data_deletion,
+            methods=["POST"],
+        ),
+        Route(
+            "/providers/{provider}/data-deletion/{status}",
+            provider_notifications.deletion_status,
+            methods=["GET"],
         ),
         # GET for query responses; POST for form_post providers (Apple).
         Route("/oauth/callback", connect_pages.callback, methods=["GET", "POST"]),

@@ -347,6 +347,18 @@ class ConnectionStore:
             )
         return None if row is None else from_row(row)
 
+    async def by_account(self, provider: str, issuer: str, subject: str) -> list[Connection]:
+        """Every customer's connection to one provider account (its notifications name it)."""
+        c = connections.c
+        query = (
+            select(connections)
+            .where(c.provider == provider, c.issuer == issuer, c.subject == subject)
+            .order_by(c.created_at, c.id)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [from_row(row) for row in rows]
+
     async def list(self, customer_id: str) -> list[Connection]:
         query = (
             select(connections)

@@ -17,6 +17,25 @@ Apple's DTS engineers (developer forums, threads 662175 and 751085, quoting
 "Authenticating users with Sign in with Apple") say the identity token carries
 ``email`` on every later sign-in too, and that ``email_verified`` and
 ``is_private_email`` are a string ("true") or a boolean.
+
+Server-to-server notifications (``NOTIFICATIONS``; providers.base, ``notifications``).
+Apple's "Processing changes for Sign in with Apple accounts" and "Enabling
+server-to-server notifications" (Account Help), with the shapes DTS engineers and
+developers report on the developer forums (threads 655485, 809509, 811848):
+Apple POSTs JSON ``{"payload": "<JWS>"}`` to the one endpoint registered for the
+primary App ID, with no other authentication. The JWS is signed with the same
+keys as the ID tokens (``/auth/keys``, ``alg`` from its header, RS256 today); its
+claims are ``iss`` (https://appleid.apple.com), ``aud`` (the client id: the way to
+tell apps sharing one endpoint apart), ``iat``, ``exp``, ``jti`` and ``events``,
+which arrives as a *string* of JSON (an object is accepted too) holding ``type``,
+``sub``, ``event_time`` (milliseconds) and, for the email events, ``email`` and
+``is_private_email``. The types: ``email-disabled`` / ``email-enabled`` (the End
+User turned Hide My Email forwarding off or on), ``consent-revoked`` (they stopped
+using their Apple Account with the app: its credentials are no longer valid) and
+``account-delete`` (they asked Apple to delete the Apple Account for good; the
+article's current text spells it ``account-deleted``, so both are read). Apple
+expects HTTP 200 and retries otherwise; each event is meant to arrive once, but
+duplicates happen, so handling one twice must change nothing.
 """
 
 from __future__ import annotations
@@ -38,8 +57,12 @@ from providers.base import (
     JSONObject,
     KeptClaims,
     NormalizeContext,
+    NotificationEvent,
+    Notifications,
+    NotificationSigner,
     OAuthSettings,
     Provider,
+    ProviderNotification,
     Resource,
 )
 from providers.oidc import own_account_record
@@ -61,6 +84,16 @@ _PROFILE_FIELDS = {
     "email_verified": "user.contact.email",
     "is_private_email": "user.contact.email",  # true: an Apple private relay address
     "real_user_status": "user.behavior",
+    "email_forwarding": "user.contact.email",  # "enabled"/"disabled": from the email events
+}
+
+# ``events.type`` -> what it means for the connections of that ``sub``.
+NOTIFICATION_EVENTS = {
+    "consent-revoked": NotificationEvent.GRANT_ENDED,
+    "account-delete": NotificationEvent.ACCOUNT_DELETED,
+    "account-deleted": NotificationEvent.ACCOUNT_DELETED,  # the article's current spelling
+    "email-disabled": NotificationEvent.CLAIMS_CHANGED,
+    "email-enabled": NotificationEvent.CLAIMS_CHANGED,
 }
 
 
@@ -145,6 +178,48 @@ def normalize_profile(item: JSONObject, ctx: NormalizeContext) -> Record:
     return own_account_record(values, ctx, _PROFILE_FIELDS)
 
 
+def read_notification(claims: JSONObject, deletion: bool) -> ProviderNotification:
+    """A verified notification JWT's claims -> which account, which event.
+
+    ``events`` is a JSON string (an object is read as well). The email events
+    carry the address Apple now forwards for (or stops forwarding for) and whether
+    it is a relay address; they replace what is kept, like a new sign-in would.
+    """
+    events = claims.get("events")
+    if isinstance(events, str):
+        events = json.loads(events)  # ValueError on garbage, as the hook promises
+    if not isinstance(events, dict):
+        raise ValueError("events is not an object")
+    kind, subject, issued_at = events.get("type"), events.get("sub"), claims.get("iat")
+    if not isinstance(subject, str) or not subject:
+        raise ValueError("events.sub is missing")
+    if not isinstance(kind, str) or kind not in NOTIFICATION_EVENTS:
+        raise ValueError("events.type is not one Apple documents")
+    if isinstance(issued_at, bool) or not isinstance(issued_at, int | float):
+        raise ValueError("iat is missing")
+    changed: dict[str, Any] = {}
+    if NOTIFICATION_EVENTS[kind] is NotificationEvent.CLAIMS_CHANGED:
+        changed["email_forwarding"] = "enabled" if kind == "email-enabled" else "disabled"
+        if isinstance(events.get("email"), str) and events["email"]:
+            changed["email"] = events["email"]
+        if _flag(events.get("is_private_email")) is not None:
+            changed["is_private_email"] = _flag(events["is_private_email"])
+    return ProviderNotification(
+        subject=subject,
+        event=NOTIFICATION_EVENTS[kind],
+        kind=kind,
+        issued_at=float(issued_at),
+        claims=changed,
+    )
+
+
+NOTIFICATIONS = Notifications(
+    signed_by=NotificationSigner.PROVIDER_KEYS,
+    message_field="payload",
+    read=read_notification,
+    algorithms=("RS256",),
+)
+
 ERRORS = ErrorTable(
     token=(
         # ErrorResponse: invalid_client is a bad client-secret JWT (team, key or sub):
@@ -191,6 +266,7 @@ PROVIDER = Provider(
     account_from_claims=apple_account,
     account_from_callback=account_from_callback,
     kept_claims=KEPT_CLAIMS,
+    notifications=NOTIFICATIONS,
     scope_descriptions={
         "name": "see your name (sent once, when you first agree)",
         "email": "see your email address, or an Apple relay address",
@@ -200,9 +276,11 @@ PROVIDER = Provider(
 
 __all__ = [
     "KEPT_CLAIMS",
+    "NOTIFICATIONS",
     "PROVIDER",
     "account_from_callback",
     "apple_account",
     "callback_name",
     "normalize_profile",
+    "read_notification",
 ]

@@ -100,6 +100,22 @@ Hooks a provider uses for its quirks (the gateway has no provider names in it):
     resource is fetched with the parameters already chosen, so a parameter
     listed later may come from a resource that needs an earlier one. None: only
     a caller can give it, and the walk names the resource as not fetched.
+
+``Provider.notifications`` (:class:`Notifications`)
+    How to read what the provider pushes when a grant ends at its side (the End
+    User removed the app, revoked consent, deleted the account, changed the
+    email it shares). ``signed_by`` says how the gateway checks the message
+    before anything else: ``PROVIDER_KEYS``, a JWT in the JSON field ``message_field``
+    signed with the provider's JWKS (``jwks_url``; ``iss``, ``aud`` = client id
+    and ``exp`` checked; Apple); or ``CLIENT_SECRET``, a form field ``message_field``
+    that ``open_signed(value, client_secret)`` opens, checking its HMAC (Meta's
+    ``signed_request``). ``read(payload, deletion)`` then turns the verified
+    payload into one :class:`ProviderNotification`: which account (the
+    connection's subject), which :class:`NotificationEvent`, when it was issued
+    (bounded by ``max_age``), and any kept claims it updates; it raises
+    ``ValueError`` for a payload it does not understand. ``deletion`` is true
+    on the provider's data-deletion callback (``deletion_callback``: Meta).
+    The gateway's one route for all of them is gateway/provider_notifications.py.
 """
 
 from __future__ import annotations
@@ -434,6 +450,46 @@ class KeptClaims:
         return kept
 
 
+class NotificationSigner(enum.StrEnum):
+    """Who signs a provider's notifications, i.e. what the gateway verifies them with."""
+
+    PROVIDER_KEYS = "provider_keys"  # a JWT signed with the provider's published JWKS
+    CLIENT_SECRET = "client_secret"  # noqa: S105 - a method name; HMAC with our client secret
+
+
+class NotificationEvent(enum.StrEnum):
+    """What a provider notification means for the connections of its account."""
+
+    GRANT_ENDED = "grant_ended"  # the End User removed the app: end the grant
+    ACCOUNT_DELETED = "account_deleted"  # end the grant and delete what is kept of the account
+    CLAIMS_CHANGED = "claims_changed"  # update the kept identity claims (Apple email relay)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderNotification:
+    """One verified notification, read by the provider's ``Notifications.read``."""
+
+    subject: str  # the account's id at the provider: the connection's subject
+    event: NotificationEvent
+    kind: str  # the provider's own name for it ("consent-revoked"): safe to log and audit
+    issued_at: float  # seconds since the epoch, as the provider signed it
+    claims: Mapping[str, Any] = field(default_factory=dict)  # CLAIMS_CHANGED: the new values
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notifications:
+    """How a provider's grant-ended notifications are verified and read."""
+
+    signed_by: NotificationSigner
+    message_field: str  # the JSON (PROVIDER_KEYS) or form (CLIENT_SECRET) field holding the message
+    read: Callable[[JSONObject, bool], ProviderNotification]
+    # CLIENT_SECRET: (signed value, client secret) -> payload; raises ValueError when forged.
+    open_signed: Callable[[str, str], JSONObject] | None = None
+    algorithms: tuple[str, ...] = ("RS256",)  # PROVIDER_KEYS: the JWS algorithms accepted
+    max_age: int = 300  # seconds a notification stays acceptable after it was issued
+    deletion_callback: bool = False  # has a data-deletion callback answered with a status URL
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Account:
     """Who was linked: the account's stable id at the provider and a display name."""
@@ -459,6 +515,7 @@ class Provider:
     account_from_callback: Callable[[Account, Mapping[str, str]], Account] | None = None
     scoped_tokens: ScopedTokens | None = None  # per-object tokens (Meta Page tokens)
     kept_claims: KeptClaims | None = None  # identity claims kept at connect time (Apple)
+    notifications: Notifications | None = None  # grant-ended notifications it pushes
 
     def with_endpoints(self, overrides: Mapping[str, str]) -> Provider:
         endpoints = self.oauth.endpoints.with_overrides(overrides)

@@ -50,7 +50,7 @@ from providers.base import (
     TokenExchange,
     ValuesFrom,
 )
-from providers.meta import CURSOR_PAGES, ERRORS, GRAPH_VERSION, graph_account
+from providers.meta import CURSOR_PAGES, ERRORS, GRAPH_VERSION, NOTIFICATIONS, graph_account
 
 GRAPH = f"https://graph.facebook.com/{GRAPH_VERSION}"
 
@@ -292,6 +292,7 @@ PROVIDER = Provider(
         ),
     },
     account_from_claims=graph_account,
+    notifications=NOTIFICATIONS,  # Deauthorize and Data Deletion callbacks (providers.meta)
     errors=ERRORS,
     scoped_tokens=ScopedTokens(path="/me/accounts", query={"fields": "id,name,access_token"}),
     scope_descriptions={

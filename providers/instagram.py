@@ -49,7 +49,7 @@ from providers.base import (
     TokenExchange,
     ValuesFrom,
 )
-from providers.meta import CURSOR_PAGES, ERRORS, GRAPH_VERSION, graph_account
+from providers.meta import CURSOR_PAGES, ERRORS, GRAPH_VERSION, NOTIFICATIONS, graph_account
 
 GRAPH = f"https://graph.instagram.com/{GRAPH_VERSION}"
 
@@ -267,6 +267,7 @@ PROVIDER = Provider(
         ),
     },
     account_from_claims=graph_account,
+    notifications=NOTIFICATIONS,  # Deauthorize and Data Deletion callbacks (providers.meta)
     errors=ERRORS,
     scope_descriptions={
         "instagram_business_basic": "See your professional account's profile and media",

@@ -17,9 +17,28 @@ answer errors with the same object and page with the same cursors:
   a page may be empty while still carrying one, so the next link is followed,
   never the bare ``after`` cursor.
 * No refresh tokens: a short-lived user token is traded for a long-lived one.
+* When the End User removes the app at Meta, Meta POSTs a form with one field,
+  ``signed_request``, to the app's Deauthorize Callback URL; when they also ask
+  for their data to be deleted, to its Data Deletion Request Callback URL
+  (developers.facebook.com, "Data Deletion Request Callback", Facebook Login
+  "Deauthorize Callback"). A signed request is ``<sig>.<payload>``, both
+  base64url without padding: ``sig`` is HMAC-SHA256 of the *encoded* payload
+  with the app secret, and the payload is JSON with ``algorithm``
+  ("HMAC-SHA256"), ``issued_at`` (seconds), ``user_id`` (the app-scoped id the
+  connection is keyed by) and sometimes ``user`` (country, locale), which is not
+  read (:func:`open_signed_request`, :func:`read_signed_request`). The deletion
+  callback must answer JSON ``{"url": "<status page>", "confirmation_code":
+  "<code>"}``; the page at ``url`` tells the End User, in words, what became of
+  the request (gateway/provider_notifications.py).
 """
 
 from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
 
 from providers.base import (
     Account,
@@ -27,8 +46,12 @@ from providers.base import (
     ErrorRule,
     ErrorTable,
     JSONObject,
+    NotificationEvent,
+    Notifications,
+    NotificationSigner,
     PageStyle,
     Pagination,
+    ProviderNotification,
 )
 
 GRAPH_VERSION = "v21.0"
@@ -84,3 +107,58 @@ def graph_account(body: JSONObject, issuer: str) -> Account:
         raise ValueError("the /me answer carries no id")
     name = body.get("username") or body.get("name") or subject
     return Account(subject=str(subject), name=str(name), issuer=issuer)
+
+
+MAX_SIGNED_REQUEST = 8192  # characters; Meta's are a few hundred
+
+
+def _unpadded_b64(value: str) -> bytes:
+    """base64url without padding (as Meta sends it); ValueError when it is not."""
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64url") from None
+
+
+def open_signed_request(value: str, app_secret: str) -> JSONObject:
+    """The payload of a ``signed_request`` whose HMAC-SHA256 matches the app secret.
+
+    The signature covers the payload *as encoded*; it is compared in constant
+    time before the payload is parsed. Raises ValueError for anything else.
+    """
+    if not value or len(value) > MAX_SIGNED_REQUEST or value.count(".") != 1:
+        raise ValueError("not a signed request")
+    encoded_signature, encoded_payload = value.split(".")
+    expected = hmac.new(app_secret.encode(), encoded_payload.encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, _unpadded_b64(encoded_signature)):
+        raise ValueError("the signature does not match the app secret")
+    payload = json.loads(_unpadded_b64(encoded_payload))
+    if not isinstance(payload, dict):
+        raise ValueError("the payload is not an object")
+    if str(payload.get("algorithm", "")).upper() != "HMAC-SHA256":
+        raise ValueError("the payload names another algorithm")
+    return payload
+
+
+def read_signed_request(payload: JSONObject, deletion: bool) -> ProviderNotification:
+    """Deauthorize ends the grant; a data deletion request also deletes what is kept."""
+    user_id, issued_at = payload.get("user_id"), payload.get("issued_at")
+    if isinstance(user_id, bool) or not isinstance(user_id, str | int) or not str(user_id):
+        raise ValueError("user_id is missing")
+    if isinstance(issued_at, bool) or not isinstance(issued_at, int | float):
+        raise ValueError("issued_at is missing")
+    return ProviderNotification(
+        subject=str(user_id),
+        event=NotificationEvent.ACCOUNT_DELETED if deletion else NotificationEvent.GRANT_ENDED,
+        kind="data_deletion" if deletion else "deauthorize",
+        issued_at=float(issued_at),
+    )
+
+
+NOTIFICATIONS = Notifications(
+    signed_by=NotificationSigner.CLIENT_SECRET,
+    message_field="signed_request",
+    read=read_signed_request,
+    open_signed=open_signed_request,
+    deletion_callback=True,
+)

@@ -398,6 +398,77 @@ _CUSTOMER_ID = {
     "schema": {"type": "string"},
 }
 
+_PROVIDER = {"name": "provider", "in": "path", "required": True, "schema": {"type": "string"}}
+_SIGNED_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "description": "Apple: the notification JWS, signed with Apple's JWKS",
+                "properties": {"payload": {"type": "string"}},
+            }
+        },
+        "application/x-www-form-urlencoded": {
+            "schema": {
+                "type": "object",
+                "description": "Meta: <HMAC-SHA256 of the payload>.<payload>, base64url",
+                "properties": {"signed_request": {"type": "string"}},
+            }
+        },
+    },
+}
+# Called by providers, not by services: no key; the message's own signature is checked.
+_PROVIDER_NOTIFICATION_PATHS: dict[str, Any] = {
+    "/providers/{provider}/notifications": {
+        "post": {
+            "summary": "A provider says a grant ended (Apple events, Meta deauthorize)",
+            "security": [],
+            "parameters": [_PROVIDER],
+            "requestBody": _SIGNED_BODY,
+            "responses": {
+                "200": _json({"type": "object", "properties": {"received": {"type": "boolean"}}}),
+                **_problems(400, 401, 404, 503),
+            },
+        }
+    },
+    "/providers/{provider}/data-deletion": {
+        "post": {
+            "summary": "Meta's Data Deletion Request callback: end the grant, delete what is kept",
+            "security": [],
+            "parameters": [_PROVIDER],
+            "requestBody": _SIGNED_BODY,
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["url", "confirmation_code"],
+                        "properties": {
+                            "url": {"type": "string"},
+                            "confirmation_code": {"type": "string"},
+                        },
+                    }
+                ),
+                **_problems(400, 401, 404, 503),
+            },
+        }
+    },
+    "/providers/{provider}/data-deletion/{status}": {
+        "get": {
+            "summary": "The End User's status page for a data deletion request (no personal data)",
+            "security": [],
+            "parameters": [
+                _PROVIDER,
+                {"name": "status", "in": "path", "required": True, "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {"description": "the status, in words", "content": {"text/html": {}}},
+                **_problems(404),
+            },
+        }
+    },
+}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "Linkgate", "version": "1.0.0"},
@@ -794,6 +865,7 @@ OPENAPI: dict[str, Any] = {
             }
         },
         **_PROCESSOR_REQUEST_PATHS,
+        **_PROVIDER_NOTIFICATION_PATHS,
         "/healthz": {"get": {"security": [], "responses": {"200": _json({"type": "object"})}}},
         "/readyz": {
             "get": {

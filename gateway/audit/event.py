@@ -54,6 +54,12 @@ class Action(enum.StrEnum):
     CONNECTION_REFRESHED = "connection.refreshed"
     CONNECTION_NEEDS_REAUTH = "connection.needs_reauth"
     CONNECTION_DELETED = "connection.deleted"
+    # The provider told us the grant ended (gateway.provider_notifications): the End
+    # User removed the app there, or deleted the account (then the row is erased too).
+    CONNECTION_REVOKED_BY_PROVIDER = "connection.revoked_by_provider"
+    CONNECTION_ERASED_BY_PROVIDER = "connection.erased_by_provider"
+    ACCOUNT_CLAIMS_UPDATED = "account_claims.updated"
+    PROVIDER_NOTIFICATION_REFUSED = "provider_notification.refused"
     CONSENT_RECORDED = "consent.recorded"
     CONSENT_WITHDRAWN = "consent.withdrawn"
     SUPPRESSION_ADDED = "suppression.added"

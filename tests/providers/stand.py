@@ -152,6 +152,7 @@ async def open_stand(
     issuer: str | None = None,
     section: dict[str, str] | None = None,
     refresh_margin: int = 300,
+    settings_overrides: dict[str, Any] | None = None,
 ) -> Stand:
     """A live gateway whose only provider ``name`` points at respx routes."""
     router = respx.MockRouter(assert_all_called=False)
@@ -172,7 +173,12 @@ async def open_stand(
         **(section or {}),
     )
     settings = replace(
-        make_settings(database_url, public_url=gateway_url, refresh_margin=refresh_margin),
+        make_settings(
+            database_url,
+            public_url=gateway_url,
+            refresh_margin=refresh_margin,
+            **(settings_overrides or {}),
+        ),
         providers={name: provider},
     )
     gateway = servers.serve(

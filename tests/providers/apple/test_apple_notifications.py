@@ -1,0 +1,317 @@
+"""Sign in with Apple server-to-server notifications, on a live gateway over real databases.
+
+Apple POSTs ``{"payload": "<JWS>"}``; the stand-in signs it with its own JWKS key,
+exactly as it signs the ID tokens the gateway already trusts for linking.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+from sqlalchemy import select
+
+from gateway.callers import CallerKind, create_caller
+from gateway.storage import account_claims, connections, create_engine
+from gateway.storage.schema import webhook_tables
+from tests.conftest import Servers
+from tests.providers.stand import CLIENT_ID, Stand, fixture, open_stand
+
+SUB = "001234.5f3c0e2b8d1a4c6f9e7b.0638"
+RELAY = "x7k2mq9z@privaterelay.appleid.com"
+ID_CLAIMS = {"sub": SUB, "email": RELAY, "email_verified": "true", "is_private_email": "true"}
+FIRST_CONSENT_USER = json.dumps({"name": {"firstName": "Ada", "lastName": "Owner"}})
+
+
+async def _stand(servers: Servers, database_url: str, tmp_path: Path) -> Stand:
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_file = tmp_path / "AuthKey_ABC123DEFG.p8"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return await open_stand(
+        servers, database_url, "apple",
+        section={"team_id": "TEAM123456", "key_id": "ABC123DEFG",
+                 "private_key_file": str(key_file)},
+        # Webhooks on, so the outbox holds what the customer's platform is told.
+        settings_overrides={"webhook_url": "http://127.0.0.1:9/hooks", "webhook_secret": "w" * 32},
+    )  # fmt: skip
+
+
+async def _link(stand: Stand) -> dict[str, Any]:
+    answer = await stand.link(
+        lambda: {**fixture("apple", "token"), "id_token": stand.id_token(ID_CLAIMS)},
+        form_post=True,
+        extra={"user": FIRST_CONSENT_USER},
+    )
+    assert answer.status_code == 200, answer.text
+    return await stand.connection()
+
+
+def _notification(
+    stand: Stand, event: dict[str, Any], *, age: int = 0, key: RSAKey | None = None, **claims: Any
+) -> str:
+    """Apple's notification JWT: ``events`` is a string of JSON, as Apple sends it."""
+    issued = int(time.time()) - age
+    body = {
+        "iss": stand.endpoints["issuer"],
+        "aud": CLIENT_ID,
+        "iat": issued,
+        "exp": issued + 86400,
+        "jti": uuid.uuid4().hex,
+        "events": json.dumps({"sub": SUB, "event_time": issued * 1000, **event}),
+        **claims,
+    }
+    signer = key or stand.key
+    return jwt.encode({"alg": "RS256", "kid": signer.kid}, body, signer)
+
+
+async def _post(stand: Stand, payload: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=stand.gateway.url, timeout=15) as apple:
+        return await apple.post("/providers/apple/notifications", json={"payload": payload})
+
+
+async def _rows(database_url: str, table: Any) -> list[Any]:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return list((await conn.execute(select(table))).mappings().all())
+    finally:
+        await engine.dispose()
+
+
+async def _audit_actions(stand: Stand, database_url: str, connection_id: str) -> list[str]:
+    engine = create_engine(database_url)
+    try:
+        _, key = await create_caller(
+            engine, kind=CallerKind.AUDITOR, name="dpo", customers=["acme"]
+        )
+    finally:
+        await engine.dispose()
+    async with httpx.AsyncClient(base_url=stand.gateway.url, timeout=15) as auditor:
+        events = await auditor.get(
+            "/v1/audit/events",
+            params={"customer_id": "acme", "connection_id": connection_id},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+    assert events.status_code == 200, events.text
+    return [e["action"] for e in reversed(events.json()["events"])]
+
+
+async def test_consent_revoked_ends_the_grant(
+    database_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """consent-revoked: revoked, tokens and kept claims gone, audited, one webhook."""
+    stand = await _stand(servers, database_url, tmp_path)
+    linked = await _link(stand)
+
+    answer = await _post(stand, _notification(stand, {"type": "consent-revoked"}))
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"received": True}
+    connection = await stand.connection()
+    assert connection["status"] == "revoked"
+    [row] = await _rows(database_url, connections)
+    assert (row["access_token"], row["refresh_token"]) == (None, None)
+    assert await _rows(database_url, account_claims) == []
+    actions = await _audit_actions(stand, database_url, linked["id"])
+    assert actions[-1] == "connection.revoked_by_provider"
+    hooks = [r["event_type"] for r in await _rows(database_url, webhook_tables.deliveries)]
+    assert hooks == ["connection.revoked"]
+    assert not [c for c in stand.router.calls if c.request.url.path == "/revoke"]
+
+
+async def test_a_replayed_notification_has_no_second_effect(
+    database_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """The same consent-revoked twice: one audit event, one webhook, still 200."""
+    stand = await _stand(servers, database_url, tmp_path)
+    linked = await _link(stand)
+    payload = _notification(stand, {"type": "consent-revoked"})
+
+    first, again = await _post(stand, payload), await _post(stand, payload)
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    actions = await _audit_actions(stand, database_url, linked["id"])
+    assert actions.count("connection.revoked_by_provider") == 1
+    assert len(await _rows(database_url, webhook_tables.deliveries)) == 1
+
+
+async def test_account_delete_erases_the_connection(
+    database_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """account-delete: the row, its tokens and its kept claims are deleted; the log says so."""
+    stand = await _stand(servers, database_url, tmp_path)
+    linked = await _link(stand)
+
+    answer = await _post(stand, _notification(stand, {"type": "account-delete"}))
+
+    assert answer.status_code == 200, answer.text
+    assert await _rows(database_url, connections) == []
+    assert await _rows(database_url, account_claims) == []
+    actions = await _audit_actions(stand, database_url, linked["id"])
+    assert actions[-1] == "connection.erased_by_provider"
+    hooks = [r["event_type"] for r in await _rows(database_url, webhook_tables.deliveries)]
+    assert hooks == ["connection.revoked"]
+
+
+async def test_email_disabled_updates_the_kept_claims(
+    database_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """email-disabled: the profile now says forwarding is off; the connection stays active."""
+    stand = await _stand(servers, database_url, tmp_path)
+    linked = await _link(stand)
+    event = {"type": "email-disabled", "email": RELAY, "is_private_email": "true"}
+
+    answer = await _post(stand, _notification(stand, event))
+    page = await stand.records(linked["id"], "profile")
+
+    assert answer.status_code == 200, answer.text
+    assert (await stand.connection())["status"] == "active"
+    data = page.json()["records"][0]["data"]
+    assert (data["email"], data["email_forwarding"]) == (RELAY, "disabled")
+    actions = await _audit_actions(stand, database_url, linked["id"])
+    assert "account_claims.updated" in actions
+
+
+async def test_a_forged_signature_is_refused_and_changes_nothing(
+    database_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """Signed with a key Apple never published (same kid): 401 problem+json, still active."""
+    stand = await _stand(servers, database_url, tmp_path)
+    await _link(stand)
+    forger = RSAKey.generate_key(2048, parameters={"kid": stand.key.kid})
+
+    answer = await _post(stand, _notification(stand, {"type": "consent-revoked"}, key=forger))
+
+    assert answer.status_code == 401
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert answer.json()["type"].endswith("/provider-notification-refused")
+    assert (await stand.connection())["status"] == "active"
+    assert len(await _rows(database_url, account_claims)) == 1
+
+
+async def test_another_apps_notification_is_refused(
+    database_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """aud names another client id: Apple sent it about another app's users."""
+    stand = await _stand(servers, database_url, tmp_path)
+    await _link(stand)
+
+    answer = await _post(
+        stand, _notification(stand, {"type": "consent-revoked"}, aud="com.example.other")
+    )
+
+    assert answer.status_code == 401
+    assert (await stand.connection())["status"] == "active"
+
+
+async def test_an_old_notification_is_refused(
+    database_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """Issued an hour ago (still before exp): refused as too old, audited as denied."""
+    stand = await _stand(servers, database_url, tmp_path)
+    linked = await _link(stand)
+
+    answer = await _post(stand, _notification(stand, {"type": "consent-revoked"}, age=3600))
+
+    assert answer.status_code == 401
+    assert answer.json()["type"].endswith("/provider-notification-refused")
+    assert (await stand.connection())["status"] == "active"
+    actions = await _audit_actions(stand, database_url, linked["id"])
+    assert actions[-1] == "provider_notification.refused"
+
+
+async def test_an_expired_notification_is_refused(
+    database_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """exp in the past: refused before anything is read."""
+    stand = await _stand(servers, database_url, tmp_path)
+    await _link(stand)
+    past = int(time.time()) - 7200
+
+    answer = await _post(stand, _notification(stand, {"type": "consent-revoked"}, exp=past))
+
+    assert answer.status_code == 401
+    assert (await stand.connection())["status"] == "active"
+
+
+async def test_an_unknown_event_type_is_a_bad_request(
+    database_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """A type Apple does not document: 400 problem+json, nothing changed."""
+    stand = await _stand(servers, database_url, tmp_path)
+    await _link(stand)
+
+    answer = await _post(stand, _notification(stand, {"type": "account-frozen"}))
+
+    assert answer.status_code == 400
+    assert answer.json()["type"].endswith("/provider-notification-unreadable")
+    assert (await stand.connection())["status"] == "active"
+
+
+async def test_an_unknown_account_answers_like_a_known_one(
+    database_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """A verified event about an account nobody linked: 200, same body, nothing changed."""
+    stand = await _stand(servers, database_url, tmp_path)
+    await _link(stand)
+
+    answer = await _post(
+        stand, _notification(stand, {"type": "consent-revoked", "sub": "000999.ffff.0001"})
+    )
+
+    assert answer.status_code == 200
+    assert answer.json() == {"received": True}
+    assert (await stand.connection())["status"] == "active"
+
+
+async def test_a_body_without_a_payload_is_a_bad_request(
+    database_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """Not Apple's shape at all: 400, never a 500."""
+    stand = await _stand(servers, database_url, tmp_path)
+    async with httpx.AsyncClient(base_url=stand.gateway.url, timeout=15) as client:
+        answers = [
+            await client.post("/providers/apple/notifications", content=b"not json"),
+            await client.post("/providers/apple/notifications", json={"payload": "a.b.c"}),
+            await client.post("/providers/apple/data-deletion", json={"payload": "x"}),
+        ]
+
+    assert [a.status_code for a in answers] == [400, 401, 404]
+
+
+async def test_the_notification_and_account_never_reach_the_logs(
+    database_url: str, servers: Servers, tmp_path: Path, json_logs: io.StringIO
+) -> None:
+    """Neither the JWT (handled or forged), its signature, nor the Apple user id is logged."""
+    stand = await _stand(servers, database_url, tmp_path)
+    await _link(stand)
+    forger = RSAKey.generate_key(2048, parameters={"kid": stand.key.kid})
+    forged = _notification(stand, {"type": "account-delete"}, key=forger)
+    handled = _notification(stand, {"type": "consent-revoked"})
+
+    refused, answered = await _post(stand, forged), await _post(stand, handled)
+
+    assert (refused.status_code, answered.status_code) == (401, 200)
+    # The gateway's own events; aiosqlite's debug lines echo SQL parameters (the
+    # account id of any lookup), which production's info level never emits.
+    lines = [json.loads(line) for line in json_logs.getvalue().splitlines() if line.strip()]
+    ours = "\n".join(json.dumps(line) for line in lines if line.get("logger") != "aiosqlite")
+    assert "provider_notification.refused" in ours
+    assert "provider_notification.handled" in ours
+    for secret in (forged, handled, forged.rsplit(".", 1)[1], handled.rsplit(".", 1)[1], SUB):
+        assert secret not in ours
