@@ -281,7 +281,10 @@ async def _verified(
         claims = _decode(message, await keys.get(endpoints.jwks_url), declared)
     except _UnknownKey:
         # A rotated key (OIDC Core §10.1.1): refetch once, rate-limited by the cache.
-        claims = _decode(message, await keys.get(endpoints.jwks_url, refresh=True), declared)
+        try:
+            claims = _decode(message, await keys.get(endpoints.jwks_url, refresh=True), declared)
+        except _UnknownKey:
+            raise NotificationRefused("the signing key is not one the provider publishes") from None
     if claims.get("iss") != endpoints.issuer:
         raise NotificationRefused("iss is not the provider")
     audience = claims.get("aud")

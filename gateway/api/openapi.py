@@ -428,7 +428,7 @@ _PROVIDER_NOTIFICATION_PATHS: dict[str, Any] = {
             "requestBody": _SIGNED_BODY,
             "responses": {
                 "200": _json({"type": "object", "properties": {"received": {"type": "boolean"}}}),
-                **_problems(400, 401, 404, 503),
+                **_problems(400, 401, 404, 502, 503),
             },
         }
     },
@@ -449,7 +449,7 @@ _PROVIDER_NOTIFICATION_PATHS: dict[str, Any] = {
                         },
                     }
                 ),
-                **_problems(400, 401, 404, 503),
+                **_problems(400, 401, 404, 502, 503),
             },
         }
     },

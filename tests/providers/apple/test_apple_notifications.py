@@ -204,6 +204,28 @@ async def test_a_forged_signature_is_refused_and_changes_nothing(
     assert len(await _rows(database_url, account_claims)) == 1
 
 
+async def test_a_key_apple_never_published_is_refused_without_hammering_apple(
+    database_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """An unknown kid, twice: 401 each time, never a 500, and Apple's keys are fetched once
+    (a refetch for an unknown kid is allowed only every 30 s: gateway/connect/jwks.py)."""
+    stand = await _stand(servers, database_url, tmp_path)
+    await _link(stand)
+    stranger = RSAKey.generate_key(2048, parameters={"kid": "not-apples"})
+    before = len([c for c in stand.router.calls if c.request.url.path == "/jwks"])
+
+    answers = [
+        await _post(stand, _notification(stand, {"type": "consent-revoked"}, key=stranger))
+        for _ in range(2)
+    ]
+
+    assert [a.status_code for a in answers] == [401, 401]
+    assert answers[0].json()["type"].endswith("/provider-notification-refused")
+    assert (await stand.connection())["status"] == "active"
+    after = len([c for c in stand.router.calls if c.request.url.path == "/jwks"])
+    assert after - before == 1
+
+
 async def test_another_apps_notification_is_refused(
     database_url: str, servers: Servers, tmp_path: Path
 ) -> None:
