@@ -267,7 +267,11 @@ PROVIDER = Provider(
         ),
     },
     account_from_claims=graph_account,
-    notifications=NOTIFICATIONS,  # Deauthorize and Data Deletion callbacks (providers.meta)
+    # Business Login's app settings take the same Deauthorize and Data Deletion callback
+    # URLs (providers.meta). Not confirmed from a source: that the signed_request's user_id
+    # is the ``user_id`` this connection is keyed by; if not, it matches no connection and
+    # changes nothing (answered like any unknown account).
+    notifications=NOTIFICATIONS,
     errors=ERRORS,
     scope_descriptions={
         "instagram_business_basic": "See your professional account's profile and media",
