@@ -134,6 +134,51 @@ async def test_consent_revoked_ends_the_grant(
     assert not [c for c in stand.router.calls if c.request.url.path == "/revoke"]
 
 
+async def _link_for(stand: Stand, database_url: str, customer: str) -> None:
+    """Another customer links the same Apple account through its own connect link."""
+    engine = create_engine(database_url)
+    try:
+        _, key = await create_caller(
+            engine, kind=CallerKind.SERVICE, name=f"crm-{customer}", customers=[customer]
+        )
+    finally:
+        await engine.dispose()
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=stand.gateway.url, headers=headers, timeout=15) as api:
+        session = (await api.post("/v1/connect-sessions", json={"customer_id": customer})).json()
+    async with httpx.AsyncClient(timeout=15) as browser:
+        start = await browser.get(f"{session['connect_url']}/apple")
+        query = dict(httpx.URL(start.headers["location"]).params)
+        stand.authorize_params = query  # the ID token's nonce is this round trip's
+        answer = await browser.post(
+            query["redirect_uri"], data={"code": "code-456", "state": query["state"]}
+        )
+    assert answer.status_code == 200, answer.text
+
+
+async def test_every_customer_that_linked_the_account_is_told(
+    database_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """Two customers linked the same Apple account: consent-revoked ends both, each in its
+    own customer's audit chain."""
+    stand = await _stand(servers, database_url, tmp_path)
+    await _link(stand)
+    await _link_for(stand, database_url, "globex")
+    assert len(await _rows(database_url, connections)) == 2
+
+    answer = await _post(stand, _notification(stand, {"type": "consent-revoked"}))
+
+    assert answer.status_code == 200, answer.text
+    rows = await _rows(database_url, connections)
+    assert sorted((r["customer_id"], r["status"]) for r in rows) == [
+        ("acme", "revoked"),
+        ("globex", "revoked"),
+    ]
+    assert await _rows(database_url, account_claims) == []
+    hooks = await _rows(database_url, webhook_tables.deliveries)
+    assert sorted(h["customer_id"] for h in hooks) == ["acme", "globex"]
+
+
 async def test_a_replayed_notification_has_no_second_effect(
     database_url: str, servers: Servers, tmp_path: Path
 ) -> None:
