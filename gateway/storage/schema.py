@@ -111,6 +111,13 @@ connections = Table(
     UniqueConstraint("customer_id", "provider", "issuer", "subject"),
 )
 Index("ix_connections_customer", connections.c.customer_id, connections.c.created_at)
+# A provider's notification names the account, not the customer (ConnectionStore.by_account).
+Index(
+    "ix_connections_account",
+    connections.c.provider,
+    connections.c.issuer,
+    connections.c.subject,
+)
 
 # Per-object tokens beside a connection's grant (Meta Page access tokens), sealed by
 # the vault like the connection's own (gateway.provider_tokens).
