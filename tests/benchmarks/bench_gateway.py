@@ -22,7 +22,10 @@ Beside the table, on the linkgate targets: the **refresh storm** (32
 concurrent records requests on a connection whose access token has expired;
 the provider's token endpoint counts the refresh requests it gets: single-flight
 refresh makes it 1), and on ``linkgate-postgres`` the **RSS after 10,000
-requests** (``--rss-requests``) against its RSS right after start.
+requests** (``--rss-requests``) against its RSS right after start, and the
+**PostgreSQL sessions it opened** over its life (``pg_stat_database.sessions``
+read before it starts and after it stopped): a pool that overflows under
+load closes and reopens connections, and each new one forks a backend.
 
 ``--only`` runs a subset of targets while iterating (the ratio columns need
 ``passthrough`` and ``direct``; missing ones print as ``-``). ``--py-spy DIR``
