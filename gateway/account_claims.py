@@ -7,6 +7,11 @@ one JSON object sealed by the vault, bound to its row as associated data like
 every token (they hold an email address), and the records service serves the
 provider's ``from_kept_claims`` resource from them.
 
+Besides the claims, the object may hold ``claims_changed_at``: the provider's time
+(seconds) of the last claims-changed notification applied (Apple's email events,
+gateway.provider_notifications), so an older one arriving late changes nothing.
+A new key in the sealed JSON needs no migration.
+
 They live and die with the grant: ``ConnectionStore.end_grant`` (disconnect,
 consent withdrawal), ``ConnectionStore.delete`` (erasure) and the retention
 purge delete them together with the tokens.
@@ -26,11 +31,12 @@ from gateway.storage import account_claims, connections, writer
 from gateway.vault import KeyRing, token_row
 from providers.base import Account, JSONObject
 
-__all__ = ["CLAIMS_ROW", "AccountClaimsStore"]
+__all__ = ["CLAIMS_CHANGED_AT", "CLAIMS_ROW", "AccountClaimsStore"]
 
 log = structlog.get_logger(__name__)
 
 CLAIMS_ROW = "account_claims"  # the vault's associated-data name of the sealed claims
+CLAIMS_CHANGED_AT = "claims_changed_at"  # the last applied claims change, provider's time
 
 
 class AccountClaimsStore:

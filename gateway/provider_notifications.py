@@ -21,8 +21,8 @@ verifies them and acts, for every such provider:
 Order of work: verify the signature (Apple: the provider's JWKS, ``iss``,
 ``aud`` = our client id, ``exp``; Meta: HMAC-SHA256 with the app secret), read
 the message (providers' ``read``), bound its age (``iat`` / ``issued_at`` no
-older than the provider's ``max_age``, a few minutes), then act on every
-connection of that account (several customers may have linked it):
+older than the provider's ``max_age``, 72 hours for Apple and Meta), then act on
+every connection of that account (several customers may have linked it):
 
 * grant ended (Apple ``consent-revoked``, Meta deauthorize): the connection
   store's end-grant path (``ConnectionStore.end_grant``): tokens, scoped tokens
@@ -38,12 +38,23 @@ connection of that account (several customers may have linked it):
   what happened (``connection.erased_by_provider``).
 * claims changed (Apple ``email-disabled`` / ``email-enabled``): the kept
   identity claims (gateway.account_claims) get the new email, relay flag and
-  forwarding state; a connection without kept claims is left alone.
+  forwarding state, if the event is newer than the last one applied; a
+  connection without kept claims is left alone.
+
+The age bound is wide on purpose: a provider redelivers (or delivers late) what
+we could not take while down, and refusing a genuine consent revocation or
+deletion request would lose it, a privacy failure. A wide window is safe
+because every effect but one is idempotent: ending or erasing a grant twice
+does nothing. The one that is not, Apple's email-disabled / email-enabled, is
+ordered instead: applied only if its ``event_time`` is newer than the one last
+applied to that connection (kept with the claims, ``CLAIMS_CHANGED_AT``), so an
+old email-enabled replayed after a newer email-disabled changes nothing.
 
 Each change is one audit event in the owning customer's chain, with the
 provider's event name as ``resource``. Replays change nothing: a revoked
-connection is not ended again, an erased one is no longer found, claims already
-equal are not rewritten, and a no-op is neither audited nor sent as a webhook.
+connection is not ended again, an erased one is no longer found, a claims
+change not newer than the last applied one (or equal to what is kept) is not
+applied, and a no-op is answered 200 but neither audited nor sent as a webhook.
 
 Refusals are problem+json, never a 500: an unverifiable message 401
 ``provider-notification-refused`` (also when too old); an unreadable one 400
@@ -82,6 +93,7 @@ from joserfc.jwk import KeySet
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 
+from gateway.account_claims import CLAIMS_CHANGED_AT
 from gateway.api.requests import runtime_of
 from gateway.audit import Action, EventDraft, Outcome
 from gateway.connect.jwks import JWKSCache
@@ -336,9 +348,17 @@ async def _act(
         await _audit(runtime, connection, Action.CONNECTION_ERASED_BY_PROVIDER, read)
         return Handled(handled.ended, handled.erased + 1, handled.updated)
     kept = await store.claims.get(connection.id)
-    if kept is None or all(kept.get(k) == v for k, v in read.claims.items()):
-        return handled  # nothing kept for this connection, or already so (a replay)
-    await store.claims.keep(connection.id, {**kept, **read.claims})
+    if kept is None:
+        return handled  # nothing kept for this connection
+    happened = read.event_time if read.event_time is not None else read.issued_at
+    applied = kept.get(CLAIMS_CHANGED_AT)
+    if isinstance(applied, int | float) and not isinstance(applied, bool) and happened <= applied:
+        return handled  # a replay, or older than the change already applied
+    if all(kept.get(k) == v for k, v in read.claims.items()):
+        # Already so: only remember when, so an older opposite change stays out.
+        await store.claims.keep(connection.id, {**kept, CLAIMS_CHANGED_AT: happened})
+        return handled
+    await store.claims.keep(connection.id, {**kept, **read.claims, CLAIMS_CHANGED_AT: happened})
     await _audit(runtime, connection, Action.ACCOUNT_CLAIMS_UPDATED, read)
     return Handled(handled.ended, handled.erased, handled.updated + 1)
 

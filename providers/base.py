@@ -473,6 +473,9 @@ class ProviderNotification:
     event: NotificationEvent
     kind: str  # the provider's own name for it ("consent-revoked"): safe to log and audit
     issued_at: float  # seconds since the epoch, as the provider signed it
+    # When the change happened at the provider (seconds; Apple's events.event_time),
+    # if it says: CLAIMS_CHANGED is applied only when newer than the last one applied.
+    event_time: float | None = None
     claims: Mapping[str, Any] = field(default_factory=dict)  # CLAIMS_CHANGED: the new values
 
 
@@ -486,7 +489,10 @@ class Notifications:
     # CLIENT_SECRET: (signed value, client secret) -> payload; raises ValueError when forged.
     open_signed: Callable[[str, str], JSONObject] | None = None
     algorithms: tuple[str, ...] = ("RS256",)  # PROVIDER_KEYS: the JWS algorithms accepted
-    max_age: int = 300  # seconds a notification stays acceptable after it was issued
+    # Seconds a notification stays acceptable after it was issued: long enough for the
+    # provider to redeliver after our outage (replays change nothing; see
+    # gateway/provider_notifications.py). Each provider declares its own.
+    max_age: int
     deletion_callback: bool = False  # has a data-deletion callback answered with a status URL
 
 

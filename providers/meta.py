@@ -161,4 +161,7 @@ NOTIFICATIONS = Notifications(
     read=read_signed_request,
     open_signed=open_signed_request,
     deletion_callback=True,
+    # Meta's callback pages state no redelivery period (none found); 72 hours is our
+    # choice, so a deletion request signed before an outage of up to three days counts.
+    max_age=72 * 3600,
 )

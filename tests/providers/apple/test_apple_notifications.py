@@ -30,6 +30,7 @@ SUB = "001234.5f3c0e2b8d1a4c6f9e7b.0638"
 RELAY = "x7k2mq9z@privaterelay.appleid.com"
 ID_CLAIMS = {"sub": SUB, "email": RELAY, "email_verified": "true", "is_private_email": "true"}
 FIRST_CONSENT_USER = json.dumps({"name": {"firstName": "Ada", "lastName": "Owner"}})
+WINDOW = 72 * 3600  # providers/apple.py NOTIFICATIONS.max_age
 
 
 async def _stand(servers: Servers, database_url: str, tmp_path: Path) -> Stand:
@@ -232,6 +233,32 @@ async def test_email_disabled_updates_the_kept_claims(
     assert "account_claims.updated" in actions
 
 
+async def test_an_older_email_event_does_not_undo_a_newer_one(
+    database_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """email-disabled from 20 minutes ago, then an email-enabled from 30 minutes ago
+    (delivered late, or replayed): 200 and forwarding stays disabled; an email-enabled
+    from now then applies."""
+    stand = await _stand(servers, database_url, tmp_path)
+    linked = await _link(stand)
+    disabled = _notification(stand, {"type": "email-disabled", "email": RELAY}, age=1200)
+    older_enabled = _notification(stand, {"type": "email-enabled", "email": RELAY}, age=1800)
+
+    answers = [await _post(stand, disabled), await _post(stand, older_enabled)]
+    page = await stand.records(linked["id"], "profile")
+
+    assert [a.status_code for a in answers] == [200, 200]
+    assert page.json()["records"][0]["data"]["email_forwarding"] == "disabled"
+    actions = await _audit_actions(stand, database_url, linked["id"])
+    assert actions.count("account_claims.updated") == 1
+
+    newer = await _post(stand, _notification(stand, {"type": "email-enabled", "email": RELAY}))
+    page = await stand.records(linked["id"], "profile")
+
+    assert newer.status_code == 200, newer.text
+    assert page.json()["records"][0]["data"]["email_forwarding"] == "enabled"
+
+
 async def test_a_forged_signature_is_refused_and_changes_nothing(
     database_url: str, servers: Servers, tmp_path: Path
 ) -> None:
@@ -286,14 +313,34 @@ async def test_another_apps_notification_is_refused(
     assert (await stand.connection())["status"] == "active"
 
 
-async def test_an_old_notification_is_refused(
+async def test_a_late_consent_revoked_still_ends_the_grant(
     database_url: str, servers: Servers, tmp_path: Path
 ) -> None:
-    """Issued an hour ago (still before exp): refused as too old, audited as denied."""
+    """Issued two hours ago (Apple redelivering after our outage): the grant ends."""
     stand = await _stand(servers, database_url, tmp_path)
     linked = await _link(stand)
 
-    answer = await _post(stand, _notification(stand, {"type": "consent-revoked"}, age=3600))
+    answer = await _post(stand, _notification(stand, {"type": "consent-revoked"}, age=7200))
+
+    assert answer.status_code == 200, answer.text
+    assert (await stand.connection())["status"] == "revoked"
+    assert await _rows(database_url, account_claims) == []
+    actions = await _audit_actions(stand, database_url, linked["id"])
+    assert actions[-1] == "connection.revoked_by_provider"
+
+
+async def test_an_old_notification_is_refused(
+    database_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """Issued an hour past the 72-hour window (still before exp): refused as too old,
+    audited as denied, nothing changed."""
+    stand = await _stand(servers, database_url, tmp_path)
+    linked = await _link(stand)
+    old = _notification(
+        stand, {"type": "consent-revoked"}, age=WINDOW + 3600, exp=int(time.time()) + 3600
+    )
+
+    answer = await _post(stand, old)
 
     assert answer.status_code == 401
     assert answer.json()["type"].endswith("/provider-notification-refused")

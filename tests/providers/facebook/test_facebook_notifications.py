@@ -28,6 +28,7 @@ ENDPOINTS = {
     "api_base_url": BASE,
 }
 USER_ID = "10158"
+WINDOW = 72 * 3600  # providers/meta.py NOTIFICATIONS.max_age
 ACCOUNTS = {"data": [{"access_token": "fb-page-token", "name": "Acme", "id": "1029384756"}]}
 
 
@@ -166,14 +167,27 @@ async def test_a_wrong_signature_is_refused_and_changes_nothing(provider_gateway
     assert len(await _rows(gw, provider_tokens)) == 1
 
 
-async def test_an_old_signed_request_is_refused(provider_gateway: Any) -> None:
-    """issued_at an hour ago: refused as too old, still active."""
+async def test_a_late_deauthorize_still_ends_the_grant(provider_gateway: Any) -> None:
+    """issued_at two hours ago (delivered after our outage): the grant ends all the same."""
     gw, _ = await _linked(provider_gateway)
 
-    answer = await _post(gw, "notifications", signed_request(age=3600))
+    answer = await _post(gw, "notifications", signed_request(age=7200))
+
+    assert answer.status_code == 200, answer.text
+    assert await _status(gw) == "revoked"
+    assert await _rows(gw, provider_tokens) == []
+
+
+async def test_an_old_signed_request_is_refused(provider_gateway: Any) -> None:
+    """issued_at an hour past the 72-hour window: refused as too old, still active."""
+    gw, _ = await _linked(provider_gateway)
+
+    answer = await _post(gw, "notifications", signed_request(age=WINDOW + 3600))
 
     assert answer.status_code == 401
+    assert answer.json()["type"].endswith("/provider-notification-refused")
     assert await _status(gw) == "active"
+    assert len(await _rows(gw, provider_tokens)) == 1
 
 
 async def test_malformed_signed_requests_are_refused_never_a_500(provider_gateway: Any) -> None:
