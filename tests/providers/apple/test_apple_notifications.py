@@ -236,13 +236,17 @@ async def test_email_disabled_updates_the_kept_claims(
 async def test_an_older_email_event_does_not_undo_a_newer_one(
     database_url: str, servers: Servers, tmp_path: Path
 ) -> None:
-    """email-disabled from 20 minutes ago, then an email-enabled from 30 minutes ago
-    (delivered late, or replayed): 200 and forwarding stays disabled; an email-enabled
-    from now then applies."""
+    """email-disabled that happened 20 minutes ago, then an email-enabled that happened
+    30 minutes ago but was signed just now (redelivered late, or replayed): 200 and
+    forwarding stays disabled, as ``event_time`` says, not ``iat``; an email-enabled
+    that happened now then applies."""
     stand = await _stand(servers, database_url, tmp_path)
     linked = await _link(stand)
     disabled = _notification(stand, {"type": "email-disabled", "email": RELAY}, age=1200)
-    older_enabled = _notification(stand, {"type": "email-enabled", "email": RELAY}, age=1800)
+    happened = (int(time.time()) - 1800) * 1000  # Apple's event_time is in milliseconds
+    older_enabled = _notification(
+        stand, {"type": "email-enabled", "email": RELAY, "event_time": happened}
+    )
 
     answers = [await _post(stand, disabled), await _post(stand, older_enabled)]
     page = await stand.records(linked["id"], "profile")
