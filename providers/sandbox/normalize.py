@@ -7,16 +7,14 @@ so that the ``public-or-direct`` rule drops it (fail closed).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from datetime import date, datetime
+from collections.abc import Callable, Mapping
+from datetime import date
 from typing import Any
 
 from policies import (
     AgeHint,
-    Field,
     Identifier,
     InvalidIdentifier,
-    JSONValue,
     Record,
     Subject,
     Visibility,
@@ -24,6 +22,16 @@ from policies import (
     handle_identifier,
     phone_identifier,
     provider_user_identifier,
+)
+from providers.assembly import (
+    PRIVATE_CONTENT,
+    content_category,
+    fields,
+    listed,
+    mapping,
+    present,
+    record,
+    sms_phone,
 )
 from providers.base import JSONObject, NormalizeContext
 
@@ -57,14 +65,11 @@ DIRECT_MESSAGE = Visibility.DIRECT  # a message sent to the customer's page
 BOOKING = Visibility.DIRECT  # the invitee booked with the customer themselves
 OWN_PROFILE = Visibility.DIRECT  # the linked account holder's own profile, shared by linking
 
-PUBLIC_CONTENT = "user.content.public"
-PRIVATE_CONTENT = "user.content.private"
-
 
 def normalize_profile(item: JSONObject, ctx: NormalizeContext) -> Record:
     """``/api/me``: the account holder who linked the account."""
-    page = _mapping(item.get("page"))
-    data = _fields(
+    page = mapping(item.get("page"))
+    data = fields(
         ("id", item.get("id"), "user.unique_id"),
         ("name", item.get("name"), "user.name"),
         ("email", item.get("email"), "user.contact.email"),
@@ -74,9 +79,9 @@ def normalize_profile(item: JSONObject, ctx: NormalizeContext) -> Record:
         ("page_handle", page.get("handle"), "system.operations"),
     )
     holder = _subject(item, ctx, role="account_holder")
-    return _record(
-        item,
+    return record(
         ctx,
+        id=item.get("id", ""),
         visibility=OWN_PROFILE,
         subjects=[holder],
         data=data,
@@ -87,7 +92,7 @@ def normalize_profile(item: JSONObject, ctx: NormalizeContext) -> Record:
 
 def normalize_post(item: JSONObject, ctx: NormalizeContext) -> Record:
     """``/api/posts``: posts on the linked page, by the page or by End Users."""
-    privacy = _mapping(item.get("privacy")).get("value")
+    privacy = mapping(item.get("privacy")).get("value")
     visibility = (
         POST_PRIVACY.get(privacy, Visibility.UNKNOWN)
         if isinstance(privacy, str)
@@ -96,16 +101,16 @@ def normalize_post(item: JSONObject, ctx: NormalizeContext) -> Record:
     if item.get("is_published") is False:
         # A draft is seen by the page's admins only, whatever audience it will get.
         visibility = Visibility.PRIVATE
-    author = _mapping(item.get("from"))
-    data = _fields(
-        ("message", item.get("message"), _content(visibility)),
+    author = mapping(item.get("from"))
+    data = fields(
+        ("message", item.get("message"), content_category(visibility)),
         ("created_time", item.get("created_time"), "system.operations"),
         ("place", item.get("place"), "user.location.precise"),
         *_author_fields(author),
     )
-    return _record(
-        item,
+    return record(
         ctx,
+        id=item.get("id", ""),
         visibility=visibility,
         subjects=[_subject(author, ctx, role="author")],
         data=data,
@@ -122,15 +127,15 @@ def normalize_comment(item: JSONObject, ctx: NormalizeContext) -> Record:
         if isinstance(hidden, bool)
         else (Visibility.UNKNOWN)
     )
-    author = _mapping(item.get("from"))
-    data = _fields(
-        ("message", item.get("message"), _content(visibility)),
+    author = mapping(item.get("from"))
+    data = fields(
+        ("message", item.get("message"), content_category(visibility)),
         ("created_time", item.get("created_time"), "system.operations"),
         *_author_fields(author),
     )
-    return _record(
-        item,
+    return record(
         ctx,
+        id=item.get("id", ""),
         visibility=visibility,
         subjects=[_subject(author, ctx, role="author")],
         data=data,
@@ -141,29 +146,29 @@ def normalize_comment(item: JSONObject, ctx: NormalizeContext) -> Record:
 
 def normalize_conversation(item: JSONObject, ctx: NormalizeContext) -> Record:
     """``/api/conversations``: direct-message threads with the page."""
-    people = [_mapping(p) for p in _list(item.get("participants")) if not _is_page(p)]
+    people = [mapping(p) for p in listed(item.get("participants")) if not _is_page(p)]
     messages = [
         {
-            "from": str(_mapping(message.get("from")).get("name", "")),
+            "from": str(mapping(message.get("from")).get("name", "")),
             "text": str(message.get("text", "")),
             "created_time": str(message.get("created_time", "")),
         }
-        for message in map(_mapping, _list(item.get("messages")))
+        for message in map(mapping, listed(item.get("messages")))
     ]
-    data = _fields(
+    data = fields(
         ("channel", item.get("channel"), "system.operations"),
-        ("participant_ids", _present(p.get("id") for p in people), "user.unique_id"),
-        ("participant_names", _present(p.get("name") for p in people), "user.name"),
-        ("participant_handles", _present(p.get("handle") for p in people),
+        ("participant_ids", present(p.get("id") for p in people), "user.unique_id"),
+        ("participant_names", present(p.get("name") for p in people), "user.name"),
+        ("participant_handles", present(p.get("handle") for p in people),
          "user.account.username"),
-        ("participant_emails", _present(p.get("email") for p in people), "user.contact.email"),
-        ("participant_phones", _present(p.get("phone") for p in people),
+        ("participant_emails", present(p.get("email") for p in people), "user.contact.email"),
+        ("participant_phones", present(p.get("phone") for p in people),
          "user.contact.phone_number"),
         ("messages", messages or None, PRIVATE_CONTENT),
     )  # fmt: skip
-    return _record(
-        item,
+    return record(
         ctx,
+        id=item.get("id", ""),
         visibility=DIRECT_MESSAGE,
         subjects=[_subject(p, ctx, role="participant") for p in people],
         data=data,
@@ -181,19 +186,19 @@ def normalize_event(item: JSONObject, ctx: NormalizeContext) -> Record:
         visibility = EVENT_VISIBILITY.get(raw, Visibility.UNKNOWN)
     else:
         visibility = Visibility.UNKNOWN
-    content = _content(visibility)
-    attendees = [_mapping(a) for a in _list(item.get("attendees"))]
-    invitee = _mapping(item.get("invitee"))
-    answers = [_mapping(qa) for qa in _list(item.get("questions_and_answers"))]
+    content = content_category(visibility)
+    attendees = [mapping(a) for a in listed(item.get("attendees"))]
+    invitee = mapping(item.get("invitee"))
+    answers = [mapping(qa) for qa in listed(item.get("questions_and_answers"))]
     reminder = invitee.get("text_reminder_number")
-    data = _fields(
+    data = fields(
         ("summary", item.get("summary"), content),
         ("description", item.get("description"), content),
         ("start", item.get("start"), content),
         ("end", item.get("end"), content),
-        ("organizer_email", _mapping(item.get("organizer")).get("email"), "user.contact.email"),
-        ("attendee_emails", _present(a.get("email") for a in attendees), "user.contact.email"),
-        ("attendee_names", _present(a.get("display_name") for a in attendees), "user.name"),
+        ("organizer_email", mapping(item.get("organizer")).get("email"), "user.contact.email"),
+        ("attendee_emails", present(a.get("email") for a in attendees), "user.contact.email"),
+        ("attendee_names", present(a.get("display_name") for a in attendees), "user.name"),
         ("invitee_name", invitee.get("name"), "user.name"),
         ("invitee_email", invitee.get("email"), "user.contact.email"),
         ("answers", [dict(qa) for qa in answers] or None, PRIVATE_CONTENT),
@@ -201,15 +206,13 @@ def normalize_event(item: JSONObject, ctx: NormalizeContext) -> Record:
     if isinstance(reminder, str) and reminder:
         # Given to receive text reminders: the notice's "phone numbers collected for SMS
         # consent will not be shared" applies to this field.
-        data["text_reminder_number"] = Field(
-            _phone_or_raw(reminder), "user.contact.phone_number", sms_consent=True
-        )
+        data["text_reminder_number"] = sms_phone(reminder)
     subjects = [_subject(a, ctx, role="attendee") for a in attendees]
     if invitee:
         subjects.append(_subject({**invitee, "phone": reminder}, ctx, role="invitee"))
-    return _record(
-        item,
+    return record(
         ctx,
+        id=item.get("id", ""),
         visibility=visibility,
         subjects=subjects,
         data=data,
@@ -219,30 +222,6 @@ def normalize_event(item: JSONObject, ctx: NormalizeContext) -> Record:
 
 
 # Building blocks --------------------------------------------------------------
-
-
-def _record(
-    item: JSONObject,
-    ctx: NormalizeContext,
-    *,
-    visibility: Visibility,
-    subjects: Iterable[Subject | None],
-    data: dict[str, Field],
-    occurred_at: object,
-    extra: Mapping[str, Any],
-) -> Record:
-    return Record(
-        id=str(item.get("id", "")),
-        customer_id=ctx.customer_id,
-        connection_id=ctx.connection_id,
-        provider=ctx.provider,
-        resource=ctx.resource,
-        visibility=visibility,
-        subjects=tuple(s for s in subjects if s is not None),
-        data=data,
-        occurred_at=_datetime(occurred_at),
-        extra={key: _json(value) for key, value in extra.items()},
-    )
 
 
 def _subject(person: Mapping[str, Any], ctx: NormalizeContext, *, role: str) -> Subject | None:
@@ -272,7 +251,7 @@ _IDENTIFIER_MAKERS: tuple[tuple[str, Callable[[str, str], Identifier]], ...] = (
 
 def _age(person: Mapping[str, Any]) -> AgeHint | None:
     """What the sandbox tells about age: an ``age_range`` and/or a ``birthday``."""
-    age_max = _mapping(person.get("age_range")).get("max")
+    age_max = mapping(person.get("age_range")).get("max")
     birthday = person.get("birthday")
     birth_date: date | None = None
     if isinstance(birthday, str):
@@ -297,85 +276,5 @@ def _author_fields(author: Mapping[str, Any]) -> list[tuple[str, object, str]]:
     ]
 
 
-def _fields(*entries: tuple[str, object, str]) -> dict[str, Field]:
-    """Fields for the values that are present; emails lower-cased, phones in E.164."""
-    fields: dict[str, Field] = {}
-    for name, value, category in entries:
-        if value is None or value == "":
-            continue
-        if category == "user.contact.email":
-            value = _each(value, _email_or_raw)
-        elif category == "user.contact.phone_number":
-            value = _each(value, _phone_or_raw)
-        fields[name] = Field(_json(value), category)
-    return fields
-
-
-def _each(value: object, normalize: Callable[[str], str]) -> object:
-    if isinstance(value, str):
-        return normalize(value)
-    if isinstance(value, list):
-        return [normalize(v) if isinstance(v, str) else v for v in value]
-    return value
-
-
-def _email_or_raw(raw: str) -> str:
-    try:
-        return email_identifier(raw).value
-    except InvalidIdentifier:
-        return raw
-
-
-def _phone_or_raw(raw: str) -> str:
-    try:
-        return phone_identifier(raw).value
-    except InvalidIdentifier:
-        return raw
-
-
-def _content(visibility: Visibility) -> str:
-    return PUBLIC_CONTENT if visibility is Visibility.PUBLIC else PRIVATE_CONTENT
-
-
 def _is_page(person: object) -> bool:
-    return isinstance(person, _MAPPINGS) and person.get("is_page") is True
-
-
-def _present(values: Iterable[object]) -> list[str] | None:
-    found = [str(v) for v in values if v]
-    return found or None
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, _MAPPINGS) else {}
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _datetime(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
-
-
-# Tuples, not ``str | int | ...``: that expression builds a new union object on
-# every call, and these checks run for every field of every record of a page.
-_SCALARS = (str, int, float, bool)
-_SEQUENCES = (list, tuple)
-_MAPPINGS = (dict, Mapping)  # parsed JSON is dicts: checked before the slower ABC
-
-
-def _json(value: object) -> JSONValue:
-    """``value`` as plain JSON (mappings become dicts), for the record's data and extra."""
-    if value is None or isinstance(value, _SCALARS):
-        return value
-    if isinstance(value, _MAPPINGS):
-        return {str(k): _json(v) for k, v in value.items()}
-    if isinstance(value, _SEQUENCES):
-        return [_json(v) for v in value]
-    return str(value)
+    return isinstance(person, Mapping) and person.get("is_page") is True
