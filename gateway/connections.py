@@ -55,6 +55,7 @@ class Connection:
     created_at: datetime
     updated_at: datetime
     last_refreshed_at: datetime | None
+    linked_at: datetime
     sealed_access_token: str | None = field(default=None, repr=False)
     sealed_refresh_token: str | None = field(default=None, repr=False)
 
@@ -92,6 +93,7 @@ def from_row(row: Any) -> Connection:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         last_refreshed_at=row["last_refreshed_at"],
+        linked_at=row["linked_at"],
         sealed_access_token=row["access_token"],
         sealed_refresh_token=row["refresh_token"],
     )
@@ -288,6 +290,7 @@ class ConnectionStore:
             "status_reason": None,
             "updated_at": now,
             "last_refreshed_at": now,
+            "linked_at": now,
             "refresh_failures": 0,
             "refresh_cooldown_until": None,
         }

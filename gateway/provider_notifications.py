@@ -334,6 +334,11 @@ async def _act(
     runtime: Runtime, connection: Connection, read: ProviderNotification, handled: Handled
 ) -> Handled:
     store = runtime.connections
+    happened = read.event_time if read.event_time is not None else read.issued_at
+    if happened + CLOCK_LEEWAY < connection.linked_at.timestamp():
+        # About a grant this account had before it was linked again: a late
+        # redelivery or a replay must not end (or erase) the new one.
+        return handled
     reason = f"ended at the provider ({read.kind})"
     if read.event is NotificationEvent.GRANT_ENDED:
         if connection.status in _ENDED:
@@ -350,7 +355,6 @@ async def _act(
     kept = await store.claims.get(connection.id)
     if kept is None:
         return handled  # nothing kept for this connection
-    happened = read.event_time if read.event_time is not None else read.issued_at
     applied = kept.get(CLAIMS_CHANGED_AT)
     if isinstance(applied, int | float) and not isinstance(applied, bool) and happened <= applied:
         return handled  # a replay, or older than the change already applied

@@ -106,6 +106,9 @@ connections = Table(
     _utc("created_at"),
     _utc("updated_at"),
     _utc("last_refreshed_at", nullable=True),
+    # When the grant was last (re)linked: a provider notification about an
+    # event from before it is about an earlier grant (gateway.provider_notifications).
+    _utc("linked_at"),
     Column("refresh_failures", Integer, nullable=False, default=0),
     _utc("refresh_cooldown_until", nullable=True),
     UniqueConstraint("customer_id", "provider", "issuer", "subject"),

@@ -197,6 +197,7 @@ def test_entries_are_bounded() -> None:
         "created_at": now,
         "updated_at": now,
         "last_refreshed_at": None,
+        "linked_at": now,
     }
     for name in ("a", "b", "c"):
         cache.put(Connection(id=name, **base))

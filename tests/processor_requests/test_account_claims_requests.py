@@ -122,7 +122,7 @@ def test_apple_claims_are_reported_with_the_categories_of_its_profile() -> None:
         id="con_1", customer_id="acme", provider="apple", issuer="https://appleid.apple.com",
         subject="001234.abc.0638", account_name="Ada", scopes=("name", "email"),
         status=Status.ACTIVE, status_reason=None, token_expires_at=None, created_at=now,
-        updated_at=now, last_refreshed_at=None,
+        updated_at=now, last_refreshed_at=None, linked_at=now,
     )  # fmt: skip
     claims = {
         "sub": "001234.abc.0638",

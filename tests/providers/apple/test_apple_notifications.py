@@ -10,6 +10,7 @@ import io
 import json
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jwt
 from joserfc.jwk import RSAKey
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from gateway.callers import CallerKind, create_caller
 from gateway.storage import account_claims, connections, create_engine
@@ -90,6 +91,18 @@ async def _rows(database_url: str, table: Any) -> list[Any]:
     try:
         async with engine.connect() as conn:
             return list((await conn.execute(select(table))).mappings().all())
+    finally:
+        await engine.dispose()
+
+
+async def _linked_hours_ago(database_url: str, hours: int) -> None:
+    """As if the account had been linked ``hours`` ago (the stand links it just now)."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(connections).values(linked_at=datetime.now(UTC) - timedelta(hours=hours))
+            )
     finally:
         await engine.dispose()
 
@@ -242,6 +255,7 @@ async def test_an_older_email_event_does_not_undo_a_newer_one(
     that happened now then applies."""
     stand = await _stand(servers, database_url, tmp_path)
     linked = await _link(stand)
+    await _linked_hours_ago(database_url, 1)  # both events are about this grant
     disabled = _notification(stand, {"type": "email-disabled", "email": RELAY}, age=1200)
     happened = (int(time.time()) - 1800) * 1000  # Apple's event_time is in milliseconds
     older_enabled = _notification(
@@ -323,6 +337,7 @@ async def test_a_late_consent_revoked_still_ends_the_grant(
     """Issued two hours ago (Apple redelivering after our outage): the grant ends."""
     stand = await _stand(servers, database_url, tmp_path)
     linked = await _link(stand)
+    await _linked_hours_ago(database_url, 3)
 
     answer = await _post(stand, _notification(stand, {"type": "consent-revoked"}, age=7200))
 
@@ -331,6 +346,23 @@ async def test_a_late_consent_revoked_still_ends_the_grant(
     assert await _rows(database_url, account_claims) == []
     actions = await _audit_actions(stand, database_url, linked["id"])
     assert actions[-1] == "connection.revoked_by_provider"
+
+
+async def test_a_revocation_from_before_the_account_was_linked_again_leaves_the_new_grant(
+    database_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """The user revoked two hours ago, then linked again just now: the late (or
+    replayed) revocation is about the old grant and must not end the new one."""
+    stand = await _stand(servers, database_url, tmp_path)
+    linked = await _link(stand)
+
+    answer = await _post(stand, _notification(stand, {"type": "consent-revoked"}, age=7200))
+
+    assert answer.status_code == 200, answer.text
+    assert (await stand.connection())["status"] == "active"
+    assert len(await _rows(database_url, account_claims)) == 1
+    actions = await _audit_actions(stand, database_url, linked["id"])
+    assert "connection.revoked_by_provider" not in actions
 
 
 async def test_an_old_notification_is_refused(

@@ -11,10 +11,11 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from gateway.storage import connections, create_engine, provider_tokens
 from tests.providers.conftest import CLIENT_SECRET, ProviderGateway
@@ -76,6 +77,18 @@ async def _rows(gw: ProviderGateway, table: Any) -> list[Any]:
     try:
         async with engine.connect() as conn:
             return list((await conn.execute(select(table))).mappings().all())
+    finally:
+        await engine.dispose()
+
+
+async def _linked_hours_ago(gw: ProviderGateway, hours: int) -> None:
+    """As if the account had been linked ``hours`` ago (the fixture links it just now)."""
+    engine = create_engine(gw.database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(connections).values(linked_at=datetime.now(UTC) - timedelta(hours=hours))
+            )
     finally:
         await engine.dispose()
 
@@ -170,12 +183,26 @@ async def test_a_wrong_signature_is_refused_and_changes_nothing(provider_gateway
 async def test_a_late_deauthorize_still_ends_the_grant(provider_gateway: Any) -> None:
     """issued_at two hours ago (delivered after our outage): the grant ends all the same."""
     gw, _ = await _linked(provider_gateway)
+    await _linked_hours_ago(gw, 3)
 
     answer = await _post(gw, "notifications", signed_request(age=7200))
 
     assert answer.status_code == 200, answer.text
     assert await _status(gw) == "revoked"
     assert await _rows(gw, provider_tokens) == []
+
+
+async def test_a_deauthorize_from_before_the_account_was_linked_again_is_ignored(
+    provider_gateway: Any,
+) -> None:
+    """Deauthorized two hours ago, linked again just now: the new grant stays."""
+    gw, _ = await _linked(provider_gateway)
+
+    answer = await _post(gw, "notifications", signed_request(age=7200))
+
+    assert answer.status_code == 200, answer.text
+    assert await _status(gw) == "active"
+    assert len(await _rows(gw, provider_tokens)) == 1
 
 
 async def test_an_old_signed_request_is_refused(provider_gateway: Any) -> None:
