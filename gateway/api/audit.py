@@ -9,14 +9,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from gateway import audit
 from gateway.api.requests import runtime_of
-from gateway.audit import Action, AuditEvent, Outcome, account_disclosures, format_time
+from gateway.audit import (
+    Action,
+    AuditEvent,
+    Outcome,
+    account_disclosures,
+    format_time,
+    months_before,
+)
 from gateway.auditors import (
     AuditCursorKey,
     auditor_caller,
@@ -134,7 +141,7 @@ async def disclosures(request: Request) -> JSONResponse:
         raise InvalidParameter("subject is required", parameter="subject")
     months = _months(query.get("months"))
     until = datetime.now(UTC)
-    since = _months_before(until, months)
+    since = months_before(until, months)
     hashes = subject_hashes(runtime, subject, [customer_id])
     events: list[AuditEvent] = []
     before = None
@@ -190,17 +197,3 @@ def _months(raw: str | None) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_MONTHS:
         raise InvalidParameter(f"months must be between 1 and {MAX_MONTHS}", parameter="months")
     return int(raw)
-
-
-def _months_before(moment: datetime, months: int) -> datetime:
-    """The same wall-clock instant ``months`` calendar months earlier (day clamped)."""
-    index = moment.year * 12 + moment.month - 1 - months
-    year, month = divmod(index, 12)
-    day = moment.day
-    while True:
-        try:
-            return moment.replace(year=year, month=month + 1, day=day)
-        except ValueError:
-            day -= 1
-            if day < 28:
-                return moment - timedelta(days=30 * months)

@@ -35,7 +35,12 @@ from gateway.audit.checkpoint import (
     generate_key_file,
     prunable_up_to,
 )
-from gateway.audit.disclosures import Disclosures, account_disclosures, is_disclosure
+from gateway.audit.disclosures import (
+    Disclosures,
+    account_disclosures,
+    is_disclosure,
+    months_before,
+)
 from gateway.audit.errors import AuditError, AuditUnavailable, ChainBroken, KeyFileError
 from gateway.audit.event import Action, AuditEvent, EventDraft, Outcome, format_time, parse_time
 from gateway.audit.store import AuditCursor, AuditPage, AuditStore
@@ -77,6 +82,7 @@ __all__ = [
     "is_disclosure",
     "link",
     "link_with_content",
+    "months_before",
     "parse_time",
     "prunable_up_to",
     "verify_chain",

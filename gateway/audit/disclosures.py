@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from gateway.audit.event import Action, AuditEvent, Outcome
 
-__all__ = ["Disclosures", "account_disclosures", "is_disclosure"]
+__all__ = ["Disclosures", "account_disclosures", "is_disclosure", "months_before"]
 
 UNKNOWN = "unknown"
 
@@ -97,3 +98,16 @@ def account_disclosures(events: Iterable[AuditEvent]) -> Disclosures:
         if is_disclosure(event):
             result.add(event)
     return result
+
+
+def months_before(moment: datetime, months: int) -> datetime:
+    """The same instant ``months`` calendar months earlier, the day clamped to the
+    month ("the preceding 12 months" of 31 March starts on 28 or 29 February)."""
+    index = moment.year * 12 + moment.month - 1 - months
+    year, month = divmod(index, 12)
+    day = moment.day
+    while True:
+        try:
+            return moment.replace(year=year, month=month + 1, day=day)
+        except ValueError:  # no such day in that month; every month has a 28th
+            day -= 1

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import audit
-from gateway.audit import Action, AuditCursor, AuditEvent, Outcome
+from gateway.audit import Action, AuditCursor, AuditEvent, Outcome, months_before
 from gateway.auditors import (
     AuditCursorKey,
     customer_param,
@@ -203,18 +203,6 @@ async def _verify(request: Request, session: ConsoleSession) -> Response:
         runtime=runtime,
         **_verify_context(session, result=result, chosen=customer_id),
     )
-
-
-def months_before(moment: datetime, months: int) -> datetime:
-    """The same instant ``months`` calendar months earlier, the day clamped to the month."""
-    index = moment.year * 12 + moment.month - 1 - months
-    year, month = divmod(index, 12)
-    day = moment.day
-    while True:
-        try:
-            return moment.replace(year=year, month=month + 1, day=day)
-        except ValueError:
-            day -= 1
 
 
 async def _disclosures(request: Request, session: ConsoleSession) -> Response:
