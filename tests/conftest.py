@@ -17,10 +17,13 @@ import asyncpg
 import pytest
 import uvicorn
 from sqlalchemy.engine import make_url
+from starlette.types import ASGIApp
 
 from gateway.config import ProviderSettings, Settings
 from gateway.storage.migrate import upgrade
 from gateway.vault import generate_key_entry
+from providers.sandbox.server import create_sandbox_app
+from providers.sandbox.settings import ClientRegistration, SandboxSettings
 
 POSTGRES_URL = os.environ.get(
     "LINKGATE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -149,6 +152,25 @@ def servers() -> Iterator[Servers]:
     running = Servers()
     yield running
     running.stop_all()
+
+
+def sandbox_app(
+    sandbox_url: str,
+    client_secret: str,
+    *gateway_urls: str,
+    client_id: str = "linkgate-test",
+    **settings: Any,
+) -> ASGIApp:
+    """The sandbox provider served on ``sandbox_url``, with the gateway(s) at
+    ``gateway_urls`` registered as ``client_id`` (by default the client
+    :func:`sandbox_provider_settings` signs in as); ``settings`` as SandboxSettings."""
+    registration = ClientRegistration(
+        client_secret=client_secret,
+        redirect_uris=tuple(f"{url}/oauth/callback" for url in gateway_urls),
+    )
+    return create_sandbox_app(
+        SandboxSettings(issuer=sandbox_url, clients={client_id: registration}, **settings)
+    )
 
 
 def sandbox_provider_settings(sandbox_url: str, client_secret: str) -> ProviderSettings:

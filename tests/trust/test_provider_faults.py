@@ -21,9 +21,7 @@ from gateway.app import create_app
 from gateway.callers import CallerKind, create_caller
 from gateway.storage import audit_tables, connections, create_engine
 from gateway.upstream import RetryPolicy
-from providers.sandbox.server import create_sandbox_app
-from providers.sandbox.settings import ClientRegistration, SandboxSettings
-from tests.conftest import Servers, make_settings, sandbox_provider_settings
+from tests.conftest import Servers, make_settings, sandbox_app, sandbox_provider_settings
 from tests.trust.chaos_upstream import ChaosUpstream
 
 FAST_RETRIES = RetryPolicy(attempts=2, deadline=3.0, initial_backoff=0.05, max_backoff=0.1)
@@ -54,16 +52,7 @@ async def test_a_misbehaving_provider_gets_a_clear_problem_and_nothing_leaks(
     """Each fault: problem+json, no records, an audited error, the connection untouched."""
     secret = secrets.token_urlsafe(16)
     gateway_url, sandbox_url = servers.reserve(), servers.reserve()
-    registration = ClientRegistration(
-        client_secret=secret, redirect_uris=(f"{gateway_url}/oauth/callback",)
-    )
-    servers.serve(
-        sandbox_url,
-        create_sandbox_app(
-            SandboxSettings(issuer=sandbox_url, clients={"linkgate-test": registration},
-                            auto_approve=True)
-        ),
-    )  # fmt: skip
+    servers.serve(sandbox_url, sandbox_app(sandbox_url, secret, gateway_url, auto_approve=True))
     provider = sandbox_provider_settings(sandbox_url, secret)
     provider = replace(provider, endpoints={**provider.endpoints, "api_base_url": chaos.url})
     settings = replace(

@@ -45,9 +45,7 @@ from gateway.storage import audit_tables, connections, create_engine
 from gateway.storage.schema import webhook_tables
 from gateway.vault import KeyRing, generate_key_entry, token_row
 from policies.vocabulary import CallerClass
-from providers.sandbox.server import create_sandbox_app
-from providers.sandbox.settings import ClientRegistration, SandboxSettings
-from tests.conftest import POSTGRES_URL, Servers, _admin, _asyncpg_dsn
+from tests.conftest import POSTGRES_URL, Servers, _admin, _asyncpg_dsn, sandbox_app
 from tests.replicas.conftest import (
     CLIENT_ID,
     CUSTOMER,
@@ -116,15 +114,16 @@ class World:
 def world(database_url: str, servers: Servers, tmp_path: Path) -> Iterator[World]:
     secret = secrets.token_urlsafe(16)
     sandbox_url = servers.reserve()
-    registration = ClientRegistration(
-        client_secret=secret, redirect_uris=(f"{PUBLIC_URL}/oauth/callback",)
-    )
     gate = TokenGate(
-        create_sandbox_app(
-            SandboxSettings(issuer=sandbox_url, clients={CLIENT_ID: registration},
-                            auto_approve=True, rotate_refresh_tokens=True)
+        sandbox_app(
+            sandbox_url,
+            secret,
+            PUBLIC_URL,
+            client_id=CLIENT_ID,
+            auto_approve=True,
+            rotate_refresh_tokens=True,
         )
-    )  # fmt: skip
+    )
     servers.serve(sandbox_url, gate)
     receiver = WebhookReceiver()
     receiver_url = servers.reserve()

@@ -35,9 +35,7 @@ from gateway.callers import CallerKind, create_caller
 from gateway.storage import audit_tables, connections, create_engine
 from gateway.vault import KeyRing, token_row
 from policies.vocabulary import CallerClass
-from providers.sandbox.server import create_sandbox_app
-from providers.sandbox.settings import ClientRegistration, SandboxSettings
-from tests.conftest import Servers, make_settings, sandbox_provider_settings
+from tests.conftest import Servers, make_settings, sandbox_app, sandbox_provider_settings
 from tests.gateway.test_secret_hygiene import _database_plaintext
 from tests.trust.chaos_upstream import MODES, ChaosUpstream
 from tests.trust.stalling_proxy import StallingProxy
@@ -221,16 +219,9 @@ async def _scene(
             )
         client_secret = secrets.token_urlsafe(16)
         gateway_url, sandbox_url = servers.reserve(), servers.reserve()
-        registration = ClientRegistration(
-            client_secret=client_secret, redirect_uris=(f"{gateway_url}/oauth/callback",)
-        )
         servers.serve(
-            sandbox_url,
-            create_sandbox_app(
-                SandboxSettings(issuer=sandbox_url, clients={"linkgate-test": registration},
-                                auto_approve=True)
-            ),
-        )  # fmt: skip
+            sandbox_url, sandbox_app(sandbox_url, client_secret, gateway_url, auto_approve=True)
+        )
         sandbox = sandbox_provider_settings(sandbox_url, client_secret)
         if case.chaos_api:
             sandbox = replace(sandbox, endpoints={**sandbox.endpoints, "api_base_url": chaos.url})
