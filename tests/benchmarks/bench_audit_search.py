@@ -77,20 +77,9 @@ async def _admin(sql: str) -> None:
 
 
 Rows = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], tuple[int, str]]
-EVENT_COLUMNS = (
-    "customer_id",
-    "seq",
-    "occurred_at",
-    "action",
-    "outcome",
-    "caller_id",
-    "connection_id",
-    "trace_id",
-    "content",
-    "prev_hash",
-    "hash",
-)
-SUBJECT_COLUMNS = ("customer_id", "subject_hash", "seq")
+# The migrated tables' own columns, in their order: the rows below are built to match.
+EVENT_COLUMNS = tuple(column.name for column in audit_tables.events.columns)
+SUBJECT_COLUMNS = tuple(column.name for column in audit_tables.subjects.columns)
 
 
 def generate(events: int, subjects: list[str]) -> Rows:
