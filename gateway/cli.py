@@ -33,10 +33,10 @@ def _run(coroutine: Coroutine[Any, Any, int]) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.server import serve
+    from gateway.server import run
 
     settings = _settings()
-    return _run(serve(settings, host=args.host or settings.host, port=args.port or settings.port))
+    return run(settings, host=args.host or settings.host, port=args.port or settings.port)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

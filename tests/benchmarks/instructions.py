@@ -1,0 +1,148 @@
+"""Instructions per records request, counted by callgrind: a figure the noisy machine cannot move.
+
+CPU time per request on this shared 2-core VM varies by ±15% between runs of
+the same commit, more than most single changes to the hot path save. Counted
+instructions repeat to within about 0.5%, so this script is the one to compare
+two versions of the code with (it ignores cache misses and the kernel's share,
+which ``bench_gateway.py`` still shows)::
+
+    .venv/bin/python tests/benchmarks/instructions.py [--requests N] [--target T] [REPO ...]
+
+For each REPO (default: this checkout; give two checkouts, say a ``git
+worktree`` of the base commit and your change, to compare them) it starts
+that checkout's upstream and ``linkgate serve`` exactly as ``bench_gateway.py``
+does, the target under ``valgrind --tool=callgrind`` with instrumentation off,
+warms it with 200 requests, turns instrumentation on for N requests at
+concurrency 32, and prints user-space instructions per request. Needs
+valgrind (Debian package ``valgrind``); about a minute per checkout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+HERE = Path(__file__).resolve().parent
+WARMUP_REQUESTS = 200
+CONCURRENCY = 32
+
+
+def _harness(repo: Path) -> ModuleType:
+    """That checkout's bench_gateway module (its seeding, config and roles)."""
+    spec = importlib.util.spec_from_file_location(
+        f"bench_gateway_{abs(hash(repo))}", repo / "tests/benchmarks/bench_gateway.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
+
+
+def count(repo: Path, requests: int, database: str) -> float:
+    """Instructions per request of ``linkgate serve`` from ``repo``."""
+    bench = _harness(repo)
+    out = Path(tempfile.mkdtemp(prefix="linkgate-callgrind-"))
+    spawn = bench._spawn
+
+    def under_callgrind(args: list[str], core: int, **kwargs: object) -> subprocess.Popen[bytes]:
+        if "serve" not in args:
+            return spawn(args, core, **kwargs)
+        log = kwargs.get("log")
+        sink = log.open("ab") if isinstance(log, Path) else subprocess.DEVNULL
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}/callgrind.%p",
+            sys.executable,
+            *args,
+        ]
+        env = kwargs.get("env")
+        process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=bench.REPO,
+            stdout=sink,
+            stderr=sink,  # type: ignore[arg-type]
+        )
+        os.sched_setaffinity(process.pid, {core})
+        return process
+
+    wait_http = bench._wait_http
+    bench._spawn = under_callgrind
+    bench._wait_http = lambda url, timeout=30.0: wait_http(url, 900)  # start-up under valgrind
+
+    def control(pid: int, *flags: str) -> None:
+        subprocess.run(["callgrind_control", *flags, str(pid)], check=True, capture_output=True)
+
+    with tempfile.TemporaryDirectory(prefix="linkgate-instructions-") as tmp:
+        port = bench._port()
+        upstream_process = spawn(bench._script("upstream", port), bench.LOAD_CORE)
+        upstream = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(f"{upstream}{bench.RESOURCE_PATH}")
+            url = (
+                asyncio.run(bench._postgres_database())
+                if database == "postgres"
+                else f"sqlite+aiosqlite:///{tmp}/linkgate.db"
+            )
+            try:
+                with bench.linkgate(f"linkgate-{database}", url, upstream, Path(tmp)) as target:
+                    warm = bench.send(target.url, target.key, CONCURRENCY, WARMUP_REQUESTS)
+                    control(target.pid, "--instr=on")
+                    measured = bench.send(target.url, target.key, CONCURRENCY, requests)
+                    control(target.pid, "--dump")
+                    control(target.pid, "--instr=off")
+                    if warm != {"200": WARMUP_REQUESTS} or measured != {"200": requests}:
+                        raise SystemExit(f"{repo}: answers {warm} then {measured}, not all 200")
+            finally:
+                if database == "postgres":
+                    asyncio.run(bench._drop_postgres_database(url))
+        finally:
+            bench._stop(upstream_process)
+    dumps = sorted(out.glob("callgrind.*.1"))
+    if len(dumps) != 1:
+        raise SystemExit(f"expected one callgrind dump in {out}, found {dumps}")
+    for line in dumps[0].read_text(errors="replace").splitlines():
+        if line.startswith("summary:"):
+            return int(line.split()[1]) / requests
+    raise SystemExit(f"{dumps[0]} has no summary line")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("repos", nargs="*", type=Path, default=[HERE.parents[1]])
+    parser.add_argument("--requests", type=int, default=300, help="measured requests (c=32)")
+    parser.add_argument("--target", choices=("postgres", "sqlite"), default="postgres")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.one:  # in a child process of its own, so it imports only that checkout's code
+        print(count(options.repos[0].resolve(), options.requests, options.target))
+        return 0
+    results = []
+    for repo in options.repos:
+        args = ["--one", str(repo), "--requests", str(options.requests), "--target", options.target]
+        child = subprocess.run(
+            [sys.executable, __file__, *args],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        per_request = float(child.stdout.split()[-1])
+        results.append(per_request)
+        ratio = f"  ({per_request / results[0]:.3f}x the first)" if len(results) > 1 else ""
+        print(f"{repo}: {per_request / 1e6:.3f} M instructions per request{ratio}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
