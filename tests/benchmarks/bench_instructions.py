@@ -6,15 +6,19 @@ instructions repeat to within about 0.5%, so this script is the one to compare
 two versions of the code with (it ignores cache misses and the kernel's share,
 which ``bench_gateway.py`` still shows)::
 
-    .venv/bin/python tests/benchmarks/instructions.py [--requests N] [--target T] [REPO ...]
+    .venv/bin/python tests/benchmarks/bench_instructions.py [--requests N] [--target T]
+        [--passthrough] [REPO ...]
 
-For each REPO (default: this checkout; give two checkouts, say a ``git
-worktree`` of the base commit and your change, to compare them) it starts
-that checkout's upstream and ``linkgate serve`` exactly as ``bench_gateway.py``
-does, the target under ``valgrind --tool=callgrind`` with instrumentation off,
-warms it with 200 requests, turns instrumentation on for N requests at
-concurrency 8, and prints user-space instructions per request. Needs
-valgrind (Debian package ``valgrind``); about a minute per checkout.
+Without REPO (as ``make bench`` runs it) it counts the passthrough proxy and
+``linkgate-postgres`` of this checkout and writes
+``var/bench/bench_instructions.json`` with their ratio. Given checkouts (say a
+``git worktree`` of the base commit and your change) it compares them and
+writes nothing. For each it starts that checkout's upstream and target exactly
+as ``bench_gateway.py`` does, the target under ``valgrind --tool=callgrind``
+with instrumentation off, warms it with 200 requests, turns instrumentation
+on for N requests at concurrency 8, and prints user-space instructions per
+request. Needs valgrind (Debian package ``valgrind``); about a minute per
+checkout.
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ import argparse
 import asyncio
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import contract
 
 HERE = Path(__file__).resolve().parent
 WARMUP_REQUESTS = 200
@@ -136,7 +143,7 @@ def _count_in_child(repo: Path, requests: int, target: str) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("repos", nargs="*", type=Path, default=[HERE.parents[1]])
+    parser.add_argument("repos", nargs="*", type=Path)
     parser.add_argument("--requests", type=int, default=300, help="measured requests (8 in flight)")
     parser.add_argument(
         "--target", choices=("postgres", "sqlite", "passthrough"), default="postgres"
@@ -151,8 +158,12 @@ def main() -> int:
     if options.one:  # in a child process of its own, so it imports only that checkout's code
         print(count(options.repos[0].resolve(), options.requests, options.target))
         return 0
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        raise SystemExit("valgrind is not installed here: apt-get install valgrind")
+    report = not options.repos
+    options.repos = options.repos or [HERE.parents[1]]
     baseline = None
-    if options.passthrough:
+    if options.passthrough or report:
         baseline = _count_in_child(options.repos[0].resolve(), options.requests, "passthrough")
         print(f"passthrough: {baseline / 1e6:.3f} M instructions per request", flush=True)
     first = None
@@ -165,6 +176,21 @@ def main() -> int:
         print(
             f"{repo}: {per_request / 1e6:.3f} M instructions per request  ({', '.join(ratios)})",
             flush=True,
+        )
+    if report and baseline:
+        contract.write(
+            "instructions",
+            [
+                contract.row("passthrough instructions per request", baseline / 1e6, "M"),
+                contract.row(
+                    f"linkgate-{options.target} instructions per request",
+                    per_request / 1e6,
+                    "M",
+                    ("passthrough instructions per request", baseline / 1e6),
+                ),
+            ],
+            requests=options.requests,
+            concurrency=CONCURRENCY,
         )
     return 0
 
