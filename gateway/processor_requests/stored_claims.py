@@ -11,6 +11,9 @@ gives the values, in its own file listed in the manifest.
 Categories come from the provider module: the resource served from the kept
 claims (``Resource.from_kept_claims``) normalizes them, and each field's category
 is the claim's; a claim that resource does not map is listed as uncategorized.
+The gateway's own note kept beside them, when it last applied the provider's
+claims-changed notification (``CLAIMS_CHANGED_AT``), is a record of that
+operation: ``system.operations``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from gateway.account_claims import CLAIMS_CHANGED_AT
 from gateway.connections import Connection
 from providers.base import NormalizeContext, Provider
 
@@ -53,11 +57,12 @@ def _categories(
     connection: Connection, provider: Provider | None, claims: Mapping[str, Any], at: datetime
 ) -> dict[str, str]:
     """Claim name -> data category, as the provider's kept-claims resource normalizes it."""
+    own = {CLAIMS_CHANGED_AT: "system.operations"} if CLAIMS_CHANGED_AT in claims else {}
     if provider is None:
-        return {}
+        return own
     resource = next((r for r in provider.resources.values() if r.from_kept_claims), None)
     if resource is None:
-        return {}
+        return own
     record = resource.normalize(
         claims,
         NormalizeContext(
@@ -69,4 +74,5 @@ def _categories(
             account_id=connection.subject,
         ),
     )
-    return {name: value.category for name, value in record.data.items() if name in claims}
+    found = {name: value.category for name, value in record.data.items() if name in claims}
+    return {**found, **own}

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from gateway.account_claims import AccountClaimsStore
+from gateway.account_claims import CLAIMS_CHANGED_AT, AccountClaimsStore
 from gateway.connections import Connection, Status
 from gateway.processor_requests.stored_claims import claims_summary
 from gateway.storage import create_engine
@@ -136,3 +136,18 @@ def test_apple_claims_are_reported_with_the_categories_of_its_profile() -> None:
     assert summary["uncategorized"] == ["nonce_supported"]
     assert summary["count"] == 5
     assert "privaterelay" not in json.dumps(summary)
+
+
+def test_the_gateways_note_of_the_last_claims_change_is_categorized_as_an_operation() -> None:
+    """``claims_changed_at`` (Apple email events) is the gateway's own note, not a claim."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    connection = Connection(
+        id="con_1", customer_id="acme", provider="apple", issuer="https://appleid.apple.com",
+        subject="001234.abc.0638", account_name="Ada", scopes=("email",),
+        status=Status.ACTIVE, status_reason=None, token_expires_at=None, created_at=now,
+        updated_at=now, last_refreshed_at=None, linked_at=now,
+    )  # fmt: skip
+    claims = {"sub": "001234.abc.0638", CLAIMS_CHANGED_AT: 1_767_225_600}
+    summary = claims_summary(connection, APPLE, claims, now)
+    assert summary["categories"] == ["system.operations", "user.unique_id"]
+    assert summary["uncategorized"] == []
