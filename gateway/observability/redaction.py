@@ -15,6 +15,7 @@ Two complementary rules:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import NamedTuple
@@ -139,15 +140,23 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
     ),
     # Well-known provider token shapes: Google access tokens and Meta tokens.
     SecretPattern(re.compile(r"\bya29\.[A-Za-z0-9_\-.]+|\bEAA[A-Za-z0-9]{20,}"), ("ya29.", "eaa")),
-    # name=value in a query string or form body.
+    # name=value in a query string or form body. The hints are the names'
+    # endings, so that the common query without a credential ("limit=25") is
+    # not scanned; each avoids "i" and "s", which the case-insensitive regex
+    # also matches as U+0131 (dotless i) and U+017F (long s), letters that
+    # str.lower() keeps as they are.
     SecretPattern(
-        re.compile(rf"(?i)((?<![A-Za-z0-9_])(?:{_PARAMETER_NAMES})=)[^&\s#\"'<>(),;]+"), ("=",)
+        re.compile(rf"(?i)((?<![A-Za-z0-9_])(?:{_PARAMETER_NAMES})=)[^&\s#\"'<>(),;]+"),
+        ("token=", "on=", "cret=", "code=", "er=", "key=", "word=", "ate="),
     ),
     # "name": "value" in JSON quoted inside text.
     SecretPattern(re.compile(rf"(?i)(\"(?:{_PARAMETER_NAMES})\"\s*:\s*\")[^\"]*"), ('"',)),
 )
 
 
+# Keys repeat (log fields, span attribute names), so the answer is cached; the
+# bound only guards against a caller inventing keys.
+@functools.lru_cache(maxsize=1024)
 def is_secret_key(key: str) -> bool:
     """Whether a value stored under *key* is a secret."""
     name = key.lower().replace("-", "_")
@@ -159,15 +168,35 @@ def _mask(match: re.Match[str]) -> str:
     return MASK if kept is None else kept + MASK
 
 
+# Short strings already scanned and found to hold nothing credential-shaped.
+# Span names, route templates, hosts, upstream URLs and log event names repeat
+# on every request; scanning each once instead of every time saves the regexes
+# and the lower-casing. Only clean text is kept (never a secret), at most
+# _CLEAN_MAX strings of at most _CLEAN_MAX_LENGTH characters, and the set is
+# emptied when full: strings that never repeat (trace ids) cost a refill, not
+# memory. Set operations are atomic under the GIL, and the span export thread
+# uses this too.
+_CLEAN: set[str] = set()
+_CLEAN_MAX = 1024
+_CLEAN_MAX_LENGTH = 256
+
+
 def redact_text(text: str) -> str:
     """Mask everything in *text* that looks like a credential."""
+    if text in _CLEAN:
+        return text
     lowered = text.lower()
+    redacted = text
     for regex, hints in SECRET_PATTERNS:
         for hint in hints:
             if hint in lowered:
-                text = regex.sub(_mask, text)
+                redacted = regex.sub(_mask, redacted)
                 break
-    return text
+    if redacted == text and len(text) <= _CLEAN_MAX_LENGTH:
+        if len(_CLEAN) >= _CLEAN_MAX:
+            _CLEAN.clear()
+        _CLEAN.add(text)
+    return redacted
 
 
 # Tuples, not ``bool | int | ...``: that expression builds a new union object on

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from gateway.observability import MASK, is_secret_key, redact_text, redact_value
@@ -123,3 +125,38 @@ def test_unknown_objects_are_stringified_then_masked(canary: str) -> None:
             return f"Leaky(token=lgk_{canary})"
 
     assert redact_value(Leaky()) == f"Leaky(token={MASK})"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "access_token",
+        "client_assertion",
+        "client_secret",
+        "code",
+        "code_verifier",
+        "id_token",
+        "key",
+        "password",
+        "refresh_token",
+        "state",
+        "token",
+    ],
+)
+@pytest.mark.parametrize("spell", [str.lower, str.upper], ids=["lower", "upper"])
+def test_every_secret_parameter_is_masked_in_a_query(
+    name: str, spell: Callable[[str], str]
+) -> None:
+    """Each credential parameter's value is masked, whatever the case of its name."""
+    text = f"/callback?limit=25&{spell(name)}=CANARY&page=2"
+
+    assert redact_text(text) == f"/callback?limit=25&{spell(name)}={MASK}&page=2"
+
+
+def test_text_seen_before_is_scanned_the_same(canary: str) -> None:
+    """Clean text is returned as it is every time; text with a secret is masked every time."""
+    clean = "GET /v1/connections/{connection_id}/records/{resource}"
+    leaky = f"retry with lgk_{canary}"
+
+    assert [redact_text(clean) for _ in range(3)] == [clean] * 3
+    assert [redact_text(leaky) for _ in range(3)] == [f"retry with {MASK}"] * 3
