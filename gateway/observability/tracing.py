@@ -33,12 +33,15 @@ _OTLP_TRACES_PATH = "/v1/traces"
 
 
 def _redact_attribute(key: str, value: AttributeValue) -> AttributeValue:
+    """*value* with secrets masked; *value* itself when there is nothing to mask."""
     if is_secret_key(key):
         return MASK
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, Sequence) and any(isinstance(item, str) for item in value):
-        return [redact_text(item) if isinstance(item, str) else str(item) for item in value]
+        items = [redact_text(item) if isinstance(item, str) else str(item) for item in value]
+        unchanged = all(new is old for new, old in zip(items, value, strict=True))
+        return value if unchanged else items
     return value
 
 
@@ -49,22 +52,51 @@ def redact_attributes(attributes: Mapping[str, AttributeValue] | None) -> dict[s
     return {key: _redact_attribute(key, value) for key, value in attributes.items()}
 
 
+def _masked(attributes: Mapping[str, AttributeValue] | None) -> dict[str, AttributeValue] | None:
+    """`redact_attributes`, or None when not one value would change."""
+    redacted = redact_attributes(attributes)
+    if attributes and any(redacted[key] is not value for key, value in attributes.items()):
+        return redacted
+    return None
+
+
 def redact_span(span: ReadableSpan) -> ReadableSpan:
-    """Return a copy of a finished span with every secret masked."""
+    """Return *span* with every secret masked: a copy, or *span* itself if it holds none.
+
+    Most spans hold none (the gateway's own spans scrub their URLs and paths
+    when they set them), and copying every exported span cost more than
+    checking it.
+    """
+    name = redact_text(span.name)
+    attributes = _masked(span.attributes)
+    events = [(event, _masked(event.attributes)) for event in span.events]
+    links = [(link, _masked(link.attributes)) for link in span.links]
     status = span.status
     if status.description:
-        status = trace.Status(status.status_code, redact_text(status.description))
+        description = redact_text(status.description)
+        if description != status.description:
+            status = trace.Status(status.status_code, description)
+    if (
+        name == span.name
+        and attributes is None
+        and status is span.status
+        and all(masked is None for _, masked in (*events, *links))
+    ):
+        return span
     return ReadableSpan(
-        name=redact_text(span.name),
+        name=name,
         context=span.context,
         parent=span.parent,
         resource=span.resource,
-        attributes=redact_attributes(span.attributes),
+        attributes=span.attributes if attributes is None else attributes,
         events=[
-            Event(event.name, redact_attributes(event.attributes), event.timestamp)
-            for event in span.events
+            Event(event.name, event.attributes if masked is None else masked, event.timestamp)
+            for event, masked in events
         ],
-        links=[trace.Link(link.context, redact_attributes(link.attributes)) for link in span.links],
+        links=[
+            trace.Link(link.context, link.attributes if masked is None else masked)
+            for link, masked in links
+        ],
         kind=span.kind,
         status=status,
         start_time=span.start_time,
