@@ -79,8 +79,10 @@ class TraceSummary(TypedDict):
 @dataclass(slots=True)
 class _Trace:
     root_span_id: int
-    root: Span | None = None  # the open local root (the request's server span)
-    spans: list[SpanSummary] = field(default_factory=list)
+    root: Span  # the open local root (the request's server span)
+    # Finished spans, summarised only when a summary is asked for: most
+    # requests ask once (for their audit event), some never.
+    spans: list[ReadableSpan] = field(default_factory=list)
     dropped_spans: int = 0
 
 
@@ -88,10 +90,10 @@ class TraceSummaryRecorder(SpanProcessor):
     """Keep a `TraceSummary` for each trace while its local root span is open.
 
     A span whose parent is absent or remote (the server span of a request)
-    opens a trace; its children are summarised as they end; the trace is
-    forgotten when the root span ends or `discard` is called. Beyond
-    *max_traces* open traces the oldest is forgotten; beyond
-    *max_spans_per_trace* spans are only counted.
+    opens a trace; its children are kept as they end and summarised when a
+    summary is asked for; the trace is forgotten when the root span ends or
+    `discard` is called. Beyond *max_traces* open traces the oldest is
+    forgotten; beyond *max_spans_per_trace* spans are only counted.
     """
 
     def __init__(
@@ -121,7 +123,6 @@ class TraceSummaryRecorder(SpanProcessor):
         context = span.context
         if context is None:
             return
-        summary = self._summarise(span)
         with self._lock:
             trace = self._traces.get(context.trace_id)
             if trace is None:
@@ -129,9 +130,24 @@ class TraceSummaryRecorder(SpanProcessor):
             if context.span_id == trace.root_span_id:
                 del self._traces[context.trace_id]
             elif len(trace.spans) < self._max_spans_per_trace:
-                trace.spans.append(summary)
+                trace.spans.append(span)
             else:
                 trace.dropped_spans += 1
+
+    def _open(self, trace_id: str) -> tuple[Span | None, list[ReadableSpan], int]:
+        """The trace's open root, its finished spans so far and how many were dropped."""
+        with self._lock:
+            trace = self._traces.get(int(trace_id, 16))
+            if trace is None:
+                return None, [], 0
+            return trace.root, list(trace.spans), trace.dropped_spans
+
+    def _selected(self, span: ReadableSpan) -> dict[str, AttributeValue]:
+        """The span's attributes worth an audit summary, secrets masked."""
+        attributes = span.attributes or {}
+        return redact_attributes(
+            {key: value for key, value in attributes.items() if key in self._attributes}
+        )
 
     def _summarise(self, span: ReadableSpan) -> SpanSummary:
         duration_ns = (span.end_time or 0) - (span.start_time or 0)
@@ -140,34 +156,12 @@ class TraceSummaryRecorder(SpanProcessor):
             duration_ms=round(duration_ns / 1_000_000, 3),
             status=span.status.status_code.name.lower(),
         )
-        selected = {
-            key: value for key, value in (span.attributes or {}).items() if key in self._attributes
-        }
+        selected = self._selected(span)
         if selected:
-            summary["attributes"] = redact_attributes(selected)
+            summary["attributes"] = selected
         return summary
 
-    def summary_for(self, trace_id: str) -> TraceSummary:
-        """The summary of the trace with this 32-hex id; empty if unknown."""
-        with self._lock:
-            trace = self._traces.get(int(trace_id, 16))
-            if trace is None:
-                return TraceSummary(trace_id=trace_id, spans=[], dropped_spans=0)
-            return TraceSummary(
-                trace_id=trace_id,
-                spans=list(trace.spans),
-                dropped_spans=trace.dropped_spans,
-            )
-
-    def root_for(self, trace_id: str) -> SpanSummary | None:
-        """The trace's local root span as it stands now, still open; None if unknown.
-
-        Its status is ``in_progress`` and its duration the time elapsed so far:
-        an audit event is written before its request's server span ends.
-        """
-        with self._lock:
-            trace = self._traces.get(int(trace_id, 16))
-            root = trace.root if trace is not None else None
+    def _summarise_root(self, root: Span | None) -> SpanSummary | None:
         if root is None or root.start_time is None:
             return None
         summary = SpanSummary(
@@ -175,12 +169,28 @@ class TraceSummaryRecorder(SpanProcessor):
             duration_ms=round((time.time_ns() - root.start_time) / 1_000_000, 3),
             status="in_progress",
         )
-        selected = {
-            key: value for key, value in (root.attributes or {}).items() if key in self._attributes
-        }
+        selected = self._selected(root)
         if selected:
-            summary["attributes"] = redact_attributes(selected)
+            summary["attributes"] = selected
         return summary
+
+    def summary_for(self, trace_id: str) -> TraceSummary:
+        """The summary of the trace with this 32-hex id; empty if unknown."""
+        _root, spans, dropped = self._open(trace_id)
+        return TraceSummary(
+            trace_id=trace_id,
+            spans=[self._summarise(span) for span in spans],
+            dropped_spans=dropped,
+        )
+
+    def root_for(self, trace_id: str) -> SpanSummary | None:
+        """The trace's local root span as it stands now, still open; None if unknown.
+
+        Its status is ``in_progress`` and its duration the time elapsed so far:
+        an audit event is written before its request's server span ends.
+        """
+        root, _spans, _dropped = self._open(trace_id)
+        return self._summarise_root(root)
 
     def audit_summary(self, trace_id: str) -> dict[str, Any]:
         """The summary in the audit log's form: integers and strings only.
@@ -191,14 +201,16 @@ class TraceSummaryRecorder(SpanProcessor):
         being reproducible), so durations are whole microseconds and any float
         attribute becomes its ``repr``.
         """
-        summary = self.summary_for(trace_id)
-        root = self.root_for(trace_id)
-        finished = summary["spans"]
-        listed = finished if root is None else [root, *finished]
-        kept = listed[:AUDIT_MAX_SPANS]
-        dropped = summary["dropped_spans"] + len(listed) - len(kept)
+        root, finished, dropped = self._open(trace_id)
+        root_summary = self._summarise_root(root)
+        # Only the spans the audit event keeps are summarised.
+        kept = finished[: AUDIT_MAX_SPANS - (root_summary is not None)]
+        listed = [self._summarise(span) for span in kept]
+        if root_summary is not None:
+            listed.insert(0, root_summary)
+        dropped += len(finished) - len(kept)
         spans: list[dict[str, Any]] = []
-        for span in kept:
+        for span in listed:
             item: dict[str, Any] = {
                 "name": span["name"],
                 "duration_us": round(span["duration_ms"] * 1000),
