@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping
 
 import structlog
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, format_trace_id
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -120,8 +121,9 @@ class TracingMiddleware:
             },
         )
         trace_id = format_trace_id(span.get_span_context().trace_id)
+        span_context = trace.set_span_in_context(span)
         carrier: dict[str, str] = {}
-        _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+        _PROPAGATOR.inject(carrier, context=span_context)
         trace_headers = [
             *((name.encode("latin-1"), value.encode("latin-1")) for name, value in carrier.items()),
             (b"x-trace-id", trace_id.encode("latin-1")),
@@ -140,10 +142,18 @@ class TracingMiddleware:
         context_tokens = structlog.contextvars.bind_contextvars(
             trace_id=trace_id, request_id=request_id
         )
+        # What trace.use_span does, without its generator context manager.
+        span_token = otel_context.attach(span_context)
         try:
-            with trace.use_span(span, end_on_exit=False):
-                await self.app(scope, receive, send_with_trace)
+            await self.app(scope, receive, send_with_trace)
+        except Exception as exc:
+            # An exception event and "Type: message" status, as use_span
+            # records them; the exporter redacts both.
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
         finally:
+            otel_context.detach(span_token)
             path_params: Mapping[str, object] = scope.get("path_params", {})
             path = _redact_path(scope["path"], path_params)
             template = _route_template(scope, root_path)
