@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from json import JSONEncoder
+from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -42,6 +43,17 @@ def redact_event(_logger: WrappedLogger, _method_name: str, event_dict: EventDic
     }
 
 
+# json.dumps builds a new JSONEncoder on every call that passes ``default``, as
+# structlog's JSONRenderer does; one encoder serves every line instead. No
+# fallback for other types is needed: redact_event has turned every value
+# into a string, number, boolean, None, dict or list.
+_JSON_ENCODER = JSONEncoder()
+
+
+def _render_json(event_dict: EventDict, **_dumps_kw: Any) -> str:
+    return _JSON_ENCODER.encode(event_dict)
+
+
 def _level_number(level: str) -> int:
     number = logging.getLevelNamesMapping().get(level.upper())
     if number is None:
@@ -62,20 +74,27 @@ def configure_logging(
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     # Exceptions are rendered to text *before* redaction so that a secret in an
-    # exception message is masked too; locals are never rendered.
+    # exception message is masked too; locals are never rendered. The timestamp
+    # is the gateway's own, so it is added after redaction, unscanned.
+    renderer: Processor = (
+        structlog.processors.JSONRenderer(_render_json) if json else structlog.dev.ConsoleRenderer()
+    )
     final: list[Processor] = [
         structlog.processors.format_exc_info,
         redact_event,
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        renderer,
     ]
+    # One output object for every logger: with loggers not cached (below), a
+    # WriteLoggerFactory would build a new WriteLogger for every event.
+    output = structlog.WriteLogger(file=stream or sys.stderr)
 
     structlog.configure(
         processors=[*shared, *final],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
-        logger_factory=structlog.WriteLoggerFactory(file=stream or sys.stderr),
+        logger_factory=lambda *_args: output,
         # Not cached, so that reconfiguring (the CLI after parsing --log-level,
         # tests capturing stderr) reaches loggers created at import time.
         cache_logger_on_first_use=False,
