@@ -54,10 +54,14 @@ def redact_attributes(attributes: Mapping[str, AttributeValue] | None) -> dict[s
 
 def _masked(attributes: Mapping[str, AttributeValue] | None) -> dict[str, AttributeValue] | None:
     """`redact_attributes`, or None when not one value would change."""
-    redacted = redact_attributes(attributes)
-    if attributes and any(redacted[key] is not value for key, value in attributes.items()):
-        return redacted
-    return None
+    if not attributes:
+        return None
+    redacted: dict[str, AttributeValue] = {}
+    changed = False
+    for key, value in attributes.items():  # one pass: the SDK's mappings iterate in Python
+        redacted[key] = masked = _redact_attribute(key, value)
+        changed = changed or masked is not value
+    return redacted if changed else None
 
 
 def redact_span(span: ReadableSpan) -> ReadableSpan:

@@ -78,6 +78,26 @@ def test_exported_spans_have_secrets_masked(canary: str) -> None:
     assert finished.status.description == f"invalid {MASK}"
 
 
+def test_a_secret_in_one_event_alone_is_still_masked(canary: str) -> None:
+    """A span whose only secret is in an event's attributes is copied with it masked."""
+    exported = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(exported)))
+    tracer = provider.get_tracer("test")
+
+    with tracer.start_as_current_span("GET /records") as span:
+        span.set_attribute("http.route", "/records")
+        span.add_event("upstream.answered", {"body": f"Bearer {canary}"})
+    provider.shutdown()
+
+    [finished] = exported.get_finished_spans()
+    assert canary not in finished.to_json()
+    assert (finished.name, dict(finished.attributes or {})) == (
+        "GET /records",
+        {"http.route": "/records"},
+    )
+
+
 def test_spans_are_recorded_even_when_the_caller_did_not_sample() -> None:
     """The audit summary needs every request's spans, whatever the incoming sampled flag."""
     provider = configure_tracing(service_name="linkgate-test", otlp_endpoint=None)
