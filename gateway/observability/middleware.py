@@ -13,6 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
+from contextvars import ContextVar
 
 import structlog
 from opentelemetry import context as otel_context
@@ -24,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.observability.redaction import MASK, is_secret_key, redact_text
 
-__all__ = ["TracingMiddleware", "current_trace_id"]
+__all__ = ["TracingMiddleware", "current_trace_id", "name_server_span"]
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _LOG = structlog.get_logger("gateway.http")
@@ -37,6 +38,11 @@ _KNOWN_METHODS = frozenset(
 # A caller's X-Request-Id is kept only if it is short and plain, because it is
 # written into every log line of the request.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,128}")
+# The request served in this context: its server span, the span's name by
+# method, its scope and the root path it arrived with (see `name_server_span`).
+_SERVING: ContextVar[tuple[trace.Span, str, Scope, str] | None] = ContextVar(
+    "linkgate_serving", default=None
+)
 # The only request headers read here: W3C Trace Context's two and X-Request-Id.
 # ASGI hands header names over lower-cased, so the rest are skipped undecoded.
 _READ_HEADERS = frozenset({b"traceparent", b"tracestate", b"x-request-id"})
@@ -45,6 +51,27 @@ _READ_HEADERS = frozenset({b"traceparent", b"tracestate", b"x-request-id"})
 def current_trace_id() -> str:
     """The current trace id as 32 lowercase hex digits (all zeros outside a trace)."""
     return format_trace_id(trace.get_current_span().get_span_context().trace_id)
+
+
+def name_server_span(span: trace.Span) -> None:
+    """Name *span* after its route if it is this request's server span and the route is known.
+
+    The server span is named by method when it starts and after its route
+    when it ends. An audit event is written in between, while the endpoint
+    runs, and summarises the open span (`TraceSummaryRecorder.root_for`); by
+    then Starlette's router has set ``scope["route"]``, so the span can carry
+    the route already, as the HTTP semantic conventions ask (``http.route``
+    set as soon as it is known).
+    """
+    serving = _SERVING.get()
+    if serving is None or serving[0] is not span:
+        return
+    _span, span_name, scope, root_path = serving
+    template = _route_template(scope, root_path)
+    if template is not None:
+        route = _redact_path(template, scope.get("path_params", {}))
+        span.update_name(f"{span_name} {route}")
+        span.set_attribute("http.route", route)
 
 
 def _request_id(headers: Mapping[str, str]) -> str:
@@ -139,6 +166,7 @@ class TracingMiddleware:
                 message = {**message, "headers": [*message.get("headers", ()), *trace_headers]}
             await send(message)
 
+        serving = _SERVING.set((span, span_name, scope, root_path))
         context_tokens = structlog.contextvars.bind_contextvars(
             trace_id=trace_id, request_id=request_id
         )
@@ -182,3 +210,4 @@ class TracingMiddleware:
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
             )
             structlog.contextvars.reset_contextvars(**context_tokens)
+            _SERVING.reset(serving)

@@ -21,6 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.util.types import AttributeValue
 
+from gateway.observability.middleware import name_server_span
 from gateway.observability.redaction import redact_text
 from gateway.observability.tracing import redact_attributes
 
@@ -164,6 +165,7 @@ class TraceSummaryRecorder(SpanProcessor):
     def _summarise_root(self, root: Span | None) -> SpanSummary | None:
         if root is None or root.start_time is None:
             return None
+        name_server_span(root)
         summary = SpanSummary(
             name=redact_text(root.name),
             duration_ms=round((time.time_ns() - root.start_time) / 1_000_000, 3),
@@ -187,7 +189,8 @@ class TraceSummaryRecorder(SpanProcessor):
         """The trace's local root span as it stands now, still open; None if unknown.
 
         Its status is ``in_progress`` and its duration the time elapsed so far:
-        an audit event is written before its request's server span ends.
+        an audit event is written before its request's server span ends. A
+        server span is named after its route by then (`name_server_span`).
         """
         root, _spans, _dropped = self._open(trace_id)
         return self._summarise_root(root)

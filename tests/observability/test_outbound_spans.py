@@ -159,7 +159,14 @@ async def test_a_refreshed_and_retried_read_shows_every_call_in_its_audit_event(
         (span["name"], span["status"], _without_server_address(span["attributes"]))
         for span in summary["spans"]
     ] == [
-        ("GET", "in_progress", {"http.request.method": "GET"}),
+        (
+            "GET /v1/connections/{connection_id}/records/{resource}",
+            "in_progress",
+            {
+                "http.request.method": "GET",
+                "http.route": "/v1/connections/{connection_id}/records/{resource}",
+            },
+        ),
         ("POST", "unset", {"http.request.method": "POST", "http.response.status_code": 200}),
         ("token.refresh", "unset", {"linkgate.provider": "sandbox", "linkgate.refreshed": True}),
         (
