@@ -142,6 +142,17 @@ def configure_tracing(*, service_name: str, otlp_endpoint: str | None) -> Tracer
     when it is ``None`` or empty spans are recorded but not exported. The
     provider is returned, not installed globally: the caller decides (see
     `opentelemetry.trace.set_tracer_provider`) and shuts it down on exit.
+
+    Spans are exported by the SDK's `BatchSpanProcessor` on a thread of its
+    own, which competes with the event loop for the GIL. Its knobs are the
+    SDK's standard environment variables, read by the SDK itself:
+    ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` (512: the thread wakes when this many
+    spans wait), ``OTEL_BSP_SCHEDULE_DELAY`` (5000 ms at most between exports),
+    ``OTEL_BSP_MAX_QUEUE_SIZE`` (2048; spans beyond it are dropped and
+    counted) and ``OTEL_BSP_EXPORT_TIMEOUT`` (30000 ms). At about two spans
+    per records read, a batch of 512 is one OTLP request per ~250 reads; the
+    encoding cost is per span, so larger batches save little CPU and smaller
+    ones only spread the GIL hold more thinly.
     """
     provider = TracerProvider(
         resource=Resource.create({SERVICE_NAME: service_name}),
