@@ -1,7 +1,8 @@
 """The policy engine: the notice's rules applied to requests and records.
 
-Pure: it reads no clock, does no I/O and keeps no state beyond a cache of the
-per-request work for the last context it saw. The order in which the rules
+Pure: it reads no clock, does no I/O and keeps no state beyond caches: what
+a purpose and a caller class imply (bounded by the known Fides data uses) and
+the per-request work for the last context it saw. The order in which the rules
 run is the order in which a reviewer should read them:
 
 Request (``check_access``, and again first thing in ``decide``):
@@ -46,7 +47,7 @@ from policies.rules import (
     tenant_tag,
     under_16,
 )
-from policies.vocabulary import Field, Identifier, IdentifierKind, Record, Subject
+from policies.vocabulary import CallerClass, Field, Identifier, IdentifierKind, Record, Subject
 
 
 def _drop(rule_id: str, reason: str) -> Decision:
@@ -70,6 +71,38 @@ _KEPT_REASON = "released"
 
 
 @dataclass(slots=True)
+class _PurposePlan:
+    """What follows from the declared purpose and the caller's class alone.
+
+    The same for every request that declares them, so the engine works it out
+    once per pair (``PolicyEngine._purpose_plan``) rather than once per request.
+    """
+
+    is_sale: bool
+    unknown: bool
+    allowed: bool
+    rule: PurposeRule | None  # None unless the policy allows the purpose
+    withhold_sms: bool
+    # Whether some identifier kind may not be released, so subjects need a look.
+    check_identifiers: bool = False
+    category_allowed: dict[str, bool] = field(default_factory=dict)
+
+    def may_receive(self, category: str) -> bool:
+        allowed = self.category_allowed.get(category)
+        if allowed is None:
+            allowed = self.rule is not None and self.rule.may_receive(category)
+            if len(self.category_allowed) < _MAX_CATEGORIES:
+                self.category_allowed[category] = allowed
+        return allowed
+
+
+# Categories come from the providers' normalizers (a few dozen Fides keys); the
+# bound only keeps a memo of them from growing if that ever changes.
+_MAX_CATEGORIES = 512
+_CALLER_CLASSES = frozenset(CallerClass)
+
+
+@dataclass(slots=True)
 class _Plan:
     """Everything about a request the record rules need, worked out once."""
 
@@ -79,32 +112,12 @@ class _Plan:
     rule: PurposeRule | None
     child_cutoff: date
     withhold_sms: bool
+    check_identifiers: bool
+    may_receive: Callable[[str], bool]
     consented: Callable[[Identifier], bool]
     suppressed: Callable[[Identifier, str], bool]
     pseudonymize: Callable[[Identifier], str]
-    # Whether some identifier kind may not be released, so subjects need a look.
-    check_identifiers: bool = False
-    category_allowed: dict[str, bool] = field(default_factory=dict)
-    category_childrens: dict[str, bool] = field(default_factory=dict)
     pseudonyms: dict[Identifier, Identifier] = field(default_factory=dict)
-
-    def may_receive(self, category: str) -> bool:
-        allowed = self.category_allowed.get(category)
-        if allowed is None:
-            allowed = self.rule is not None and self.rule.may_receive(category)
-            self.category_allowed[category] = allowed
-        return allowed
-
-    def has_childrens_data(self, data: Mapping[str, Field]) -> bool:
-        """``under_16.has_childrens_data``, remembering each category's answer."""
-        memo = self.category_childrens
-        for value in data.values():
-            childrens = memo.get(value.category)
-            if childrens is None:
-                childrens = memo[value.category] = under_16.is_childrens_category(value.category)
-            if childrens:
-                return True
-        return False
 
     def pseudonym(self, identifier: Identifier) -> Identifier:
         known = self.pseudonyms.get(identifier)
@@ -114,12 +127,32 @@ class _Plan:
         return known
 
 
+def _has_childrens_data(data: Mapping[str, Field]) -> bool:
+    """``under_16.has_childrens_data``, remembering each category's answer."""
+    memo = _CHILDRENS_CATEGORY
+    for value in data.values():
+        category = value.category
+        childrens = memo.get(category)
+        if childrens is None:
+            childrens = under_16.is_childrens_category(category)
+            if len(memo) < _MAX_CATEGORIES:
+                memo[category] = childrens
+        if childrens:
+            return True
+    return False
+
+
+# Whether a category is children's data depends on nothing but the category.
+_CHILDRENS_CATEGORY: dict[str, bool] = {}
+
+
 class PolicyEngine:
     """Judges requests and records against one validated :class:`Policy`."""
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self._last: tuple[AccessContext, _Plan] | None = None
+        self._purpose_plans: dict[tuple[str, str], _PurposePlan] = {}
 
     def check_access(self, ctx: AccessContext) -> Decision:
         """May this request go to the provider at all? (tenant-tag, no-sale, purpose)"""
@@ -177,41 +210,60 @@ class PolicyEngine:
         return plan
 
     def _prepare(self, ctx: AccessContext) -> _Plan:
-        policy = self.policy
-        rule = policy.rule_for(ctx.purpose)
-        plan = _Plan(
-            refusal=self._refusal(ctx),
+        shared = self._purpose_plan(ctx.purpose, ctx.caller_class)
+        return _Plan(
+            refusal=self._refusal(ctx, shared),
             customer_id=ctx.connection_customer_id,
             purpose=ctx.purpose,
-            rule=rule if rule is not None and rule.allowed else None,
+            rule=shared.rule,
             child_cutoff=under_16.born_after_is_child(ctx.now),
-            withhold_sms=sms_phone.withheld(ctx.purpose, ctx.caller_class),
+            withhold_sms=shared.withhold_sms,
+            check_identifiers=shared.check_identifiers,
+            may_receive=shared.may_receive,
             consented=ctx.consented,
             suppressed=ctx.suppressed,
             pseudonymize=ctx.pseudonymize,
         )
-        kinds = [IdentifierKind.PSEUDONYM] if self._pseudonymizes(plan) else list(IdentifierKind)
+
+    def _purpose_plan(self, purpose_key: str, caller_class: object) -> _PurposePlan:
+        key = (purpose_key, str(caller_class))
+        plan = self._purpose_plans.get(key)
+        if plan is not None:
+            return plan
+        policy = self.policy
+        rule = policy.rule_for(purpose_key)
+        unknown = policy.taxonomy.purpose_problem(purpose_key) is not None
+        plan = _PurposePlan(
+            is_sale=no_sale.is_sale(purpose_key, policy.no_sale),
+            unknown=unknown,
+            allowed=policy.allows(purpose_key),
+            rule=rule if rule is not None and rule.allowed else None,
+            withhold_sms=sms_phone.withheld(purpose_key, caller_class),
+        )
+        pseudonymizes = plan.rule is not None and plan.rule.pseudonymize
+        kinds = [IdentifierKind.PSEUDONYM] if pseudonymizes else list(IdentifierKind)
         plan.check_identifiers = not all(
             plan.may_receive(purpose.identifier_category(Identifier(kind, ""))) for kind in kinds
         )
+        # Only known Fides data uses and caller classes are kept: at most a few
+        # hundred pairs, however many purposes callers make up.
+        if not unknown and caller_class in _CALLER_CLASSES:
+            self._purpose_plans[key] = plan
         return plan
 
-    def _refusal(self, ctx: AccessContext) -> Decision | None:
+    @staticmethod
+    def _refusal(ctx: AccessContext, shared: _PurposePlan) -> Decision | None:
         if not tenant_tag.caller_entitled(ctx.connection_customer_id, ctx.entitled_customers):
             return _NOT_ENTITLED
-        if no_sale.is_sale(ctx.purpose, self.policy.no_sale):
+        if shared.is_sale:
             return _SALE
-        if self.policy.taxonomy.purpose_problem(ctx.purpose) is not None:
+        if shared.unknown:
             return _UNKNOWN_PURPOSE
         if not purpose.granted(ctx.purpose, ctx.granted_purposes):
             return _NOT_GRANTED
-        if not self.policy.allows(ctx.purpose):
+        if not shared.allowed:
             return _NOT_ALLOWED
         return None
-
-    @staticmethod
-    def _pseudonymizes(plan: _Plan) -> bool:
-        return plan.rule is not None and plan.rule.pseudonymize
 
     # -- record -----------------------------------------------------------------
 
@@ -225,7 +277,7 @@ class PolicyEngine:
         subjects = record.subjects
         if under_16.any_child(subjects, plan.child_cutoff):
             return _CHILD
-        if plan.has_childrens_data(record.data):
+        if _has_childrens_data(record.data):
             return _CHILD
         if suppression.any_suppressed(subjects, plan.purpose, plan.suppressed):
             return _SUPPRESSED

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from policies import AccessContext, Field, Outcome, PolicyEngine, Record
+from policies import AccessContext, CallerClass, Field, Outcome, PolicyEngine, Record
 
 
 def test_released_copy_keeps_every_other_record_field(
@@ -62,3 +62,30 @@ def test_contexts_are_not_mixed_up(
     for _ in range(2):
         assert engine.decide(make_record(), allowed).allowed
         assert not engine.decide(make_record(), refused).allowed
+
+
+def test_purpose_work_is_shared_but_each_request_judged(
+    engine: PolicyEngine,
+    make_context: Callable[..., AccessContext],
+    make_record: Callable[..., Record],
+) -> None:
+    """What a purpose implies is reused, while grants and entitlement stay per request."""
+    granted = make_context()
+    not_granted = make_context(granted_purposes=frozenset({"marketing"}))
+    third_party = make_context(caller_class=CallerClass.THIRD_PARTY)
+    sms = make_record(data={"mobile": Field("+14155550100", "user.contact.phone_number", True)})
+    for _ in range(2):
+        assert engine.decide(sms, granted).outcome is Outcome.KEEP
+        assert engine.check_access(not_granted).rule_id == "purpose"
+        assert engine.decide(sms, third_party).outcome is Outcome.REDACT
+
+
+def test_made_up_purposes_are_refused_and_not_remembered(
+    engine: PolicyEngine, make_context: Callable[..., AccessContext]
+) -> None:
+    """Purposes outside the Fides taxonomy are refused and leave no trace in the engine."""
+    for n in range(50):
+        decision = engine.check_access(make_context(purpose=f"made.up.{n}"))
+        assert decision.rule_id == "purpose"
+    remembered = [key for key in engine._purpose_plans if key[0].startswith("made.up")]
+    assert remembered == []
