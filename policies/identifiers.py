@@ -24,6 +24,7 @@ us E.164 already; what it must guarantee is that equal numbers compare equal.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from policies.vocabulary import Identifier, IdentifierKind
@@ -37,6 +38,9 @@ _REGIONS: dict[str, tuple[str, str]] = {"US": _NANP, "CA": _NANP}
 
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-/\u00a0]")
 _PROVIDER = re.compile(r"[a-z0-9][a-z0-9._-]*")
+# ``\s`` in a str pattern is exactly ``str.isspace`` (both Py_UNICODE_ISSPACE; a
+# test checks every code point), found in one C-level scan instead of a loop.
+_SPACE = re.compile(r"\s")
 
 
 class InvalidIdentifier(ValueError):
@@ -47,7 +51,7 @@ def normalize_email(raw: str) -> str:
     """Return ``raw`` trimmed and lower-cased; reject anything without one ``@``."""
     value = raw.strip().lower()
     local, at, domain = value.partition("@")
-    if not at or not local or not domain or "@" in domain or any(c.isspace() for c in value):
+    if not at or not local or not domain or "@" in domain or _SPACE.search(value):
         raise InvalidIdentifier(f"not an email address: {raw!r}")
     return value
 
@@ -87,7 +91,7 @@ def _national_to_international(text: str, country_code: str, international_prefi
 def normalize_handle(raw: str) -> str:
     """Return a handle trimmed, without its leading ``@``, lower-cased."""
     value = raw.strip().removeprefix("@").lower()
-    if not value or any(c.isspace() for c in value):
+    if not value or _SPACE.search(value):
         raise InvalidIdentifier(f"not a handle: {raw!r}")
     return value
 
@@ -101,10 +105,17 @@ def normalize_provider_user_id(raw: str) -> str:
 
 
 def _scoped(provider: str, value: str) -> str:
+    return f"{_provider_name(provider)}:{value}"
+
+
+# Provider names are the registry's handful of constants; every scoped
+# identifier of a page names the same one, so it is checked once per name.
+@functools.lru_cache(maxsize=64)
+def _provider_name(provider: str) -> str:
     name = provider.strip().lower()
     if _PROVIDER.fullmatch(name) is None:
         raise InvalidIdentifier(f"not a provider name: {provider!r}")
-    return f"{name}:{value}"
+    return name
 
 
 def email_identifier(raw: str) -> Identifier:

@@ -7,6 +7,8 @@ compare equal.
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from policies import (
@@ -15,6 +17,7 @@ from policies import (
     InvalidIdentifier,
     email_identifier,
     handle_identifier,
+    identifiers,
     normalize_email,
     normalize_phone,
     phone_identifier,
@@ -90,3 +93,13 @@ def test_provider_name_cannot_contain_the_separator() -> None:
     """A provider name with ':' is refused, so scoped values never collide."""
     with pytest.raises(InvalidIdentifier):
         provider_user_identifier("a:b", "c")
+
+
+def test_whitespace_check_is_str_isspace_for_every_code_point() -> None:
+    """Emails and handles refuse exactly the characters ``str.isspace`` calls whitespace."""
+    differ = [
+        hex(point)
+        for point in range(sys.maxunicode + 1)
+        if bool(identifiers._SPACE.search(chr(point))) != chr(point).isspace()
+    ]
+    assert differ == []
