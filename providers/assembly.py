@@ -132,15 +132,19 @@ def record(
         provider=ctx.provider,
         resource=ctx.resource,
         visibility=visibility,
-        subjects=tuple(s for s in subjects if s is not None),
+        subjects=tuple([s for s in subjects if s is not None]),
         data=data,
         occurred_at=timestamp(occurred_at),
-        extra={key: plain(value) for key, value in (extra or {}).items()},
+        extra={key: plain(value) for key, value in extra.items()} if extra else {},
     )
 
 
 def mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    # Parsed JSON objects are dicts and absent ones None: both answered before
+    # the Mapping ABC check, which costs several times an exact type check.
+    if value is None:
+        return {}
+    return value if isinstance(value, _MAPPINGS) else {}
 
 
 def listed(value: object) -> list[Any]:

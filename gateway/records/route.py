@@ -53,6 +53,11 @@ def _page(page: RecordsPage) -> dict[str, Any]:
 
 
 def _record(record: Record, fetched_at: str) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    categories: dict[str, str] = {}
+    for name, value in record.data.items():  # one walk over the fields fills both
+        data[name] = value.value
+        categories[name] = value.category
     return {
         "id": record.id,
         "customer_id": record.customer_id,
@@ -61,8 +66,8 @@ def _record(record: Record, fetched_at: str) -> dict[str, Any]:
         "resource": record.resource,
         "visibility": record.visibility.value,
         "subjects": [_subject(subject) for subject in record.subjects],
-        "data": {name: value.value for name, value in record.data.items()},
-        "categories": {name: value.category for name, value in record.data.items()},
+        "data": data,
+        "categories": categories,
         "occurred_at": record.occurred_at.isoformat() if record.occurred_at else None,
         "fetched_at": fetched_at,
     }

@@ -277,4 +277,7 @@ def _author_fields(author: Mapping[str, Any]) -> list[tuple[str, object, str]]:
 
 
 def _is_page(person: object) -> bool:
-    return isinstance(person, Mapping) and person.get("is_page") is True
+    return isinstance(person, _MAPPINGS) and person.get("is_page") is True
+
+
+_MAPPINGS = (dict, Mapping)  # parsed JSON is dicts: checked before the slower ABC
