@@ -104,6 +104,9 @@ def fields(*entries: tuple[str, object, str]) -> dict[str, Field]:
             value = _each(value, _email)
         elif category == PHONE:
             value = _each(value, _phone)
+        elif isinstance(value, str):  # most values: already plain JSON
+            found[name] = Field(value, category)
+            continue
         found[name] = Field(plain(value), category)
     return found
 
