@@ -12,6 +12,7 @@ import enum
 from collections import Counter
 from dataclasses import dataclass, field
 
+from policies.value_type import value_type
 from policies.vocabulary import Record
 
 
@@ -21,7 +22,7 @@ class Outcome(enum.StrEnum):
     DROP = "drop"  # nothing of it leaves the gateway (for a request: refused)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Redaction:
     """One value withheld from a kept record, and the rule that withheld it.
 
@@ -34,7 +35,7 @@ class Redaction:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Decision:
     """The verdict on one record or one request.
 
@@ -55,7 +56,7 @@ class Decision:
         return self.outcome is not Outcome.DROP
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class RedactedField:
     """A redaction, located in the page."""
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date, datetime
+
+from policies.value_type import value_type
 
 JSONValue = str | int | float | bool | None | list["JSONValue"] | dict[str, "JSONValue"]
 
@@ -44,7 +46,7 @@ class CallerClass(enum.StrEnum):
     THIRD_PARTY = "third_party"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Identifier:
     """A typed End User identifier, already normalized by ``policies.identifiers``."""
 
@@ -55,7 +57,7 @@ class Identifier:
         return f"{self.kind}:{self.value}"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class AgeHint:
     """What a provider tells about a subject's age; any one known fact is enough."""
 
@@ -64,7 +66,7 @@ class AgeHint:
     age_range_max: int | None = None  # upper bound of a provider age range ("13-17" -> 17)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Subject:
     """One End User a record is about."""
 
@@ -73,7 +75,7 @@ class Subject:
     role: str = "author"  # author, attendee, invitee, participant, …
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Field:
     """One value of a record together with its data category (a Fides taxonomy key)."""
 
@@ -82,7 +84,7 @@ class Field:
     sms_consent: bool = False  # a phone number collected for SMS consent
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Record:
     """A normalized provider item, tagged with the customer that owns its connection."""
 
