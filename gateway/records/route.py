@@ -64,7 +64,9 @@ def _record(record: Record, fetched_at: str) -> dict[str, Any]:
         "connection_id": record.connection_id,
         "provider": record.provider,
         "resource": record.resource,
-        "visibility": record.visibility.value,
+        # Visibility and IdentifierKind are StrEnums: JSON writes a member as its
+        # value, without the Python-level ``.value`` property call.
+        "visibility": record.visibility,
         "subjects": [_subject(subject) for subject in record.subjects],
         "data": data,
         "categories": categories,
@@ -77,7 +79,7 @@ def _subject(subject: Subject) -> dict[str, Any]:
     return {
         "role": subject.role,
         "identifiers": [
-            {"kind": identifier.kind.value, "value": identifier.value}
+            {"kind": identifier.kind, "value": identifier.value}
             for identifier in subject.identifiers
         ],
     }
