@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from gateway import audit
@@ -132,11 +133,25 @@ class RecordsService:
         except LinkgateError as error:
             await self._record(caller, connection, request, query.purpose, error=error)
             raise
-        ctx = replace(ctx, consented=controls.consented, suppressed=controls.suppressed)
+        # The controls hashed every identifier of the page (under the customer's
+        # key); pseudonyms and the audit event reuse those hashes, not hash again.
+        hashes = controls.hashes
+        ctx = replace(
+            ctx,
+            consented=controls.consented,
+            suppressed=controls.suppressed,
+            pseudonymize=partial(self._subject_hash, connection.customer_id, hashes),
+        )
         decision = self._policy.decide_page(records, ctx)
         next_cursor = self._next_cursor(request, body, len(records))
         trace_id = await self._record(
-            caller, connection, request, query.purpose, page=decision, originals=records
+            caller,
+            connection,
+            request,
+            query.purpose,
+            page=decision,
+            originals=records,
+            hashes=hashes,
         )
         return RecordsPage(decision.kept, decision, next_cursor, fetched_at, trace_id)
 
@@ -171,25 +186,26 @@ class RecordsService:
         position = self._cursors.open(query.cursor, binding) if query.cursor else None
         return _Request(provider, resource, params, limit, position, binding)
 
+    def _subject_hash(
+        self, customer_id: str, known: Mapping[Identifier, str], identifier: Identifier
+    ) -> str:
+        """The identifier's keyed hash: from the page's ``known`` hashes, else computed."""
+        digest = known.get(identifier)
+        return digest if digest is not None else self._subjects.hash(customer_id, str(identifier))
+
     def _context(self, caller: Caller, connection: Connection, purpose: str) -> AccessContext:
-        customer_id = connection.customer_id
-        hasher = self._subjects
-
-        def pseudonymize(identifier: Identifier) -> str:
-            return hasher.hash(customer_id, str(identifier))
-
         return AccessContext(
             service_id=caller.id,
             caller_class=caller.caller_class,
             granted_purposes=caller.purposes,
             entitled_customers=caller.customers,
-            connection_customer_id=customer_id,
+            connection_customer_id=connection.customer_id,
             purpose=purpose,
             now=self._clock(),
             # Filled in by read() once the page's subjects are known (_load_controls).
             consented=_not_loaded_consent,
             suppressed=_not_loaded_suppression,
-            pseudonymize=pseudonymize,
+            pseudonymize=partial(self._subject_hash, connection.customer_id, {}),
         )
 
     async def _load_controls(
@@ -356,6 +372,7 @@ class RecordsService:
         page: PageDecision | None = None,
         error: LinkgateError | None = None,
         originals: list[Record] | None = None,
+        hashes: Mapping[Identifier, str] | None = None,
     ) -> str:
         """Append the access to the audit log; returns once durable (privacy notice, "accountable").
 
@@ -370,10 +387,11 @@ class RecordsService:
             # real identifier (privacy notice, "accountable").
             kept = {record.id for record in page.kept}
             touched = [r for r in originals if r.id in kept] if originals else page.kept
+            known = hashes or {}
             for record in touched:
                 for subject in record.subjects:
                     for identifier in subject.identifiers:
-                        subjects.add(self._subjects.hash(customer_id, str(identifier)))
+                        subjects.add(self._subject_hash(customer_id, known, identifier))
         denied = isinstance(error, Forbidden)
         draft = EventDraft(
             customer_id=customer_id,

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.audit import Action, EventDraft, Outcome, SubjectHasher
 
@@ -48,3 +53,15 @@ def test_short_secret_is_refused() -> None:
 def test_repr_hides_the_secret() -> None:
     """The secret never shows up in a repr (and so in a log line)."""
     assert "sss" not in repr(SubjectHasher(b"s" * 32))
+
+
+def test_hash_is_hmac_sha256_under_the_hkdf_customer_key() -> None:
+    """The stored form is exactly HMAC-SHA256(HKDF(master, info=customer), identifier):
+    logs written before any change to how it is computed still match a search."""
+    secret = b"m" * 32
+    key = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=b"linkgate.audit.subjects.v1", info=b"acme"
+    ).derive(secret)
+    expected = hmac.new(key, ID.encode("utf-8"), hashlib.sha256).hexdigest()
+    hasher = SubjectHasher(secret)
+    assert [f"hmac-sha256:{expected}"] * 2 == [hasher.hash("acme", ID), hasher.hash("acme", ID)]
