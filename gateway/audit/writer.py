@@ -82,10 +82,11 @@ class AuditWriter:
         if not self.running:
             raise AuditUnavailable("the audit writer is not running")
         future: asyncio.Future[AuditEvent] = asyncio.get_running_loop().create_future()
-        await self._queue.put((draft, future))
+        self._queue.put_nowait((draft, future))  # unbounded: never waits
         # A caller cancelled while waiting does not take its event back: the
-        # access happened, so it is still written (the future just goes unread).
-        return await asyncio.shield(future)
+        # draft is already queued and the access happened, so it is still
+        # written; cancelling only cancels this future, which _commit skips.
+        return await future
 
     async def _run(self) -> None:
         # One connection for the writer's whole life: a batch never queues

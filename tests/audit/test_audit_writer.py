@@ -78,6 +78,25 @@ async def test_waiters_queue_behind_a_commit_and_share_the_next(
     assert ([1, 9], list(range(1, 11))) == (store.batches, sorted(e.seq for e in events))
 
 
+async def test_a_cancelled_caller_still_gets_its_event_written(
+    engine: AsyncEngine, tables: AuditTables, make_draft: MakeDraft
+) -> None:
+    """Cancelling record() while it waits does not take the event back; the others still resolve."""
+    store = GatedStore(engine, tables)
+    async with AuditWriter(store) as writer:
+        cancelled = asyncio.create_task(writer.record(make_draft()))
+        other = asyncio.create_task(writer.record(make_draft()))
+        await asyncio.sleep(0.01)
+        cancelled.cancel()
+        store.gate.set()
+        event = await other
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+    async with engine.connect() as conn:
+        count = (await conn.execute(select(func.count()).select_from(tables.events))).scalar()
+    assert (count, event.seq) == (2, 2)
+
+
 async def test_failed_commit_fails_every_waiter(
     engine: AsyncEngine, tables: AuditTables, make_draft: MakeDraft
 ) -> None:
