@@ -187,8 +187,17 @@ _DRAFT_NAMES = tuple(f.name for f in fields(EventDraft))
 
 
 def format_time(moment: datetime) -> str:
-    """RFC 3339 UTC with exactly six fractional digits: one instant, one string."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 UTC with exactly six fractional digits: one instant, one string.
+
+    The string is hashed into every event, so it must never change: it is
+    ``strftime("%Y-%m-%dT%H:%M:%S.%fZ")``. ``isoformat`` writes the same
+    characters about six times faster, except that it zero-pads years before
+    1000 where ``%Y`` may not; those (no event's) keep ``strftime``.
+    """
+    utc = moment.astimezone(UTC)
+    if utc.year < 1000:
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str) -> datetime:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from gateway.audit import EventDraft, Outcome
+from gateway.audit import EventDraft, Outcome, format_time
 
 MakeDraft = Callable[..., EventDraft]
 
@@ -51,3 +52,19 @@ def test_invalid_drafts_are_refused(make_draft: MakeDraft, fields: dict[str, Any
     """Each malformed field raises ValueError at construction."""
     with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
         make_draft(**fields)
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 11, 28, 20, 56, 8, 123456, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # no microseconds: still six digits
+        datetime(2026, 6, 1, 12, 0, tzinfo=timezone(timedelta(hours=-7))),
+        datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+        datetime(999, 1, 1, tzinfo=UTC),
+    ],
+)
+def test_format_time_is_the_hashed_strftime_form(moment: datetime) -> None:
+    """Event times are written exactly as the chains already hashed them."""
+    assert moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") == format_time(moment)
