@@ -11,8 +11,10 @@ The tree of what a call can end in::
     UpstreamUnavailable      503   connect errors, timeouts, 5xx past the budget, breaker open
 
 httpx errors never leave this package. The transport is chosen by measurement
-(``tests/benchmarks/bench_upstream.py``): httpx over the ``httpx-aiohttp``
-transport, injectable so that tests put respx or ``httpx.MockTransport`` there.
+(``tests/benchmarks/bench_upstream.py``): the ``httpx-aiohttp`` transport,
+injectable so that tests put respx or ``httpx.MockTransport`` there. Requests
+go to it directly as ``httpx.Request`` objects, without ``httpx.AsyncClient``:
+no cookie jar, no redirects, no auth flow, none of which a provider call wants.
 """
 
 from __future__ import annotations

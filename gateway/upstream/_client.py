@@ -1,13 +1,15 @@
-"""One long-lived, pooled HTTP client per provider, and the call that retries on it."""
+"""One long-lived, pooled HTTP transport per provider, and the call that retries on it."""
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import structlog
@@ -43,6 +45,21 @@ from providers.base import ErrorKind, ErrorTable, ErrorVerdict
 log = structlog.get_logger("gateway.upstream")
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=DEFAULT_CONNECT_TIMEOUT)
+
+# What ``httpx.AsyncClient`` adds to every request by default, sent as before now that
+# requests go straight to the transport: "gzip, deflate" are the content codings httpx
+# decodes without optional packages (``Response.aiter_bytes`` decodes them here too).
+_CLIENT_HEADERS = {
+    "Accept": "application/json",
+    "Accept-Encoding": "gzip, deflate",
+    "Connection": "keep-alive",
+    "User-Agent": f"python-httpx/{httpx.__version__}",
+}
+# Query-free page URLs with their query added, parsed once (see ``_target``): parsing and
+# merging costs more instructions than anything else this client does itself, and a
+# page's URL repeats for every read of that page. Bounded: each entry is a few hundred bytes.
+_TARGETS_CACHED = 512
 
 
 class Unauthorized(Exception):
@@ -59,14 +76,22 @@ class _Transient(Exception):
 
 
 class UpstreamClient:
-    """GETs JSON objects from one provider's API."""
+    """GETs JSON objects from one provider's API.
+
+    Each request goes straight to the transport: ``httpx.AsyncClient``'s layers
+    (cookie jar, auth flow, redirects, event hooks) are nothing the gateway wants
+    for provider calls, and together they cost about as much CPU as the exchange
+    itself. A provider's ``Set-Cookie`` in particular must never be replayed on
+    the next user's call, and a redirect could leave the provider's origin.
+    """
 
     def __init__(
         self,
         name: str,
-        http: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
         *,
         max_body: int,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         policy: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
         errors: ErrorTable | None = None,
@@ -74,44 +99,63 @@ class UpstreamClient:
         tracer: trace.Tracer | None = None,
     ) -> None:
         self.name = name
-        self._http = http
+        self._transport = transport
         self._max_body = max_body
         self._policy = policy or RetryPolicy()
         self.breaker = breaker or CircuitBreaker(name)
         self._errors = errors or ErrorTable()  # the provider's error rules (providers.base)
-        self._headers = dict(headers or {})  # the provider's fixed API headers
+        # The provider's fixed API headers between httpx's defaults and our Accept, as
+        # httpx.AsyncClient merged them (case-insensitively, RFC 9110 §5.1).
+        fixed = httpx.Headers(_CLIENT_HEADERS)
+        fixed.update(headers or {})
+        fixed["Accept"] = _CLIENT_HEADERS["Accept"]
+        self._headers = dict(fixed.multi_items())
+        # The timeouts as httpx.AsyncClient hands them to its transport.
+        self._extensions = {"timeout": timeout.as_dict()}
+        self._span_attributes = {"linkgate.provider": name}
         self._tracer = tracer or trace.NoOpTracer()
 
     async def get_json(self, url: str, *, params: Mapping[str, str], bearer: str) -> dict[str, Any]:
         """The JSON object at ``url``, retried under the policy's deadline."""
-        policy = self._policy
         started = time.monotonic()
+        request = httpx.Request(
+            "GET",
+            _target(url, params),
+            headers={**self._headers, "Authorization": f"Bearer {bearer}"},
+            extensions=self._extensions,
+        )
+        try:
+            return await self._attempt(request, remaining=self._policy.deadline, resend_count=0)
+        except _Transient as failed:
+            return await self._retry(request, failed, started)
 
-        def wait(state: RetryCallState) -> float:
-            # Full jitter (AWS architecture blog, "Exponential Backoff and Jitter"),
-            # but never sooner than the provider asked (RFC 9110 §10.2.3).
-            backoff = min(
-                policy.max_backoff, policy.initial_backoff * 2 ** (state.attempt_number - 1)
-            )
-            jittered = random.uniform(0, backoff)  # noqa: S311 - jitter, not a secret
-            outcome = state.outcome
-            error = outcome.exception() if outcome is not None else None
-            asked = error.delay if isinstance(error, _Transient) else None
-            return max(jittered, asked or 0.0)
+    async def _retry(
+        self, request: httpx.Request, failed: _Transient, started: float
+    ) -> dict[str, Any]:
+        """The attempts after a transient failure, under tenacity.
 
+        Built only once the first attempt has failed: most calls succeed at once,
+        and a retry controller per call was a measurable share of the hot path.
+        Tenacity's first attempt re-raises that failure, so that its attempt count,
+        backoff and deadline cover the whole call as if it had made that attempt.
+        """
+        policy = self._policy
+        first: _Transient | None = failed
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(_Transient),
-            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.deadline),
-            wait=wait,
+            stop=stop_after_attempt(policy.attempts)
+            | stop_after_delay(policy.deadline - (time.monotonic() - started)),
+            wait=self._backoff,
             reraise=True,
         )
         try:
             async for attempt in retrying:
                 with attempt:
+                    if first is not None:
+                        replayed, first = first, None
+                        raise replayed
                     return await self._attempt(
-                        url,
-                        params,
-                        bearer,
+                        request,
                         remaining=policy.deadline - (time.monotonic() - started),
                         resend_count=attempt.retry_state.attempt_number - 1,
                     )
@@ -120,39 +164,42 @@ class UpstreamClient:
             raise exc.problem from None
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
+    def _backoff(self, state: RetryCallState) -> float:
+        """Seconds before the next attempt.
+
+        Full jitter (AWS architecture blog, "Exponential Backoff and Jitter"),
+        but never sooner than the provider asked (RFC 9110 §10.2.3).
+        """
+        policy = self._policy
+        backoff = min(policy.max_backoff, policy.initial_backoff * 2 ** (state.attempt_number - 1))
+        jittered = random.uniform(0, backoff)  # noqa: S311 - jitter, not a secret
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        asked = error.delay if isinstance(error, _Transient) else None
+        return max(jittered, asked or 0.0)
+
     async def _attempt(
-        self,
-        url: str,
-        params: Mapping[str, str],
-        bearer: str,
-        *,
-        remaining: float,
-        resend_count: int,
+        self, request: httpx.Request, *, remaining: float, resend_count: int
     ) -> dict[str, Any]:
         self.breaker.before()  # an open breaker sends nothing, so it gets no client span
-        # Merged, not passed as ``params``: httpx would replace the URL's own query
-        # (a next link's $skip, a Rest.li finder's q=author) with the mapping.
-        target = httpx.URL(url).copy_merge_params(dict(params))
         with client_span(
             self._tracer,
             "GET",
-            target,
+            request.url,
             resend_count=resend_count,
-            attributes={"linkgate.provider": self.name},
+            attributes=self._span_attributes,
         ) as call:
-            return await self._exchange(target, bearer, call, remaining)
+            return await self._exchange(request, call, remaining)
 
     async def _exchange(
-        self, target: httpx.URL, bearer: str, call: ClientCall, remaining: float
+        self, request: httpx.Request, call: ClientCall, remaining: float
     ) -> dict[str, Any]:
-        headers = {
-            **self._headers,
-            "Authorization": f"Bearer {bearer}",
-            "Accept": "application/json",
-        }
         try:
-            async with self._http.stream("GET", target, headers=headers) as response:
+            response = await self._transport.handle_async_request(request)
+            try:
                 body = await self._read(response)
+            finally:
+                await response.aclose()
         except httpx.TimeoutException as exc:
             self.breaker.failure()
             call.failed(type(exc).__name__)
@@ -251,6 +298,30 @@ class UpstreamClient:
         return b"".join(chunks)
 
 
+def _target(url: str, params: Mapping[str, str]) -> httpx.URL:
+    """``url`` with ``params`` merged into its query, as ``httpx.URL.copy_merge_params`` does.
+
+    Merged, not passed as httpx's ``params``: httpx would replace the URL's own query
+    (a next link's $skip, a Rest.li finder's q=author) with the mapping.
+    """
+    if "?" in url or "#" in url:
+        # A provider's next link (Graph API's carry an access_token) or a path with a
+        # query of its own: merged on every call, never kept in the cache.
+        return httpx.URL(url).copy_merge_params(params)
+    return _query_free_target(url, tuple(params.items()))
+
+
+@functools.lru_cache(maxsize=_TARGETS_CACHED)
+def _query_free_target(url: str, params: tuple[tuple[str, str], ...]) -> httpx.URL:
+    """A URL without a query of its own with ``params`` as its query.
+
+    One parse of the finished text gives the URL that ``copy_merge_params`` gives
+    (both encode the query with ``urllib.parse.urlencode``) for a third of its cost;
+    ``httpx.URL`` is immutable, so one instance serves every request for that page.
+    """
+    return httpx.URL(f"{url}?{urlencode(params)}" if params else url)
+
+
 def _parsed_or_none(body: bytes) -> Any:
     """An error body as JSON for the provider's rules; None when it is not JSON."""
     try:
@@ -303,27 +374,28 @@ async def open_upstream_clients(
     ``transport`` replaces the network for tests. Otherwise each client gets its
     own ``httpx-aiohttp`` pool: measured here at 32 in flight, it serves about
     6.7x the requests/s of httpx's default httpcore pool with a tenth of the p99,
-    while keeping the httpx API (see tests/benchmarks/bench_upstream.py).
+    while keeping the httpx transport API (see tests/benchmarks/bench_upstream.py).
     """
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
+    timeout = httpx.Timeout(request_timeout, connect=min(request_timeout, DEFAULT_CONNECT_TIMEOUT))
     async with AsyncExitStack() as stack:
+        if transport is not None:
+            # Closed once on exit, as ``httpx.AsyncClient(transport=...)`` would close it.
+            await stack.enter_async_context(transport)
         clients: dict[str, UpstreamClient] = {}
         for name in names:
-            http = await stack.enter_async_context(
-                httpx.AsyncClient(
-                    transport=transport or AiohttpTransport(limits=limits, trust_env=False),
-                    timeout=httpx.Timeout(
-                        request_timeout, connect=min(request_timeout, DEFAULT_CONNECT_TIMEOUT)
-                    ),
-                    follow_redirects=False,  # a redirect could leave the provider's origin
+            pool = transport
+            if pool is None:
+                pool = await stack.enter_async_context(
+                    AiohttpTransport(limits=limits, trust_env=False)
                 )
-            )
             clients[name] = UpstreamClient(
                 name,
-                http,
+                pool,
                 max_body=max_body,
+                timeout=timeout,
                 policy=policy,
                 errors=(errors or {}).get(name),
                 headers=(headers or {}).get(name),

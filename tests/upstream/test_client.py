@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,8 +28,8 @@ FAST = RetryPolicy(attempts=4, deadline=5.0, initial_backoff=0.001, max_backoff=
 async def _client(
     router: respx.Router, *, max_body: int = 1024, policy: RetryPolicy = FAST
 ) -> AsyncIterator[UpstreamClient]:
-    async with httpx.AsyncClient(transport=httpx.MockTransport(router.handler)) as http:
-        yield UpstreamClient("x", http, max_body=max_body, policy=policy)
+    async with httpx.MockTransport(router.handler) as transport:
+        yield UpstreamClient("x", transport, max_body=max_body, policy=policy)
 
 
 async def _get(client: UpstreamClient) -> dict[str, object]:
@@ -149,9 +151,9 @@ async def test_an_open_breaker_fails_fast_then_lets_a_probe_through() -> None:
     now = [0.0]
     router = respx.Router()
     route = router.get(URL).respond(503)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(router.handler)) as http:
+    async with httpx.MockTransport(router.handler) as transport:
         breaker = CircuitBreaker("x", threshold=2, cool_off=10.0, clock=lambda: now[0])
-        client = UpstreamClient("x", http, max_body=1024, policy=FAST, breaker=breaker)
+        client = UpstreamClient("x", transport, max_body=1024, policy=FAST, breaker=breaker)
         with pytest.raises(UpstreamUnavailable):
             await _get(client)
         calls = route.call_count
@@ -163,3 +165,113 @@ async def test_an_open_breaker_fails_fast_then_lets_a_probe_through() -> None:
         route.respond(200, json={"back": True})
         assert await _get(client) == {"back": True}
         assert not breaker.is_open
+
+
+@pytest.mark.parametrize(
+    ("url", "params"),
+    [
+        (URL, {"max_results": "5"}),
+        (URL, {}),
+        (URL, {"query": "from:a b&c=d/é", "tweet.fields": "id,text"}),
+        (f"{URL}?max_results=10&pagination_token=b26v89c19zqg8o3f", {"max_results": "5"}),
+        (
+            "https://api.provider.example/rest/posts?q=author&author=urn%3Ali%3Aorganization%3A7",
+            {"count": "10"},
+        ),
+        (
+            "https://api.provider.example/scheduled_events?user=https://api.provider.example/users/U1",
+            {"count": "25"},
+        ),
+        ("https://api.provider.example/v19.0/1/posts?limit=25&after=QVFIUk%3D%3D", {}),
+    ],
+)
+async def test_params_are_merged_into_the_urls_own_query(url: str, params: dict[str, str]) -> None:
+    """The URL sent is ``url`` with ``params`` merged into its query, as httpx merges them."""
+    router = respx.Router()
+    route = router.route(method="GET").respond(200, json={})
+    async with _client(router) as client:
+        for _ in range(2):  # the second call takes the parsed URL from the cache
+            await client.get_json(url, params=params, bearer="tok")
+            assert str(httpx.URL(url).copy_merge_params(params)) == str(
+                route.calls.last.request.url
+            )
+
+
+async def test_the_providers_headers_are_sent_but_accept_stays_json() -> None:
+    """A provider's API headers go out (matched case-insensitively); Accept is always JSON."""
+    router = respx.Router()
+    route = router.get(URL).respond(200, json={})
+    async with httpx.MockTransport(router.handler) as transport:
+        client = UpstreamClient(
+            "x",
+            transport,
+            max_body=1024,
+            headers={"LinkedIn-Version": "202411", "accept": "text/html"},
+        )
+        await _get(client)
+    sent = route.calls.last.request.headers
+    assert sent["linkedin-version"] == "202411"
+    assert sent.get_list("accept") == ["application/json"]
+    assert sent["accept-encoding"] == "gzip, deflate"
+    assert sent["host"] == "api.provider.example"
+
+
+async def test_a_providers_cookie_is_never_sent_back() -> None:
+    """A Set-Cookie is not kept: the next call may be another user's."""
+    router = respx.Router()
+    route = router.get(URL).respond(200, json={}, headers={"Set-Cookie": "session=abc; Path=/"})
+    async with _client(router) as client:
+        await _get(client)
+        await _get(client)
+    assert "cookie" not in route.calls.last.request.headers
+
+
+async def test_a_gzip_coded_body_is_decoded() -> None:
+    """A body with a content coding (RFC 9110 §8.4.1.3) is decoded before it is parsed."""
+    router = respx.Router()
+    router.get(URL).respond(
+        200, content=gzip.compress(b'{"data": []}'), headers={"Content-Encoding": "gzip"}
+    )
+    async with _client(router) as client:
+        assert await _get(client) == {"data": []}
+
+
+async def test_the_size_cap_counts_decoded_bytes() -> None:
+    """A small gzip body that decodes past the cap is refused, not inflated into memory."""
+    router = respx.Router()
+    router.get(URL).respond(
+        200,
+        content=gzip.compress(b'{"data": "' + b"x" * 100_000 + b'"}'),
+        headers={"Content-Encoding": "gzip"},
+    )
+    async with _client(router, max_body=1024) as client:
+        with pytest.raises(UpstreamMalformed):
+            await _get(client)
+
+
+async def test_the_deadline_counts_the_first_attempt() -> None:
+    """A first attempt that outlasts the deadline is not retried, whatever the attempt budget."""
+    calls = 0
+
+    async def slow_503(_request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return httpx.Response(503)
+
+    policy = RetryPolicy(attempts=4, deadline=0.04, initial_backoff=0.001, max_backoff=0.01)
+    async with httpx.MockTransport(slow_503) as transport:
+        client = UpstreamClient("x", transport, max_body=1024, policy=policy)
+        with pytest.raises(UpstreamUnavailable):
+            await _get(client)
+    assert calls == 1
+
+
+async def test_a_single_attempt_budget_does_not_retry() -> None:
+    """attempts=1: a transient failure is answered at once."""
+    router = respx.Router()
+    route = router.get(URL).respond(503)
+    async with _client(router, policy=RetryPolicy(attempts=1)) as client:
+        with pytest.raises(UpstreamUnavailable):
+            await _get(client)
+    assert route.call_count == 1
