@@ -47,15 +47,15 @@ log = structlog.get_logger("gateway.upstream")
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=DEFAULT_CONNECT_TIMEOUT)
 
-# What ``httpx.AsyncClient`` adds to every request by default, sent as before now that
-# requests go straight to the transport: "gzip, deflate" are the content codings httpx
-# decodes without optional packages (``Response.aiter_bytes`` decodes them here too).
+# What ``httpx.AsyncClient`` adds to every request by default (its Accept is always
+# replaced by ours), sent as before now that requests go straight to the transport:
+# "gzip, deflate" are the content codings httpx decodes without optional packages.
 _CLIENT_HEADERS = {
-    "Accept": "application/json",
     "Accept-Encoding": "gzip, deflate",
     "Connection": "keep-alive",
     "User-Agent": f"python-httpx/{httpx.__version__}",
 }
+_OURS = frozenset({"authorization", "accept"})  # set per call; no provider header replaces them
 # Query-free page URLs with their query added, parsed once (see ``_target``): parsing and
 # merging costs more instructions than anything else this client does itself, and a
 # page's URL repeats for every read of that page. Bounded: each entry is a few hundred bytes.
@@ -73,6 +73,9 @@ class _Transient(Exception):
         super().__init__(problem.detail)
         self.problem = problem
         self.delay = delay
+
+
+_NO_BODY = httpx.ByteStream(b"")  # immutable: one serves every request
 
 
 class UpstreamClient:
@@ -104,12 +107,13 @@ class UpstreamClient:
         self._policy = policy or RetryPolicy()
         self.breaker = breaker or CircuitBreaker(name)
         self._errors = errors or ErrorTable()  # the provider's error rules (providers.base)
-        # The provider's fixed API headers between httpx's defaults and our Accept, as
-        # httpx.AsyncClient merged them (case-insensitively, RFC 9110 §5.1).
-        fixed = httpx.Headers(_CLIENT_HEADERS)
-        fixed.update(headers or {})
-        fixed["Accept"] = _CLIENT_HEADERS["Accept"]
-        self._headers = dict(fixed.multi_items())
+        # httpx's defaults, then the provider's fixed API headers, in the order and
+        # case httpx.AsyncClient merged them (names compare case-insensitively,
+        # RFC 9110 §5.1: a provider's header replaces a default of the same name).
+        api = {k: v for k, v in (headers or {}).items() if k.lower() not in _OURS}
+        named = {k.lower() for k in api}
+        defaults = {k: v for k, v in _CLIENT_HEADERS.items() if k.lower() not in named}
+        self._headers = {**defaults, **api}
         # The timeouts as httpx.AsyncClient hands them to its transport.
         self._extensions = {"timeout": timeout.as_dict()}
         self._span_attributes = {"linkgate.provider": name}
@@ -118,16 +122,37 @@ class UpstreamClient:
     async def get_json(self, url: str, *, params: Mapping[str, str], bearer: str) -> dict[str, Any]:
         """The JSON object at ``url``, retried under the policy's deadline."""
         started = time.monotonic()
-        request = httpx.Request(
-            "GET",
-            _target(url, params),
-            headers={**self._headers, "Authorization": f"Bearer {bearer}"},
-            extensions=self._extensions,
-        )
+        request = self._request(_target(url, params), bearer)
         try:
             return await self._attempt(request, remaining=self._policy.deadline, resend_count=0)
         except _Transient as failed:
             return await self._retry(request, failed, started)
+
+    def _request(self, target: httpx.URL, bearer: str) -> httpx.Request:
+        """The GET sent on every attempt, with exactly the headers httpx.AsyncClient sent.
+
+        Built in httpx's transport-level form (``stream=``), which adds no headers of
+        its own: the plain form looks up Host, Content-Length, Transfer-Encoding and
+        Content-Type by raising and catching KeyError and then copies every header
+        again, which costs more than the rest of building the request. So Host is
+        given here, as the plain form sets it (RFC 9110 §7.2), and a GET has no
+        body to describe. ``read()`` loads the empty body, so that the transport
+        sends none at all rather than streaming an empty one.
+        """
+        request = httpx.Request(
+            "GET",
+            target,
+            headers={
+                "Host": target.netloc.decode("ascii"),
+                **self._headers,
+                "Authorization": f"Bearer {bearer}",
+                "Accept": "application/json",
+            },
+            stream=_NO_BODY,
+            extensions=self._extensions,
+        )
+        request.read()
+        return request
 
     async def _retry(
         self, request: httpx.Request, failed: _Transient, started: float

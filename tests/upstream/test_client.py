@@ -197,8 +197,34 @@ async def test_params_are_merged_into_the_urls_own_query(url: str, params: dict[
             )
 
 
+async def test_the_request_is_the_one_httpx_asyncclient_built() -> None:
+    """Method, URL, headers (names, case, order), timeouts and empty body as AsyncClient's."""
+    router = respx.Router()
+    route = router.get(URL).respond(200, json={})
+    api = {"LinkedIn-Version": "202411"}
+    timeout = httpx.Timeout(7.0, connect=2.0)
+    async with httpx.MockTransport(router.handler) as transport:
+        client = UpstreamClient("x", transport, max_body=1024, timeout=timeout, headers=api)
+        await _get(client)
+    async with httpx.AsyncClient(timeout=timeout) as http:
+        expected = http.build_request(
+            "GET",
+            httpx.URL(URL).copy_merge_params({"max_results": "5"}),
+            headers={**api, "Authorization": "Bearer tok", "Accept": "application/json"},
+        )
+    sent = route.calls.last.request
+    assert (expected.method, str(expected.url), expected.headers.raw, expected.content) == (
+        sent.method,
+        str(sent.url),
+        sent.headers.raw,
+        sent.content,
+    )
+    assert expected.extensions == sent.extensions
+
+
 async def test_the_providers_headers_are_sent_but_accept_stays_json() -> None:
-    """A provider's API headers go out (matched case-insensitively); Accept is always JSON."""
+    """A provider's API headers go out, replacing httpx's defaults of the same name
+    (RFC 9110 §5.1: case-insensitively); Accept and Authorization are always ours."""
     router = respx.Router()
     route = router.get(URL).respond(200, json={})
     async with httpx.MockTransport(router.handler) as transport:
@@ -206,12 +232,19 @@ async def test_the_providers_headers_are_sent_but_accept_stays_json() -> None:
             "x",
             transport,
             max_body=1024,
-            headers={"LinkedIn-Version": "202411", "accept": "text/html"},
+            headers={
+                "LinkedIn-Version": "202411",
+                "user-agent": "Partner/1.0",
+                "accept": "text/html",
+                "AUTHORIZATION": "Basic c2VjcmV0",
+            },
         )
         await _get(client)
     sent = route.calls.last.request.headers
     assert sent["linkedin-version"] == "202411"
+    assert sent.get_list("user-agent") == ["Partner/1.0"]
     assert sent.get_list("accept") == ["application/json"]
+    assert sent.get_list("authorization") == ["Bearer tok"]
     assert sent["accept-encoding"] == "gzip, deflate"
     assert sent["host"] == "api.provider.example"
 
