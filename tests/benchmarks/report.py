@@ -5,9 +5,10 @@
 Without ``--run`` it only reads ``var/bench/bench_*.json`` (the contract in
 tests/benchmarks/contract.py) and prints the table. ``make bench`` runs it with
 ``--run``: the scripts below in turn, each in its own process, then the table.
-A full run takes about 7 minutes on the 2-core machine the README names
-(audit search at 1,000,000 events about 2, the audited-vs-unaudited gateway
-about 2, the gateway table with its 10,000-request memory figure about 2);
+A full run takes about 8 minutes on the 2-core machine the README names
+(audit search at 1,000,000 events about 3, the audited-vs-unaudited gateway
+about 2, the gateway table with its 10,000-request memory figure about 1.5,
+the instruction count under callgrind about 1);
 ``--quick`` (``make bench-quick``) passes each script smaller sizes and takes
 about 3 minutes: its figures are noisier and not the ones to publish.
 
