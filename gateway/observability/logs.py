@@ -32,7 +32,14 @@ _HANDLER_NAME = "linkgate"
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 # httpx logs an INFO line with the full URL of every outbound request: a hot-path
 # cost (measured ~1-2% of CPU) and a URL that may carry provider query data.
-_SILENCED_LOGGERS = {"uvicorn.access": logging.WARNING, "httpx": logging.WARNING}
+# Loggers that say more than the gateway may log, whatever the level: uvicorn's
+# access line and httpx's request line carry query strings; aiosqlite's DEBUG
+# lines carry every SQL statement's parameters (account ids, subject hashes).
+_SILENCED_LOGGERS = {
+    "uvicorn.access": logging.WARNING,
+    "httpx": logging.WARNING,
+    "aiosqlite": logging.INFO,
+}
 
 
 def redact_event(_logger: WrappedLogger, _method_name: str, event_dict: EventDict) -> EventDict:

@@ -157,3 +157,14 @@ def test_uvicorn_access_log_is_silenced(
     logging.getLogger("uvicorn.access").info('"GET /oauth/callback?code=abc HTTP/1.1" 200')
 
     assert capsys.readouterr().err == ""
+
+
+def test_sql_parameters_stay_out_of_debug_logs(
+    configured_logging: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At DEBUG, aiosqlite's per-statement lines (with their parameters) are not written."""
+    configured_logging(level="debug")
+
+    logging.getLogger("aiosqlite").debug("executing %s", ("SELECT 1 WHERE id = ?", ("acct_42",)))
+
+    assert "acct_42" not in capsys.readouterr().err
