@@ -34,10 +34,13 @@ from providers.oidc import normalize_profile
 
 # LinkedIn-Version, YYYYMM. LinkedIn's "Marketing API Versioning" page: a versioned call
 # must name its version (none is applied by default), and each monthly version is
-# supported for at least a year; a sunset one is refused. 202405 was sunset in 2025.
-# "Migrations" (learn.microsoft.com/linkedin/marketing/integrations/migrations) lists
-# 202603 as Active with its sunset on March 16, 2027: move to a newer one before then.
-API_VERSION = "202603"
+# supported for at least a year; a sunset one is refused (HTTP 426). 202603 sunsets on
+# March 16, 2027 ("Migrations", learn.microsoft.com/linkedin/marketing/integrations/
+# migrations). 202607 is the newest version the recent-changes page listed when checked
+# (summary fetched 2026-08-13); its breaking changes since 202603 touch only the member
+# post and video statistics APIs, not the Posts finder or userinfo used here. Supported
+# until at least July 2027: move again before then.
+API_VERSION = "202607"
 
 # Post ``visibility`` (MemberNetworkVisibility). Only PUBLIC is designated for anyone;
 # LOGGED_IN still needs a LinkedIn sign-in, CONNECTIONS and CONTAINER name an audience.

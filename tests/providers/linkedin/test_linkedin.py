@@ -51,7 +51,7 @@ async def test_connect_then_page_organization_posts(database_url: str, servers: 
     assert answer.status_code == 200, answer.text
     assert [r["id"] for r in kept] == ["urn:li:share:7012345678901234567"]
     assert seen[0].url.params["author"] == f"urn:li:organization:{ORG}"
-    assert seen[0].headers["linkedin-version"] == API_VERSION == "202603"
+    assert seen[0].headers["linkedin-version"] == API_VERSION == "202607"
     assert seen[1].url.params["start"] == "4"
 
 
