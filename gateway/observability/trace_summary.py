@@ -19,11 +19,11 @@ from typing import Any, NotRequired, TypedDict
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from gateway.observability.middleware import name_server_span
-from gateway.observability.redaction import redact_text
-from gateway.observability.tracing import redact_attributes
+from gateway.observability.redaction import MASK, is_secret_key, redact_text
 
 __all__ = [
     "AUDIT_MAX_SPANS",
@@ -58,6 +58,7 @@ SUMMARY_ATTRIBUTES: frozenset[str] = frozenset(
         "server.address",
     }
 )
+_STATUS_NAMES = {code: code.name.lower() for code in StatusCode}
 
 
 class SpanSummary(TypedDict):
@@ -107,6 +108,9 @@ class TraceSummaryRecorder(SpanProcessor):
         self._max_traces = max_traces
         self._max_spans_per_trace = max_spans_per_trace
         self._attributes = frozenset(attributes)
+        # Decided once: the kept keys are a fixed list, so whether each names a
+        # secret never changes.
+        self._secret_attributes = frozenset(key for key in self._attributes if is_secret_key(key))
         self._traces: OrderedDict[int, _Trace] = OrderedDict()
         # on_end runs on whichever thread ends the span (threadpool included).
         self._lock = threading.Lock()
@@ -145,17 +149,22 @@ class TraceSummaryRecorder(SpanProcessor):
 
     def _selected(self, span: ReadableSpan) -> dict[str, AttributeValue]:
         """The span's attributes worth an audit summary, secrets masked."""
-        attributes = span.attributes or {}
-        return redact_attributes(
-            {key: value for key, value in attributes.items() if key in self._attributes}
-        )
+        selected: dict[str, AttributeValue] = {}
+        attributes = span.attributes
+        if not attributes:
+            return selected
+        kept, secret = self._attributes, self._secret_attributes
+        for key, value in attributes.items():
+            if key in kept:
+                selected[key] = MASK if key in secret else _redacted(value)
+        return selected
 
     def _summarise(self, span: ReadableSpan) -> SpanSummary:
         duration_ns = (span.end_time or 0) - (span.start_time or 0)
         summary = SpanSummary(
             name=redact_text(span.name),
             duration_ms=round(duration_ns / 1_000_000, 3),
-            status=span.status.status_code.name.lower(),
+            status=_STATUS_NAMES[span.status.status_code],
         )
         selected = self._selected(span)
         if selected:
@@ -205,26 +214,30 @@ class TraceSummaryRecorder(SpanProcessor):
         attribute becomes its ``repr``.
         """
         root, finished, dropped = self._open(trace_id)
-        root_summary = self._summarise_root(root)
-        # Only the spans the audit event keeps are summarised.
-        kept = finished[: AUDIT_MAX_SPANS - (root_summary is not None)]
-        listed = [self._summarise(span) for span in kept]
-        if root_summary is not None:
-            listed.insert(0, root_summary)
-        dropped += len(finished) - len(kept)
+        # Built straight in the audit form (one dict per span, only the spans
+        # the event keeps): this runs for every audited request.
         spans: list[dict[str, Any]] = []
-        for span in listed:
-            item: dict[str, Any] = {
-                "name": span["name"],
-                "duration_us": round(span["duration_ms"] * 1000),
-                "status": span["status"],
-            }
-            if "attributes" in span:
-                item["attributes"] = {
-                    key: _integral(value) for key, value in span["attributes"].items()
-                }
-            spans.append(item)
-        return {"spans": spans, "dropped_spans": dropped}
+        if root is not None and root.start_time is not None:
+            name_server_span(root)
+            spans.append(
+                self._audit_item(root, time.time_ns() - root.start_time, "in_progress")
+            )
+        kept = finished[: AUDIT_MAX_SPANS - len(spans)]
+        for span in kept:
+            duration_ns = (span.end_time or 0) - (span.start_time or 0)
+            spans.append(self._audit_item(span, duration_ns, _STATUS_NAMES[span.status.status_code]))
+        return {"spans": spans, "dropped_spans": dropped + len(finished) - len(kept)}
+
+    def _audit_item(self, span: ReadableSpan, duration_ns: int, status: str) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "name": redact_text(span.name),
+            "duration_us": round(duration_ns / 1_000),
+            "status": status,
+        }
+        selected = self._selected(span)
+        if selected:
+            item["attributes"] = {key: _integral(value) for key, value in selected.items()}
+        return item
 
     def discard(self, trace_id: str) -> None:
         """Forget the trace with this 32-hex id (no error if unknown)."""
@@ -237,6 +250,15 @@ class TraceSummaryRecorder(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
+
+
+def _redacted(value: AttributeValue) -> AttributeValue:
+    """*value* with credential-shaped text masked (its key is not a secret's)."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, (list, tuple)) and any(isinstance(item, str) for item in value):
+        return [redact_text(item) if isinstance(item, str) else str(item) for item in value]
+    return value
 
 
 def _integral(value: object) -> Any:
