@@ -38,11 +38,24 @@ _KNOWN_METHODS = frozenset(
 # A caller's X-Request-Id is kept only if it is short and plain, because it is
 # written into every log line of the request.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,128}")
-# The request served in this context: its server span, the span's name by
-# method, its scope and the root path it arrived with (see `name_server_span`).
-_SERVING: ContextVar[tuple[trace.Span, str, Scope, str] | None] = ContextVar(
-    "linkgate_serving", default=None
-)
+
+
+class _Serving:
+    """The request served in this context (see `name_server_span`)."""
+
+    __slots__ = ("root_path", "route", "scope", "span", "span_name")
+
+    def __init__(self, span: trace.Span, span_name: str, scope: Scope, root_path: str) -> None:
+        self.span = span
+        self.span_name = span_name  # by method
+        self.scope = scope
+        self.root_path = root_path  # as the request arrived, before any mount
+        # The redacted route once the span has been named after it, so that
+        # the end of the request does not work it out again.
+        self.route: str | None = None
+
+
+_SERVING: ContextVar[_Serving | None] = ContextVar("linkgate_serving", default=None)
 # The only request headers read here: W3C Trace Context's two and X-Request-Id.
 # ASGI hands header names over lower-cased, so the rest are skipped undecoded.
 _READ_HEADERS = frozenset({b"traceparent", b"tracestate", b"x-request-id"})
@@ -64,13 +77,13 @@ def name_server_span(span: trace.Span) -> None:
     set as soon as it is known).
     """
     serving = _SERVING.get()
-    if serving is None or serving[0] is not span:
+    if serving is None or serving.span is not span or serving.route is not None:
         return
-    _span, span_name, scope, root_path = serving
-    template = _route_template(scope, root_path)
+    scope = serving.scope
+    template = _route_template(scope, serving.root_path)
     if template is not None:
-        route = _redact_path(template, scope.get("path_params", {}))
-        span.update_name(f"{span_name} {route}")
+        route = serving.route = _redact_path(template, scope.get("path_params", {}))
+        span.update_name(f"{serving.span_name} {route}")
         span.set_attribute("http.route", route)
 
 
@@ -166,7 +179,8 @@ class TracingMiddleware:
                 message = {**message, "headers": [*message.get("headers", ()), *trace_headers]}
             await send(message)
 
-        serving = _SERVING.set((span, span_name, scope, root_path))
+        serving = _Serving(span, span_name, scope, root_path)
+        serving_token = _SERVING.set(serving)
         context_tokens = structlog.contextvars.bind_contextvars(
             trace_id=trace_id, request_id=request_id
         )
@@ -184,15 +198,17 @@ class TracingMiddleware:
             otel_context.detach(span_token)
             path_params: Mapping[str, object] = scope.get("path_params", {})
             path = _redact_path(scope["path"], path_params)
-            template = _route_template(scope, root_path)
-            route = None if template is None else _redact_path(template, path_params)
-            span.update_name(f"{span_name} {route or path}")
             attributes: dict[str, str | int] = {
                 "url.path": path,
                 "http.response.status_code": status_code,
             }
-            if route is not None:
-                attributes["http.route"] = route
+            route = serving.route  # set if an audit event named the span already
+            if route is None:
+                template = _route_template(scope, root_path)
+                route = None if template is None else _redact_path(template, path_params)
+                span.update_name(f"{span_name} {route or path}")
+                if route is not None:
+                    attributes["http.route"] = route
             if status_code >= 500:
                 # Server errors only: a 4xx is the client's, not the span's,
                 # failure (OpenTelemetry HTTP semantic conventions).
@@ -210,4 +226,4 @@ class TracingMiddleware:
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
             )
             structlog.contextvars.reset_contextvars(**context_tokens)
-            _SERVING.reset(serving)
+            _SERVING.reset(serving_token)
