@@ -219,13 +219,13 @@ class TraceSummaryRecorder(SpanProcessor):
         spans: list[dict[str, Any]] = []
         if root is not None and root.start_time is not None:
             name_server_span(root)
-            spans.append(
-                self._audit_item(root, time.time_ns() - root.start_time, "in_progress")
-            )
+            spans.append(self._audit_item(root, time.time_ns() - root.start_time, "in_progress"))
         kept = finished[: AUDIT_MAX_SPANS - len(spans)]
         for span in kept:
             duration_ns = (span.end_time or 0) - (span.start_time or 0)
-            spans.append(self._audit_item(span, duration_ns, _STATUS_NAMES[span.status.status_code]))
+            spans.append(
+                self._audit_item(span, duration_ns, _STATUS_NAMES[span.status.status_code])
+            )
         return {"spans": spans, "dropped_spans": dropped + len(finished) - len(kept)}
 
     def _audit_item(self, span: ReadableSpan, duration_ns: int, status: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -127,3 +128,34 @@ def test_spans_are_exported_over_otlp_http_redacted(collector: Collector, canary
     assert b"upstream.fetch" in body
     assert b"linkgate-test" in body
     assert canary.encode() not in body
+
+
+def test_a_secret_is_masked_after_clean_spans_with_the_same_keys(canary: str) -> None:
+    """Clean attribute items are remembered by value: a new value under a known key is checked."""
+    exported = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(exported)))
+    tracer = provider.get_tracer("test")
+
+    for url in ("https://api.example/me", f"https://api.example/me?access_token={canary}"):
+        with tracer.start_as_current_span("GET") as span:
+            span.set_attributes({"http.request.method": "GET", "url.full": url})
+    provider.shutdown()
+
+    clean, secret = exported.get_finished_spans()
+    assert clean.attributes == {"http.request.method": "GET", "url.full": "https://api.example/me"}
+    assert secret.attributes == {
+        "http.request.method": "GET",
+        "url.full": f"https://api.example/me?access_token={MASK}",
+    }
+
+
+def test_the_process_resource_is_hashed_like_the_sdks() -> None:
+    """The resource's hash is worked out once, and equals what the SDK's Resource gives."""
+    provider = configure_tracing(service_name="linkgate-test", otlp_endpoint=None)
+    resource = provider.resource
+
+    assert hash(resource) == hash(Resource(resource.attributes, resource.schema_url))
+    assert resource == Resource(resource.attributes, resource.schema_url)
+    assert resource.attributes["service.name"] == "linkgate-test"
+    provider.shutdown()
