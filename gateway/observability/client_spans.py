@@ -48,15 +48,35 @@ _KNOWN_METHODS = frozenset(
 )
 
 
+# URLs already scrubbed and found to hold nothing to scrub. A provider's page
+# URL repeats on every call; checking it once instead of every time saves the
+# query walk. Only such clean URLs are kept (never a credential), at most
+# _CLEAN_URLS_MAX of them, and the set is emptied when full.
+_CLEAN_URLS: set[str] = set()
+_CLEAN_URLS_MAX = 1024
+
+
 def scrubbed_url(url: httpx.URL) -> str:
     """``url`` as ``url.full`` may hold it: no credentials, in the userinfo or the query.
 
     Plain string work on the URL's own (already encoded) text, without
     re-parsing it: this runs once per upstream attempt on the hot path.
     """
+    text = str(url)
+    if text in _CLEAN_URLS:
+        return text
+    scrubbed = _scrubbed(url, text)
+    if scrubbed == text:
+        if len(_CLEAN_URLS) >= _CLEAN_URLS_MAX:
+            _CLEAN_URLS.clear()
+        _CLEAN_URLS.add(text)
+    return scrubbed
+
+
+def _scrubbed(url: httpx.URL, text: str) -> str:
     # By shape first (a JWT or a Linkgate key anywhere), then by name, so that a
     # secret-named parameter ends as the conventions' ``name=REDACTED``.
-    text = redact_text(str(url))
+    text = redact_text(text)
     if url.userinfo:
         text = text.replace(url.userinfo.decode("ascii") + "@", "REDACTED:REDACTED@", 1)
     base, question, query = text.partition("?")

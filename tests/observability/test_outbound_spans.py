@@ -53,6 +53,23 @@ def test_url_full_keeps_keys_and_drops_credentials(url: str, expected: str) -> N
     assert expected == scrubbed_url(httpx.URL(url))
 
 
+def test_url_full_is_scrubbed_every_time_a_url_repeats() -> None:
+    """Clean URLs are remembered; one with a credential is scrubbed on every call."""
+    clean = httpx.URL("https://graph.example/me/posts?limit=25")
+    secret = httpx.URL("https://graph.example/me/posts?limit=25&access_token=EAAB-canary")
+
+    answers = [scrubbed_url(url) for url in (clean, secret, clean, secret)]
+
+    assert (
+        answers
+        == [
+            "https://graph.example/me/posts?limit=25",
+            "https://graph.example/me/posts?limit=25&access_token=REDACTED",
+        ]
+        * 2
+    )
+
+
 async def test_a_traced_transport_gives_each_request_a_client_span() -> None:
     """Method name, CLIENT kind, server.address, status; a 4xx answer and a dead host are errors."""
 
