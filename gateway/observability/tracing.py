@@ -64,7 +64,7 @@ _CLEAN_ITEM_MAX_LENGTH = 256
 
 def _is_known_clean(attributes: Mapping[str, AttributeValue]) -> bool:
     try:
-        return all(item in _CLEAN_ITEMS for item in attributes.items())
+        return _CLEAN_ITEMS.issuperset(attributes.items())
     except TypeError:  # an unhashable value (a list in a hand-built span)
         return False
 
