@@ -43,14 +43,15 @@ AUDIT_MAX_SPANS = 24
 
 # Attributes worth keeping in an audit summary. The HTTP ones are OpenTelemetry
 # semantic conventions (http.request.resend_count is the retry count); the
-# linkgate.* ones are set by the gateway's own spans.
+# linkgate.* ones are set by the gateway's own spans. http.request.method and
+# http.route are not kept: an HTTP span's name is already "{method}" or
+# "{method} {route}" (the HTTP conventions' span names), and every item of a
+# summary is paid for again by the audit event's canonical JSON.
 SUMMARY_ATTRIBUTES: frozenset[str] = frozenset(
     {
         "error.type",
-        "http.request.method",
         "http.request.resend_count",
         "http.response.status_code",
-        "http.route",
         "linkgate.provider",
         "linkgate.refreshed",
         "linkgate.resource",
