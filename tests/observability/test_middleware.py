@@ -164,6 +164,22 @@ async def test_one_request_event_is_logged_without_query_string(
     assert "secret-code" not in repr(logs)
 
 
+async def test_a_request_without_a_usable_request_id_gets_a_random_one(
+    make_client: ClientFactory,
+) -> None:
+    """Absent or unusable X-Request-Id: a fresh 32-hex-digit id per request, echoed back."""
+    async with make_client(make_app()) as client:
+        answers = [
+            await client.get("/items/1"),
+            await client.get("/items/1"),
+            await client.get("/items/1", headers={"x-request-id": "bad id\twith spaces"}),
+        ]
+
+    ids = [response.headers["x-request-id"] for response in answers]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", request_id) for request_id in ids)
+    assert len(set(ids)) == 3
+
+
 async def test_context_is_unbound_after_the_request(make_client: ClientFactory) -> None:
     """trace_id and request_id do not outlive the request in structlog's context."""
     structlog.contextvars.bind_contextvars(worker="w1")
