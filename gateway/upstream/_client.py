@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import random
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
@@ -33,6 +32,7 @@ from gateway.errors import (
 )
 from gateway.observability import ClientCall, client_span
 from gateway.upstream._breaker import CircuitBreaker
+from gateway.upstream._json_text import parse_json
 from gateway.upstream._retry import (
     RETRYABLE_STATUS,
     RetryPolicy,
@@ -365,14 +365,14 @@ def _query_free_target(url: str, params: tuple[tuple[str, str], ...]) -> httpx.U
 def _parsed_or_none(body: bytes) -> Any:
     """An error body as JSON for the provider's rules; None when it is not JSON."""
     try:
-        return json.loads(body) if body else None
+        return parse_json(body) if body else None
     except ValueError:
         return None
 
 
 def _json_object(name: str, body: bytes) -> dict[str, Any]:
     try:
-        parsed = json.loads(body)
+        parsed = parse_json(body)
     except ValueError:
         raise UpstreamMalformed(f"{name} answered with something that is not JSON") from None
     if not isinstance(parsed, dict):

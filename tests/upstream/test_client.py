@@ -46,9 +46,18 @@ async def test_a_json_object_is_returned_with_the_bearer_sent() -> None:
     assert route.calls.last.request.url.params["max_results"] == "5"
 
 
-@pytest.mark.parametrize("body", [b"<html>oops</html>", b"[1, 2]", b'{"data": [', b""])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html>oops</html>",
+        b"[1, 2]",
+        b'{"data": [',
+        b"",
+        b'{"data": [{"text": "\xff"}]}',
+    ],
+)
 async def test_malformed_json_is_upstream_malformed(body: bytes) -> None:
-    """Not JSON, or JSON that is not an object → 502 upstream-malformed."""
+    """Not JSON (invalid UTF-8 included), or JSON that is not an object → 502."""
     router = respx.Router()
     router.get(URL).respond(200, content=body)
     async with _client(router) as client:
