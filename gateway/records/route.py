@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from gateway.api.requests import runtime_of, service_caller
+from gateway.api.responses import JSONResponse
 from gateway.errors import InvalidParameter
 from gateway.records.service import RecordsPage, RecordsQuery
 from policies import Record, Subject
