@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime
 from json import JSONEncoder
-from typing import Any, TextIO
+from typing import TextIO
 
+import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from gateway.observability.redaction import MASK, is_secret_key, redact_value
+from gateway.observability.redaction import MASK, is_secret_key, redact_text, redact_value
 
 __all__ = ["configure_logging", "redact_event"]
 
@@ -42,23 +44,65 @@ _SILENCED_LOGGERS = {
 }
 
 
+# Exact classes, not isinstance: a subclass (a StrEnum, an IntFlag) takes the
+# general path through redact_value, as before.
+_UNSCANNED = frozenset({int, float, bool, type(None)})
+
+
 def redact_event(_logger: WrappedLogger, _method_name: str, event_dict: EventDict) -> EventDict:
-    """Mask secrets in an event dict; the last processor before rendering."""
-    return {
-        key: MASK if is_secret_key(key) else redact_value(value)
-        for key, value in event_dict.items()
-    }
+    """Mask secrets in an event dict; the last processor before rendering.
+
+    The same masking as ``redact_value`` on every value, with the values most
+    lines carry (plain strings, numbers, booleans, None) handled inline: one
+    Python call fewer per field.
+    """
+    redacted: EventDict = {}
+    for key, value in event_dict.items():
+        if is_secret_key(key):
+            redacted[key] = MASK
+        elif value.__class__ is str:
+            redacted[key] = redact_text(value)
+        elif value.__class__ in _UNSCANNED:
+            redacted[key] = value
+        else:
+            redacted[key] = redact_value(value)
+    return redacted
 
 
-# json.dumps builds a new JSONEncoder on every call that passes ``default``, as
-# structlog's JSONRenderer does; one encoder serves every line instead. No
-# fallback for other types is needed: redact_event has turned every value
-# into a string, number, boolean, None, dict or list.
-_JSON_ENCODER = JSONEncoder()
+def _format_exc_info(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog's ``format_exc_info``, skipped for events without ``exc_info`` (almost all)."""
+    if "exc_info" not in event_dict:
+        return event_dict
+    return structlog.processors.format_exc_info(logger, method_name, event_dict)
 
 
-def _render_json(event_dict: EventDict, **_dumps_kw: Any) -> str:
-    return _JSON_ENCODER.encode(event_dict)
+def _add_timestamp(_logger: WrappedLogger, _method_name: str, event_dict: EventDict) -> EventDict:
+    """What ``TimeStamper(fmt="iso", utc=True)`` adds, in one call instead of three."""
+    event_dict["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return event_dict
+
+
+# Lines stay ASCII, as json.dumps wrote them: non-ASCII text is escaped, so a
+# bidirectional override or a line separator (U+202E, U+2028) logged from a
+# provider's data cannot rearrange what a person reading the log sees. orjson
+# writes UTF-8, so a line it renders with a non-ASCII byte is rendered again by
+# json's encoder, as are values orjson refuses (integers past 64 bits, lone
+# surrogates); redact_event has turned every other value into a string,
+# number, boolean, None, dict or list. orjson renders a typical line in a
+# fraction of the instructions of JSONEncoder.encode, which also builds a
+# new C encoder object for every line.
+_ASCII_JSON = JSONEncoder(separators=(",", ":"))
+
+
+def _render_json(_logger: WrappedLogger, _method_name: str, event_dict: EventDict) -> str:
+    """The event as one compact line of ASCII JSON."""
+    try:
+        line = orjson.dumps(event_dict)
+    except orjson.JSONEncodeError:
+        return _ASCII_JSON.encode(event_dict)
+    if line.isascii():
+        return line.decode("ascii")
+    return _ASCII_JSON.encode(event_dict)
 
 
 def _level_number(level: str) -> int:
@@ -85,15 +129,8 @@ def configure_logging(
     # Exceptions are rendered to text *before* redaction so that a secret in an
     # exception message is masked too; locals are never rendered. The timestamp
     # is the gateway's own, so it is added after redaction, unscanned.
-    renderer: Processor = (
-        structlog.processors.JSONRenderer(_render_json) if json else structlog.dev.ConsoleRenderer()
-    )
-    final: list[Processor] = [
-        structlog.processors.format_exc_info,
-        redact_event,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        renderer,
-    ]
+    renderer: Processor = _render_json if json else structlog.dev.ConsoleRenderer()
+    final: list[Processor] = [_format_exc_info, redact_event, _add_timestamp, renderer]
     # One output object for every logger: with loggers not cached (below), a
     # WriteLoggerFactory would build a new WriteLogger for every event.
     output = structlog.WriteLogger(file=stream or sys.stderr)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -168,3 +168,56 @@ def test_sql_parameters_stay_out_of_debug_logs(
     logging.getLogger("aiosqlite").debug("executing %s", ("SELECT 1 WHERE id = ?", ("acct_42",)))
 
     assert "acct_42" not in capsys.readouterr().err
+
+
+def test_lines_are_compact_ascii_json(
+    configured_logging: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Non-ASCII text is escaped, so a U+202E or U+2028 from data cannot reshape the log."""
+    configured_logging()
+
+    structlog.get_logger().info("records.served", customer="Zoë \u202e\u2028", count=3)
+
+    err = capsys.readouterr().err
+    assert err.isascii()
+    assert "\\u202e" in err
+    assert '"count":3' in err
+    assert json.loads(err)["customer"] == "Zoë \u202e\u2028"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (2**70, 2**70),
+        ({1: "a"}, {"1": "a"}),
+        ("\ud800", "\ud800"),
+        (float("nan"), None),  # json wrote NaN, which is not JSON (RFC 8259 §6)
+    ],
+)
+def test_values_orjson_refuses_are_rendered_by_json(
+    configured_logging: Callable[..., None],
+    capsys: pytest.CaptureFixture[str],
+    value: object,
+    expected: object,
+) -> None:
+    """Integers past 64 bits, non-str keys, lone surrogates and NaN still make a JSON line."""
+    configured_logging()
+
+    structlog.get_logger().info("odd.value", value=value)
+
+    err = capsys.readouterr().err
+    assert err.isascii()
+    assert json.loads(err)["value"] == expected
+
+
+def test_timestamps_are_utc_with_a_z(
+    configured_logging: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The timestamp is ISO 8601 in UTC, written with Z as structlog's TimeStamper wrote it."""
+    configured_logging()
+
+    structlog.get_logger().info("token.refreshed")
+
+    [line] = rendered_lines(capsys)
+    assert line["timestamp"].endswith("Z")
+    assert datetime.fromisoformat(line["timestamp"]).utcoffset() == timedelta(0)
