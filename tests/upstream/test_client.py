@@ -317,3 +317,44 @@ async def test_a_single_attempt_budget_does_not_retry() -> None:
         with pytest.raises(UpstreamUnavailable):
             await _get(client)
     assert route.call_count == 1
+
+
+class _UnreadStream(httpx.AsyncByteStream):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        raise AssertionError("the body was read")
+        yield b""  # pragma: no cover
+
+
+@pytest.mark.parametrize("name", ["Content-Length", "content-length", "CONTENT-LENGTH"])
+async def test_a_declared_length_over_the_cap_is_refused_unread(name: str) -> None:
+    """A Content-Length past the cap is refused before a byte of the body is read."""
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={name: "999999"}, stream=_UnreadStream())
+
+    async with httpx.MockTransport(handler) as transport:
+        client = UpstreamClient("x", transport, max_body=1024, policy=FAST)
+        with pytest.raises(UpstreamMalformed):
+            await _get(client)
+
+
+async def test_repeated_content_lengths_leave_the_cap_to_the_bytes_read() -> None:
+    """Two Content-Length fields declare nothing; the body within the cap is served."""
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        headers = [("Content-Length", "2"), ("Content-Length", "999999")]
+        return httpx.Response(200, headers=headers, stream=httpx.ByteStream(b"{}"))
+
+    async with httpx.MockTransport(handler) as transport:
+        client = UpstreamClient("x", transport, max_body=1024, policy=FAST)
+        assert await _get(client) == {}
+
+
+async def test_a_content_coding_is_found_whatever_the_case_of_its_name() -> None:
+    """Header names compare case-insensitively (RFC 9110 §5.1)."""
+    router = respx.Router()
+    router.get(URL).respond(
+        200, content=gzip.compress(b'{"data": []}'), headers={"content-ENCODING": "gzip"}
+    )
+    async with _client(router) as client:
+        assert await _get(client) == {"data": []}
