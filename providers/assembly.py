@@ -98,17 +98,27 @@ def fields(*entries: tuple[str, object, str]) -> dict[str, Field]:
     """Fields for the values present; emails and phones in their normalized form."""
     found: dict[str, Field] = {}
     for name, value, category in entries:
+        # Most values are non-empty strings of a category kept as sent: answered
+        # first, by exact type (no ``== []``, which builds a list per value).
+        if value.__class__ is str and category not in _NORMALIZED:
+            if value:
+                found[name] = Field(value, category)
+            continue
         if value is None or value == "" or value == []:
             continue
         if category == EMAIL:
             value = _each(value, _email)
         elif category == PHONE:
             value = _each(value, _phone)
-        elif isinstance(value, str):  # most values: already plain JSON
+        elif isinstance(value, str):
             found[name] = Field(value, category)
             continue
         found[name] = Field(plain(value), category)
     return found
+
+
+# Categories whose values fields() rewrites into their normalized form.
+_NORMALIZED = frozenset({EMAIL, PHONE})
 
 
 def sms_phone(raw: str) -> Field:
@@ -138,8 +148,17 @@ def record(
         subjects=tuple([s for s in subjects if s is not None]),
         data=data,
         occurred_at=timestamp(occurred_at),
-        extra={key: plain(value) for key, value in extra.items()} if extra else {},
+        extra=_plain_extra(extra) if extra else {},
     )
+
+
+def _plain_extra(extra: Mapping[str, object]) -> dict[str, JSONValue]:
+    # Extras are mostly the provider's own scalars (a visibility string, a
+    # flag): those are plain JSON already and skip the call into plain().
+    return {
+        key: value if value is None or isinstance(value, _SCALARS) else plain(value)
+        for key, value in extra.items()
+    }
 
 
 def mapping(value: object) -> Mapping[str, Any]:
@@ -162,6 +181,11 @@ def timestamp(value: object) -> datetime | None:
     """ISO 8601 as the providers send it (Graph's ``+0000`` offsets included)."""
     if not isinstance(value, str) or not value:
         return None
+    try:
+        # Python 3.11 reads ``Z`` and ``+0000`` itself: most values parse as sent.
+        return datetime.fromisoformat(value)
+    except ValueError:
+        pass
     text = value.replace("Z", "+00:00")
     if len(text) > 5 and text[-5] in "+-" and text[-3] != ":":
         text = text[:-2] + ":" + text[-2:]  # Graph: 2025-03-04T10:00:00+0000

@@ -251,6 +251,8 @@ _IDENTIFIER_MAKERS: tuple[tuple[str, Callable[[str, str], Identifier]], ...] = (
 
 def _age(person: Mapping[str, Any]) -> AgeHint | None:
     """What the sandbox tells about age: an ``age_range`` and/or a ``birthday``."""
+    if "age_range" not in person and "birthday" not in person:
+        return None  # most people's items say nothing about their age
     age_max = mapping(person.get("age_range")).get("max")
     birthday = person.get("birthday")
     birth_date: date | None = None
