@@ -9,9 +9,8 @@ pure (the policy engine, the cursor, the provider's normalizers) or an edge
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from gateway import audit
@@ -41,14 +40,38 @@ from providers.base import NormalizeContext, PageStyle, Provider, Resource, dig
 DEFAULT_LIMIT = 25
 
 
-def _not_loaded_consent(_identifier: Identifier) -> bool:
-    """Before the page's subject controls are loaded nobody has consented (fail closed)."""
-    return False
+class _PageView:
+    """The page's consents, suppressions and subject hashes, as the policy engine asks.
 
+    One per request, shared by its one :class:`AccessContext`: until ``read()``
+    loads the page's controls nobody has consented and everybody is suppressed
+    (fail closed), and a pseudonym is hashed afresh. One context for both
+    ``check_access`` and ``decide_page`` spares a ``dataclasses.replace`` of
+    it per request (about 25,000 instructions, counted under callgrind).
+    """
 
-def _not_loaded_suppression(_identifier: Identifier, _purpose: str) -> bool:
-    """Before the page's subject controls are loaded everybody is suppressed (fail closed)."""
-    return True
+    __slots__ = ("_customer_id", "_subjects", "controls")
+
+    def __init__(self, customer_id: str, subjects: SubjectHasher) -> None:
+        self._customer_id = customer_id
+        self._subjects = subjects
+        self.controls: PageControls | None = None
+
+    def consented(self, identifier: Identifier) -> bool:
+        controls = self.controls
+        return controls is not None and controls.consented(identifier)
+
+    def suppressed(self, identifier: Identifier, purpose: str) -> bool:
+        controls = self.controls
+        return controls is None or controls.suppressed(identifier, purpose)
+
+    def pseudonymize(self, identifier: Identifier) -> str:
+        """The identifier's keyed hash: from the page's hashes, else computed."""
+        controls = self.controls
+        digest = controls.hashes.get(identifier) if controls is not None else None
+        if digest is not None:
+            return digest
+        return self._subjects.hash(self._customer_id, str(identifier))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,7 +142,8 @@ class RecordsService:
             query.connection_id, customers=caller.customers, cached=True
         )
         request = self._validate(connection, query)
-        ctx = self._context(caller, connection, query.purpose)
+        view = _PageView(connection.customer_id, self._subjects)
+        ctx = self._context(caller, connection, query.purpose, view)
         refusal = self._policy.check_access(ctx)
         if not refusal.allowed:
             error = self._refusal_error(refusal.rule_id, refusal.reason)
@@ -136,12 +160,7 @@ class RecordsService:
         # The controls hashed every identifier of the page (under the customer's
         # key); pseudonyms and the audit event reuse those hashes, not hash again.
         hashes = controls.hashes
-        ctx = replace(
-            ctx,
-            consented=controls.consented,
-            suppressed=controls.suppressed,
-            pseudonymize=partial(self._subject_hash, connection.customer_id, hashes),
-        )
+        view.controls = controls
         decision = self._policy.decide_page(records, ctx)
         next_cursor = self._next_cursor(request, body, len(records))
         trace_id = await self._record(
@@ -193,7 +212,9 @@ class RecordsService:
         digest = known.get(identifier)
         return digest if digest is not None else self._subjects.hash(customer_id, str(identifier))
 
-    def _context(self, caller: Caller, connection: Connection, purpose: str) -> AccessContext:
+    def _context(
+        self, caller: Caller, connection: Connection, purpose: str, view: _PageView
+    ) -> AccessContext:
         return AccessContext(
             service_id=caller.id,
             caller_class=caller.caller_class,
@@ -202,10 +223,10 @@ class RecordsService:
             connection_customer_id=connection.customer_id,
             purpose=purpose,
             now=self._clock(),
-            # Filled in by read() once the page's subjects are known (_load_controls).
-            consented=_not_loaded_consent,
-            suppressed=_not_loaded_suppression,
-            pseudonymize=partial(self._subject_hash, connection.customer_id, {}),
+            # Fail closed until read() fills the view in (_load_controls).
+            consented=view.consented,
+            suppressed=view.suppressed,
+            pseudonymize=view.pseudonymize,
         )
 
     async def _load_controls(
