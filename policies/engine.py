@@ -2,7 +2,7 @@
 
 Pure: it reads no clock, does no I/O and keeps no state beyond caches: what
 a purpose and a caller class imply (bounded by the known Fides data uses) and
-the per-request work for the last context it saw. The order in which the rules
+the per-request work for the most recent contexts it saw. The order in which the rules
 run is the order in which a reviewer should read them:
 
 Request (``check_access``, and again first thing in ``decide``):
@@ -30,6 +30,7 @@ The first rule that drops a record is the one named.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -100,6 +101,9 @@ class _PurposePlan:
 # bound only keeps a memo of them from growing if that ever changes.
 _MAX_CATEGORIES = 512
 _CALLER_CLASSES = frozenset(CallerClass)
+# Requests in flight whose plan is kept between their check_access and
+# decide_page: above the gateway's usual concurrency per replica.
+_RECENT_PLANS = 64
 
 
 @dataclass(slots=True)
@@ -151,7 +155,11 @@ class PolicyEngine:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        self._last: tuple[AccessContext, _Plan] | None = None
+        # Plans of the most recent contexts, by identity. More than one: requests
+        # interleave between check_access and decide_page (the fetch awaits), and a
+        # single "last" entry made most pages prepare their plan twice. Each entry
+        # holds its context, so no other context can take its id while cached.
+        self._recent: OrderedDict[int, tuple[AccessContext, _Plan]] = OrderedDict()
         self._purpose_plans: dict[tuple[str, str], _PurposePlan] = {}
 
     def check_access(self, ctx: AccessContext) -> Decision:
@@ -202,11 +210,14 @@ class PolicyEngine:
     # -- request ----------------------------------------------------------------
 
     def _plan(self, ctx: AccessContext) -> _Plan:
-        last = self._last
-        if last is not None and last[0] is ctx:
-            return last[1]
+        recent = self._recent
+        entry = recent.get(id(ctx))
+        if entry is not None and entry[0] is ctx:
+            return entry[1]
         plan = self._prepare(ctx)
-        self._last = (ctx, plan)
+        recent[id(ctx)] = (ctx, plan)
+        if len(recent) > _RECENT_PLANS:
+            recent.popitem(last=False)
         return plan
 
     def _prepare(self, ctx: AccessContext) -> _Plan:

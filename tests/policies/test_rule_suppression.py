@@ -83,3 +83,20 @@ def test_restriction_for_one_purpose_leaves_others(
     )
     assert engine.decide(make_record(), objected).rule_id == SUPPRESSION
     assert engine.decide(make_record(), other).allowed
+
+
+def test_interleaved_requests_are_each_judged_with_their_own_context(
+    engine: PolicyEngine,
+    make_context: Callable[..., AccessContext],
+    make_record: Callable[..., Record],
+) -> None:
+    """Requests that check access in turn, then decide in turn, keep their own suppressions."""
+    record = make_record(subjects=(BOB,))
+    suppressing = make_context(suppressed=[handle_identifier("x", "bob")])
+    others = [make_context() for _ in range(3)]
+    for ctx in [suppressing, *others]:  # each request checks access before any decides
+        engine.check_access(ctx)
+
+    decisions = [engine.decide_page([record], ctx) for ctx in [suppressing, *others]]
+
+    assert [page.dropped for page in decisions] == [{SUPPRESSION: 1}, {}, {}, {}]
