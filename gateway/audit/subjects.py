@@ -20,9 +20,9 @@ normalization of its own.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import unicodedata
 from functools import lru_cache
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -32,6 +32,9 @@ __all__ = ["SUBJECT_HASH_LABEL", "SubjectHasher"]
 SUBJECT_HASH_LABEL = "hmac-sha256"
 MIN_SECRET_BYTES = 32
 _HKDF_SALT = b"linkgate.audit.subjects.v1"
+_BLOCK_BYTES = 64  # SHA-256's block size, B in RFC 2104
+_IPAD = bytes(byte ^ 0x36 for byte in range(256))  # XOR with RFC 2104's ipad, via translate
+_OPAD = bytes(byte ^ 0x5C for byte in range(256))
 
 
 class SubjectHasher:
@@ -40,13 +43,15 @@ class SubjectHasher:
     def __init__(self, master_secret: bytes) -> None:
         if len(master_secret) < MIN_SECRET_BYTES:
             raise ValueError(f"the subject master secret needs at least {MIN_SECRET_BYTES} bytes")
-        # One keyed HMAC per customer, copied for each identifier: the key
-        # schedule (RFC 2104's padded inner and outer keys) is done once per
-        # customer, not per hash. Keying ``hmac.new`` afresh for each identifier
-        # cost about 25,000 instructions (OpenSSL 3 fetches the algorithm and sets
-        # up the key each time); a copy and update about 18,000, and the records
-        # path hashes every identifier of every page.
-        self._keyed = lru_cache(maxsize=4096)(self._customer_mac_uncached)
+        # RFC 2104 §2 spelled out: HMAC(k, m) = H((k ^ opad) || H((k ^ ipad) || m)).
+        # The two padded-key blocks are hashed once per customer and the two
+        # SHA-256 states copied for each identifier, so a hash costs two block
+        # compressions and no key schedule. Counted under callgrind per hash:
+        # ``hmac.new`` keyed afresh (or the one-shot ``hmac.digest``) about
+        # 25,000 instructions, a copied ``hmac.HMAC`` about 20,000, these two
+        # copied states about 14,000; the records path hashes every identifier
+        # of every page. A test pins the result to ``hmac.new``'s.
+        self._keyed = lru_cache(maxsize=4096)(self._customer_states_uncached)
         self._master = master_secret
 
     def __repr__(self) -> str:
@@ -60,14 +65,21 @@ class SubjectHasher:
             info=customer_id.encode("utf-8"),
         ).derive(self._master)
 
-    def _customer_mac_uncached(self, customer_id: str) -> hmac.HMAC:
-        return hmac.new(self._customer_key_uncached(customer_id), digestmod=hashlib.sha256)
+    def _customer_states_uncached(self, customer_id: str) -> tuple[Any, Any]:
+        # The key (32 bytes) is shorter than SHA-256's 64-byte block: zero-padded.
+        key = self._customer_key_uncached(customer_id).ljust(_BLOCK_BYTES, b"\0")
+        inner = hashlib.sha256(key.translate(_IPAD))
+        outer = hashlib.sha256(key.translate(_OPAD))
+        return inner, outer
 
     def hash(self, customer_id: str, identifier: str) -> str:
         """``hmac-sha256:<hex>`` of the normalized identifier under the customer's key."""
         normalized = unicodedata.normalize("NFC", identifier).strip()
         if not customer_id or not normalized:
             raise ValueError("customer_id and identifier are required")
-        mac = self._keyed(customer_id).copy()  # the cached one is never updated itself
-        mac.update(normalized.encode("utf-8"))
-        return f"{SUBJECT_HASH_LABEL}:{mac.hexdigest()}"
+        inner, outer = self._keyed(customer_id)
+        inner = inner.copy()  # the cached states are never updated themselves
+        inner.update(normalized.encode("utf-8"))
+        outer = outer.copy()
+        outer.update(inner.digest())
+        return f"{SUBJECT_HASH_LABEL}:{outer.hexdigest()}"
