@@ -43,7 +43,8 @@ JSONValue = str | int | bool | None | list["JSONValue"] | dict[str, "JSONValue"]
 # span list cannot bloat every audit row.
 MAX_TRACE_SUMMARY_ITEMS = 512
 
-_SUBJECT_HASH = re.compile(r"^[a-z0-9-]+:[0-9a-f]{16,128}$")
+_SUBJECT_HASH = r"[a-z0-9-]+:[0-9a-f]{16,128}"
+_SUBJECT_HASHES = re.compile(rf"{_SUBJECT_HASH}(?:\0{_SUBJECT_HASH})*")
 
 
 class Action(enum.StrEnum):
@@ -108,11 +109,16 @@ class EventDraft:
             raise ValueError("record_count must be a non-negative integer")
         _set(self, "categories", _sorted_unique(self.categories, "categories"))
         subjects = _sorted_unique(self.subjects, "subjects")
-        for subject in subjects:
-            if not _SUBJECT_HASH.match(subject):
-                # A clear identifier must never reach the log (privacy notice,
-                # "accountable"): only keyed hashes from gateway.audit.subjects.
-                raise ValueError("subjects must be keyed hashes, not identifiers")
+        # A clear identifier must never reach the log (privacy notice,
+        # "accountable"): only keyed hashes from gateway.audit.subjects. All of
+        # them checked in one regex pass over the NUL-joined list (a NUL inside
+        # a subject shows in the count); one match per subject cost 13 times
+        # the per-call overhead.
+        joined = "\0".join(subjects)
+        if subjects and (
+            joined.count("\0") != len(subjects) - 1 or not _SUBJECT_HASHES.fullmatch(joined)
+        ):
+            raise ValueError("subjects must be keyed hashes, not identifiers")
         _set(self, "subjects", subjects)
         dropped: dict[str, int] = {}
         for rule_id, count in self.dropped.items():
@@ -158,15 +164,15 @@ class AuditEvent(EventDraft):
         """``draft`` placed in a chain. A draft is valid by construction, so only the
         place is checked (this is the append hot path: no second validation)."""
         event = object.__new__(cls)
-        for name in _DRAFT_NAMES:
-            _set(event, name, getattr(draft, name))
-        for name, value in (
-            ("seq", seq),
-            ("occurred_at", occurred_at),
-            ("prev_hash", prev_hash),
-            ("hash", hash),
-        ):
-            _set(event, name, value)
+        # The instance dicts directly (neither class has __slots__): one copy in C
+        # rather than twenty frozen-dataclass setattr calls (about 53,000 -> 5,000
+        # instructions under callgrind).
+        fields_ = event.__dict__
+        fields_.update(draft.__dict__)
+        fields_["seq"] = seq
+        fields_["occurred_at"] = occurred_at
+        fields_["prev_hash"] = prev_hash
+        fields_["hash"] = hash
         event._check_place()
         return event
 
@@ -220,21 +226,28 @@ def _sorted_unique(values: Iterable[str], what: str) -> tuple[str, ...]:
 
 
 def _check_json(value: object, *, budget: list[int]) -> None:
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise ValueError(f"trace_summary has more than {MAX_TRACE_SUMMARY_ITEMS} items")
-    if value is None or isinstance(value, (str, bool, int)):
-        return
-    if isinstance(value, float):
-        raise ValueError("trace_summary holds integers, not floats (durations in µs)")
-    if isinstance(value, list):
-        for item in value:
-            _check_json(item, budget=budget)
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValueError("trace_summary keys are strings")
-            _check_json(item, budget=budget)
-        return
-    raise ValueError(f"trace_summary cannot hold {type(value).__name__}")
+    # Iterative, with an exact-type test first: the summary is a few dozen plain
+    # values, and a recursive call with an isinstance chain per value cost more
+    # than the values (about 58,000 instructions per records event).
+    pending: list[object] = [value]
+    while pending:
+        item = pending.pop()
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ValueError(f"trace_summary has more than {MAX_TRACE_SUMMARY_ITEMS} items")
+        if type(item) in _JSON_SCALARS:
+            continue
+        if isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str):
+                    raise ValueError("trace_summary keys are strings")
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, float):
+            raise ValueError("trace_summary holds integers, not floats (durations in µs)")
+        elif not isinstance(item, (str, int)):  # subclasses (a StrEnum) serialize as values
+            raise ValueError(f"trace_summary cannot hold {type(item).__name__}")
+
+
+_JSON_SCALARS = frozenset({str, int, bool, type(None)})
