@@ -26,6 +26,31 @@ def test_clear_identifiers_are_refused(make_draft: MakeDraft) -> None:
         make_draft(subjects=("jane@customer.example",))
 
 
+_HASH = "hmac-sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize(
+    "subjects",
+    [
+        (_HASH + "\n",),  # a trailing newline, which a ^...$ match would let through
+        (_HASH + "\0" + _HASH,),  # two hashes smuggled into one subject
+        (_HASH, "jane@customer.example"),  # one clear identifier among hashes
+    ],
+)
+def test_every_subject_must_be_exactly_a_keyed_hash(
+    make_draft: MakeDraft, subjects: tuple[str, ...]
+) -> None:
+    """Each subject on its own is a whole keyed hash, however the list is checked."""
+    with pytest.raises(ValueError, match="keyed hashes"):
+        make_draft(subjects=subjects)
+
+
+def test_keyed_hashes_are_accepted(make_draft: MakeDraft) -> None:
+    """Several well-formed keyed hashes pass, sorted and deduplicated."""
+    other = "hmac-sha256:" + "cd" * 32
+    assert (_HASH, other) == make_draft(subjects=(other, _HASH, other)).subjects
+
+
 @pytest.mark.parametrize(
     "summary",
     [{"duration_ms": 1.5}, {"spans": [object()]}, {"spans": list(range(600))}],
