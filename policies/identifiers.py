@@ -36,6 +36,14 @@ DEFAULT_REGION = "US"
 _NANP = ("1", "011")
 _REGIONS: dict[str, tuple[str, str]] = {"US": _NANP, "CA": _NANP}
 
+# Enum members read once: ``IdentifierKind.X`` goes through the metaclass's
+# ``__getattr__`` hook on every access (about 480 instructions in 3.11), and
+# these builders run for each identifier of every page.
+_EMAIL = IdentifierKind.EMAIL
+_PHONE = IdentifierKind.PHONE
+_HANDLE = IdentifierKind.HANDLE
+_PROVIDER_USER_ID = IdentifierKind.PROVIDER_USER_ID
+
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-/\u00a0]")
 _PROVIDER = re.compile(r"[a-z0-9][a-z0-9._-]*")
 # ``\s`` in a str pattern is exactly ``str.isspace`` (both Py_UNICODE_ISSPACE; a
@@ -120,21 +128,19 @@ def _provider_name(provider: str) -> str:
 
 def email_identifier(raw: str) -> Identifier:
     """An email identifier, normalized."""
-    return Identifier(IdentifierKind.EMAIL, normalize_email(raw))
+    return Identifier(_EMAIL, normalize_email(raw))
 
 
 def phone_identifier(raw: str, *, default_region: str = DEFAULT_REGION) -> Identifier:
     """A phone identifier in E.164."""
-    return Identifier(IdentifierKind.PHONE, normalize_phone(raw, default_region=default_region))
+    return Identifier(_PHONE, normalize_phone(raw, default_region=default_region))
 
 
 def handle_identifier(provider: str, raw: str) -> Identifier:
     """A handle on ``provider`` (``x:ann``)."""
-    return Identifier(IdentifierKind.HANDLE, _scoped(provider, normalize_handle(raw)))
+    return Identifier(_HANDLE, _scoped(provider, normalize_handle(raw)))
 
 
 def provider_user_identifier(provider: str, raw: str) -> Identifier:
     """A provider's stable user id (``facebook:1234``, ``google:1083…``)."""
-    return Identifier(
-        IdentifierKind.PROVIDER_USER_ID, _scoped(provider, normalize_provider_user_id(raw))
-    )
+    return Identifier(_PROVIDER_USER_ID, _scoped(provider, normalize_provider_user_id(raw)))
