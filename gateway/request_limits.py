@@ -5,7 +5,8 @@ over-the-rate request costs no database round trip:
 
 * :class:`RequestSizeLimit`: headers over ``max_header_bytes`` are a 431
   (RFC 6585 §5); a body over ``max_body_bytes`` is a 413, refused from its
-  ``Content-Length`` before it is read, or once a chunked body passes the limit.
+  ``Content-Length`` before it is read, or once a chunked body passes the limit
+  (only such bodies are counted as they arrive).
 * :class:`CredentialRateLimit`: a token bucket per bearer credential (service
   and auditor keys), refilled at ``rate`` per second up to ``burst``; an empty
   bucket is a 429 with ``Retry-After`` (RFC 6585 §4, RFC 9110 §10.2.3) saying
@@ -62,6 +63,11 @@ class TokenBucket:
         return (1.0 - self.tokens) / self.rate
 
 
+# HTTP versions whose request body is framed only by Content-Length or
+# Transfer-Encoding; an HTTP/2 or 3 body may come with neither, so it is counted.
+_FRAMED_BY_HEADERS = frozenset({"1.0", "1.1"})
+
+
 class _BodyTooLarge(Exception):
     pass
 
@@ -82,14 +88,31 @@ class RequestSizeLimit:
             await self.app(scope, receive, send)
             return
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        if sum(len(name) + len(value) + 4 for name, value in headers) > self.max_header_bytes:
+        size = 0
+        declared: bytes | None = None
+        chunked = False
+        for name, value in headers:
+            size += len(name) + len(value) + 4
+            if name == b"content-length":
+                declared = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        if size > self.max_header_bytes:
             await _refuse(RequestHeadersTooLarge(), scope, receive, send)
             return
-        declared = dict(headers).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await _refuse(
                 RequestTooLarge(f"at most {self.max_body_bytes} bytes"), scope, receive, send
             )
+            return
+        if (
+            not chunked
+            and (declared is None or declared.isdigit())
+            and scope.get("http_version") in _FRAMED_BY_HEADERS
+        ):
+            # The server reads exactly the declared bytes, or none without a
+            # Content-Length (RFC 9112 §6.3): nothing more to count.
+            await self.app(scope, receive, send)
             return
         received = 0
         started = False

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 
-from gateway.request_limits import TokenBucket
+from gateway.request_limits import RequestSizeLimit, TokenBucket
 from gateway.storage import connect_sessions, create_engine, writer
 from tests.conftest import Servers
 from tests.gateway.conftest import CUSTOMER, OTHER_CUSTOMER, Stack, build_stack
@@ -104,6 +105,48 @@ async def test_bodies_and_headers_over_the_limits_are_refused(stack: Stack) -> N
     _assert_problem(streamed, 413, "request-too-large")
     _assert_problem(crowded, 431, "request-headers-too-large")
     assert normal.status_code == 201
+
+
+async def _read_body(scope: Scope, receive: Receive, send: Send) -> None:
+    """An app that reads its whole body, then answers 200 with how many bytes it got."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(len(body)).encode()})
+
+
+async def _call_with_body(http_version: str, chunks: list[bytes]) -> list[Message]:
+    limit = RequestSizeLimit(_read_body, max_header_bytes=16_384, max_body_bytes=100)
+    scope = {"type": "http", "http_version": http_version, "path": "/", "headers": []}
+    pending: list[Message] = [
+        {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
+        for index, chunk in enumerate(chunks)
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return pending.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await limit(scope, receive, send)
+    return sent
+
+
+@pytest.mark.parametrize("http_version", ["2", "3"])
+async def test_a_body_without_length_headers_is_counted_beyond_http_1(http_version: str) -> None:
+    """HTTP/2 and 3 may stream a body with no Content-Length: past the limit it is a 413."""
+    over = await _call_with_body(http_version, [b"a" * 60, b"a" * 60])
+    under = await _call_with_body(http_version, [b"a" * 60, b"a" * 30])
+
+    assert over[0]["status"] == 413
+    assert under[0]["status"] == 200
+    assert under[1]["body"] == b"90"
 
 
 async def test_a_connect_link_past_its_lifetime_opens_nothing(stack: Stack) -> None:
