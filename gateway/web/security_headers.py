@@ -11,11 +11,17 @@ CONTENT_SECURITY_POLICY = (
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
-_HEADERS = [
+# On every response, unless the application set the header itself.
+_DEFAULTS = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
-]
+)
+_DEFAULT_NAMES = frozenset(name for name, _ in _DEFAULTS)
+_HTML_ONLY = (
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"cache-control", b"no-store"),
+)
 
 
 class SecurityHeadersMiddleware:
@@ -29,13 +35,17 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                names = {name for name, _ in headers}
-                headers.extend(h for h in _HEADERS if h[0] not in names)
-                content_type = dict(headers).get(b"content-type", b"")
+                headers = list(message.get("headers", ()))
+                defaults: tuple[tuple[bytes, bytes], ...] = _DEFAULTS
+                content_type = b""
+                for name, value in headers:  # one pass over what the application set
+                    if name == b"content-type":
+                        content_type = value
+                    elif name in _DEFAULT_NAMES:
+                        defaults = tuple(h for h in defaults if h[0] != name)
+                headers += defaults
                 if content_type.startswith(b"text/html"):
-                    headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
-                    headers.append((b"cache-control", b"no-store"))
+                    headers += _HTML_ONLY
                 message["headers"] = headers
             await send(message)
 
