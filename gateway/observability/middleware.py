@@ -159,7 +159,6 @@ class TracingMiddleware:
             attributes={
                 "http.request.method": method,
                 "url.scheme": scope.get("scheme", "http"),
-                "network.protocol.version": scope.get("http_version", "1.1"),
             },
         )
         trace_id = format_trace_id(span.get_span_context().trace_id)
