@@ -78,28 +78,28 @@ async def open_runtime(
     engine = create_engine(
         settings.database_url, pool_size=settings.db_pool_size, timeout=settings.db_timeout
     )
-    vault = KeyRing.parse(settings.vault_keys)
-    audit_store = AuditStore(
-        writer(engine),
-        audit_tables,
-        read_engine=engine,
-        keys=checkpoint_keys(settings, load_signer(settings)),
-    )
-    audit = AuditWriter(audit_store)
-    async with (
-        audit,
-        httpx.AsyncClient(
-            # Limits go to the transport: httpx ignores the client's once one is given.
-            transport=TracedTransport(
-                oauth_transport or httpx.AsyncHTTPTransport(limits=OAUTH_LIMITS), tracer
-            ),
-            timeout=OAUTH_TIMEOUT,
-            limits=OAUTH_LIMITS,
-            follow_redirects=False,
-        ) as oauth_http,
-        AsyncExitStack() as stack,
-    ):
-        try:
+    try:
+        vault = KeyRing.parse(settings.vault_keys)
+        audit_store = AuditStore(
+            writer(engine),
+            audit_tables,
+            read_engine=engine,
+            keys=checkpoint_keys(settings, load_signer(settings)),
+        )
+        audit = AuditWriter(audit_store)
+        async with (
+            audit,
+            httpx.AsyncClient(
+                # Limits go to the transport: httpx ignores the client's once one is given.
+                transport=TracedTransport(
+                    oauth_transport or httpx.AsyncHTTPTransport(limits=OAUTH_LIMITS), tracer
+                ),
+                timeout=OAUTH_TIMEOUT,
+                limits=OAUTH_LIMITS,
+                follow_redirects=False,
+            ) as oauth_http,
+            AsyncExitStack() as stack,
+        ):
             registry = await load_providers(settings, oauth_http)
             sessions = ConnectSessionStore(
                 engine,
@@ -209,5 +209,10 @@ async def open_runtime(
                 consents=consents,
                 suppressions=suppressions,
             )
-        finally:
-            await engine.dispose()
+    finally:
+        # Last, after the audit writer has drained and the webhook dispatcher
+        # stopped: a connection they hold while the pool is disposed, or open
+        # from the pool dispose() puts in its place, is checked in to a pool
+        # nobody disposes, and is never closed (aiosqlite then warns "was
+        # deleted before being closed" when the collector finds it).
+        await engine.dispose()
