@@ -18,7 +18,8 @@ What this follows, and where it departs:
   insignificant whitespace, UTF-8. Content is restricted to strings, integers,
   booleans, null, lists and objects (no floats, see :mod:`gateway.audit.event`),
   for which Python's ``json`` with ``sort_keys`` produces JCS bytes for
-  ASCII keys.
+  ASCII keys. Those bytes are the definition; orjson writes the same ones
+  faster (see :func:`canonical_content`).
 * **Domain separation** (a fixed, versioned prefix before hashed content, as
   RFC 6962 §2.1 prefixes leaves with 0x00 and nodes with 0x01): ``CHAIN_PREFIX``
   names the scheme and version, so a future ``v2`` can never collide with a
@@ -41,6 +42,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from gateway.audit.checkpoint import Checkpoint, CheckpointKeys
 from gateway.audit.event import (
@@ -107,10 +110,9 @@ def _content(event: AuditEvent) -> dict[str, Any]:
     return out
 
 
-# What ``json.dumps`` with these arguments would build for every call: one
-# encoder, built once (it holds no state between calls), so each append pays
-# only for the encoding itself. The bytes are the same; they are persisted and
-# verified, so they must never change.
+# The definition of the canonical bytes: what ``json.dumps`` with these
+# arguments writes, UTF-8 encoded. One encoder, built once (it holds no state
+# between calls). The bytes are persisted and verified, so they must never change.
 _CANONICAL_JSON = json.JSONEncoder(
     sort_keys=True,
     separators=(",", ":"),
@@ -119,9 +121,26 @@ _CANONICAL_JSON = json.JSONEncoder(
 )
 
 
+def _canonical_json(content: dict[str, Any]) -> bytes:
+    return _CANONICAL_JSON.encode(content).encode("utf-8")
+
+
 def canonical_content(event: AuditEvent) -> bytes:
-    """The bytes the event hash covers (everything but ``prev_hash`` and ``hash``)."""
-    return _CANONICAL_JSON.encode(_content(event)).encode("utf-8")
+    """The bytes the event hash covers (everything but ``prev_hash`` and ``hash``).
+
+    orjson with sorted keys writes exactly :data:`_CANONICAL_JSON`'s bytes for
+    an event's values (every code point, as key or value, and every 64-bit
+    integer checked in tests/audit/test_audit_chain.py) in about a tenth of the
+    instructions (~114,000 -> ~10,000 per records event under callgrind). What
+    orjson refuses (an integer past 64 bits, nesting past 255 levels, a lone
+    surrogate) goes through the defining encoder, which then writes its bytes
+    or raises as it always did.
+    """
+    content = _content(event)
+    try:
+        return orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return _canonical_json(content)
 
 
 def event_hash(prev_hash: str, content: bytes) -> str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -24,6 +26,7 @@ from gateway.audit import (
     link,
     verify_chain,
 )
+from gateway.audit.chain import _content
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
@@ -96,6 +99,73 @@ def test_canonical_content_is_stable(make_draft: Callable[..., EventDraft]) -> N
     assert b'"categories":["a","b"]' in content
     assert b'"occurred_at":"2026-01-02T03:04:05.678901Z"' in content
     assert event.hash == "86c6e60e16b4a3e37e0280ffabfeee0d0d48d6e8ece6a1a5540f0485c0c39acb"
+
+
+def _stdlib_canonical(event: AuditEvent) -> bytes:
+    """The definition of the canonical bytes: ``json.dumps`` sorted, compact, UTF-8."""
+    return json.dumps(
+        _content(event), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+_EDGE_POINTS = (
+    *range(0x00, 0x80),
+    0x80,
+    0x9F,
+    0xA0,
+    0xFF,
+    0x7FF,
+    0x800,
+    0x2028,
+    0x2029,
+    0xD7FF,
+    0xE000,
+    0xFEFF,
+    0xFFFD,
+    0xFFFF,
+    0x10000,
+    0x1F600,
+    0x10FFFF,
+)
+
+
+def test_canonical_bytes_are_stdlib_json_for_every_code_point(
+    make_draft: Callable[..., EventDraft],
+) -> None:
+    """Every code point, in a value and as a sorted key, encodes as ``json.dumps`` writes it."""
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    keys = {f"k{chr(c)}": c for c in _EDGE_POINTS} | {chr(c): c for c in _EDGE_POINTS}
+    summary = {"text": every, "keys": keys, "z": [every[::-1], "\x00\t\n\x7f"]}
+    event = link(make_draft(trace_summary=summary), 1, genesis_hash("acme"), T0)
+    assert _stdlib_canonical(event) == canonical_content(event)
+
+
+@pytest.mark.parametrize(
+    "number", [0, -1, 2**53 + 1, 2**63 - 1, 2**63, 2**64 - 1, -(2**63), 2**64, -(2**63) - 1]
+)
+def test_canonical_bytes_are_stdlib_json_for_any_integer(
+    make_draft: Callable[..., EventDraft], number: int
+) -> None:
+    """Integers, inside and past 64 bits, encode as ``json.dumps`` writes them."""
+    event = link(make_draft(trace_summary={"n": number}), 1, genesis_hash("acme"), T0)
+    assert _stdlib_canonical(event) == canonical_content(event)
+
+
+def test_canonical_bytes_of_deep_nesting_are_stdlib_json(
+    make_draft: Callable[..., EventDraft],
+) -> None:
+    """Nesting deeper than orjson writes still encodes as ``json.dumps`` writes it."""
+    deep: list[Any] = []
+    for _ in range(300):
+        deep = [deep]
+    event = link(make_draft(trace_summary={"deep": deep}), 1, genesis_hash("acme"), T0)
+    assert _stdlib_canonical(event) == canonical_content(event)
+
+
+def test_lone_surrogate_cannot_be_hashed(make_draft: Callable[..., EventDraft]) -> None:
+    """Text that is not Unicode has no UTF-8 bytes: linking it fails as it always did."""
+    with pytest.raises(UnicodeEncodeError):
+        link(make_draft(purpose="x\ud800"), 1, genesis_hash("acme"), T0)
 
 
 def test_decode_round_trips(chain: Chain) -> None:
