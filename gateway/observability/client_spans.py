@@ -29,7 +29,7 @@ from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from gateway.observability.redaction import is_secret_key, redact_text
+from gateway.observability.redaction import KnownClean, is_secret_key, redact_text
 
 __all__ = [
     "SENSITIVE_QUERY_KEYS",
@@ -48,12 +48,9 @@ _KNOWN_METHODS = frozenset(
 )
 
 
-# URLs already scrubbed and found to hold nothing to scrub. A provider's page
-# URL repeats on every call; checking it once instead of every time saves the
-# query walk. Only such clean URLs are kept (never a credential), at most
-# _CLEAN_URLS_MAX of them, and the set is emptied when full.
-_CLEAN_URLS: set[str] = set()
-_CLEAN_URLS_MAX = 1024
+# URLs already scrubbed and found to hold nothing to scrub: a provider's page
+# URL repeats on every call, and checking it once saves the query walk.
+_CLEAN_URLS: KnownClean[str] = KnownClean()
 
 
 def scrubbed_url(url: httpx.URL) -> str:
@@ -67,9 +64,7 @@ def scrubbed_url(url: httpx.URL) -> str:
         return text
     scrubbed = _scrubbed(url, text)
     if scrubbed == text:
-        if len(_CLEAN_URLS) >= _CLEAN_URLS_MAX:
-            _CLEAN_URLS.clear()
-        _CLEAN_URLS.add(text)
+        _CLEAN_URLS.remember(text)
     return scrubbed
 
 

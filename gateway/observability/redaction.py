@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
-from typing import NamedTuple
+from collections.abc import Hashable, Mapping
+from typing import NamedTuple, TypeVar
 
 __all__ = [
+    "CLEAN_TEXT_MAX_LENGTH",
     "MASK",
     "SECRET_KEYS",
     "SECRET_KEY_SUFFIXES",
     "SECRET_PATTERNS",
+    "KnownClean",
     "SecretPattern",
     "is_secret_key",
     "redact_text",
@@ -168,22 +170,42 @@ def _mask(match: re.Match[str]) -> str:
     return MASK if kept is None else kept + MASK
 
 
-# Short strings already scanned and found to hold nothing credential-shaped.
-# Span names, route templates, hosts, upstream URLs and log event names repeat
-# on every request; scanning each once instead of every time saves the regexes
-# and the lower-casing. Only clean text is kept (never a secret), at most
-# _CLEAN_MAX strings of at most _CLEAN_MAX_LENGTH characters, and the set is
-# emptied when full: strings that never repeat (trace ids) cost a refill, not
-# memory. Set operations are atomic under the GIL, and the span export thread
-# uses this too.
-_CLEAN: set[str] = set()
-_CLEAN_MAX = 1024
-_CLEAN_MAX_LENGTH = 256
+H = TypeVar("H", bound=Hashable)
+
+# Values longer than this are not remembered as clean: a long one rarely repeats.
+CLEAN_TEXT_MAX_LENGTH = 256
+
+
+class KnownClean(set[H]):
+    """Values already checked and found to hold nothing to mask.
+
+    Span names, route templates, hosts, upstream URLs, log event names and most
+    span attributes repeat on every request; checking each once instead of every
+    time saves the rules. Only values found clean are ever added, so a secret
+    never sits here. At most ``max_items`` are kept and the set is emptied when
+    full: values that never repeat (trace ids) cost a refill, not memory. A
+    ``set`` itself, so ``in`` and ``issuperset`` stay single C calls on the hot
+    path; set operations are atomic under the GIL, and the span export thread
+    uses these too.
+    """
+
+    def __init__(self, max_items: int = 1024) -> None:
+        super().__init__()
+        self.max_items = max_items
+
+    def remember(self, value: H) -> None:
+        """Add *value*, which the caller has just found clean."""
+        if len(self) >= self.max_items:
+            self.clear()
+        self.add(value)
+
+
+_CLEAN_TEXT: KnownClean[str] = KnownClean()
 
 
 def redact_text(text: str) -> str:
     """Mask everything in *text* that looks like a credential."""
-    if text in _CLEAN:
+    if text in _CLEAN_TEXT:
         return text
     lowered = text.lower()
     redacted = text
@@ -192,10 +214,8 @@ def redact_text(text: str) -> str:
             if hint in lowered:
                 redacted = regex.sub(_mask, redacted)
                 break
-    if redacted == text and len(text) <= _CLEAN_MAX_LENGTH:
-        if len(_CLEAN) >= _CLEAN_MAX:
-            _CLEAN.clear()
-        _CLEAN.add(text)
+    if redacted == text and len(text) <= CLEAN_TEXT_MAX_LENGTH:
+        _CLEAN_TEXT.remember(text)
     return redacted
 
 

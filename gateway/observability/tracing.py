@@ -18,7 +18,13 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.util.types import AttributeValue
 
-from gateway.observability.redaction import MASK, is_secret_key, redact_text
+from gateway.observability.redaction import (
+    CLEAN_TEXT_MAX_LENGTH,
+    MASK,
+    KnownClean,
+    is_secret_key,
+    redact_text,
+)
 
 __all__ = [
     "RedactingSpanExporter",
@@ -55,11 +61,8 @@ def redact_attributes(attributes: Mapping[str, AttributeValue] | None) -> dict[s
 # Attribute items (key, value) already checked and found to need no masking.
 # The gateway's spans repeat most of theirs on every request (method, scheme,
 # route, host, provider, status), so the export thread checks an item with one
-# set lookup instead of the rules. Bounded and emptied when full, like
-# redaction's clean-text set; only clean items are kept, never a secret.
-_CLEAN_ITEMS: set[tuple[str, AttributeValue]] = set()
-_CLEAN_ITEMS_MAX = 1024
-_CLEAN_ITEM_MAX_LENGTH = 256
+# set lookup instead of the rules.
+_CLEAN_ITEMS: KnownClean[tuple[str, AttributeValue]] = KnownClean()
 
 
 def _is_known_clean(attributes: Mapping[str, AttributeValue]) -> bool:
@@ -70,16 +73,12 @@ def _is_known_clean(attributes: Mapping[str, AttributeValue]) -> bool:
 
 
 def _remember_clean(key: str, value: AttributeValue) -> None:
-    if isinstance(value, str) and len(value) > _CLEAN_ITEM_MAX_LENGTH:
+    if isinstance(value, str) and len(value) > CLEAN_TEXT_MAX_LENGTH:
         return
     try:
-        item = (key, value)
-        hash(item)
-    except TypeError:
+        _CLEAN_ITEMS.remember((key, value))
+    except TypeError:  # an unhashable value
         return
-    if len(_CLEAN_ITEMS) >= _CLEAN_ITEMS_MAX:
-        _CLEAN_ITEMS.clear()
-    _CLEAN_ITEMS.add(item)
 
 
 def _masked(attributes: Mapping[str, AttributeValue] | None) -> dict[str, AttributeValue] | None:
