@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+import structlog
 import uvicorn
 from sqlalchemy.engine import make_url
 from starlette.types import ASGIApp
@@ -69,6 +70,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
         url = request.getfixturevalue("postgres_database")
     upgrade(url)
     return url
+
+
+def quiet_structlog() -> None:
+    """structlog as the suite runs it unless a test asks for logs: rendered into nothing.
+
+    structlog's own default prints each event to the stdout of the moment. A live
+    server thread that logs while pytest has capture suspended (writing its
+    progress dots) would print its access line into the test report. Tests that
+    look at logs configure them (``json_logs``, ``configured_logging``) or use
+    ``structlog.testing.capture_logs``, which swaps the processors and so still
+    sees every event.
+    """
+    structlog.reset_defaults()
+    structlog.configure(logger_factory=structlog.ReturnLoggerFactory())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    quiet_structlog()
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
@@ -196,8 +215,6 @@ def json_logs() -> Iterator[io.StringIO]:
     """The production logging pipeline (JSON lines, redaction) into a buffer, undone after."""
     import logging
 
-    import structlog
-
     from gateway.observability import configure_logging
 
     buffer = io.StringIO()
@@ -208,4 +225,4 @@ def json_logs() -> Iterator[io.StringIO]:
         if handler.get_name() == "linkgate":
             root.removeHandler(handler)
     root.setLevel(logging.WARNING)
-    structlog.reset_defaults()
+    quiet_structlog()

@@ -8,10 +8,10 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-import structlog
 
 from gateway.cli import main
 from gateway.vault import generate_key_entry
+from tests.conftest import quiet_structlog
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: object) ->
         if handler.get_name() == "linkgate":
             root.removeHandler(handler)
     root.setLevel(logging.WARNING)
-    structlog.reset_defaults()
+    quiet_structlog()
 
 
 def test_create_verify_run_and_show(env: str, capsys: pytest.CaptureFixture[str]) -> None:
