@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.errors import Forbidden, NotFound, Unauthenticated
-from gateway.single_flight import SingleFlight
+from gateway.single_flight import LoadsInFlight, SingleFlight
 from gateway.storage import callers, writer
 from policies.vocabulary import CallerClass
 
@@ -157,12 +157,13 @@ class CallerCache:
         *,
         size: int = CALLER_CACHE_SIZE,
         clock: Callable[[], float] = time.monotonic,
+        loads: LoadsInFlight | None = None,
     ) -> None:
         self._ttl = ttl
         self._size = size
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, Caller]] = OrderedDict()
-        self._loads: SingleFlight[str, Caller] = SingleFlight()
+        self._loads: SingleFlight[str, Caller] = SingleFlight(loads)
         # Bumped by forget(): a read that began before a revocation must not put
         # the caller back after the revocation dropped it.
         self.generation = 0

@@ -25,7 +25,7 @@ from gateway.account_claims import AccountClaimsStore
 from gateway.errors import NotFound
 from gateway.oauth import TokenSet
 from gateway.provider_tokens import ScopedTokenStore
-from gateway.single_flight import SingleFlight
+from gateway.single_flight import LoadsInFlight, SingleFlight
 from gateway.storage import account_claims, connections, provider_tokens, writer
 from gateway.vault import KeyRing, token_row
 from gateway.webhooks import EventType, WebhookOutbox
@@ -143,6 +143,7 @@ class ConnectionCache:
         *,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        loads: LoadsInFlight | None = None,
     ) -> None:
         self._ttl = ttl
         self._size = size
@@ -152,7 +153,7 @@ class ConnectionCache:
         # Bumped by every forget(): a read that started before a change committed
         # must not put its older row back after the change dropped it.
         self.generation = 0
-        self._loads: SingleFlight[str, Connection | None] = SingleFlight()
+        self._loads: SingleFlight[str, Connection | None] = SingleFlight(loads)
 
     def get(self, connection_id: str) -> Connection | None:
         entry = self._entries.get(connection_id)

@@ -4,7 +4,8 @@ When a connection's access token expires within the margin, or the provider
 answers 401 once (RFC 6750 §3.1 ``invalid_token``), the gateway refreshes it
 (RFC 6749 §6) — exactly once, however many requests noticed at the same time:
 
-* within a process, one :class:`asyncio.Task` per connection that every waiter awaits;
+* within a process, one task per connection that every waiter awaits
+  (:class:`~gateway.single_flight.SingleFlight`);
 * across processes, a write transaction that locks the connection row
   (PostgreSQL ``SELECT … FOR UPDATE``; SQLite ``BEGIN IMMEDIATE`` through
   :func:`gateway.storage.writer`) and re-reads it: if the sealed access token is
@@ -19,14 +20,18 @@ so one broken connection cannot hammer the provider.
 A process killed after the provider rotated but before that commit loses the
 new token; the next refresh then gets ``invalid_grant`` and the connection moves
 to ``needs_reauth``, audited and announced by webhook, never silently broken.
+A refresh still running when the gateway stops is awaited, commit and audit
+event included, before the runtime closes what it uses; one that outlasts the
+runtime's settle timeout is cancelled, its transaction rolls back, and the next
+refresh is in the same position as after that crash.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import httpx
 import structlog
@@ -51,6 +56,7 @@ from gateway.errors import (
 from gateway.oauth import OAuthError, TokenSet, refresh_tokens
 from gateway.provider_registry import ProviderRegistry
 from gateway.provider_tokens import exchange_token
+from gateway.single_flight import LoadsInFlight, SingleFlight
 from gateway.storage import connections, writer
 from gateway.vault import KeyRing, token_row
 from gateway.webhooks import EventType, WebhookOutbox
@@ -121,6 +127,7 @@ class TokenRefresher:
         webhooks: WebhookOutbox | None = None,
         cache: ConnectionCache | None = None,
         tracer: trace.Tracer | None = None,
+        loads: LoadsInFlight | None = None,
     ) -> None:
         self._engine = engine
         self._cache = cache  # the records path's recently read rows: kept in step here
@@ -132,7 +139,7 @@ class TokenRefresher:
         self._cooldown = cooldown
         self._clock = clock
         self._webhooks = webhooks or WebhookOutbox.disabled()
-        self._inflight: dict[str, asyncio.Task[Connection]] = {}
+        self._inflight: SingleFlight[str, Connection] = SingleFlight(loads)
         self._tracer = tracer or trace.NoOpTracer()
 
     def access_token(self, connection: Connection) -> str:
@@ -158,22 +165,13 @@ class TokenRefresher:
 
         ``forced`` is for a provider 401: the token is dead whatever its expiry says.
         """
-        task = self._inflight.get(connection.id)
-        if task is None:
-            task = asyncio.create_task(
-                self._refresh(connection.id, connection.sealed_access_token, forced),
-                name=f"refresh-{connection.id}",
-            )
-            self._inflight[connection.id] = task
-            task.add_done_callback(lambda done: self._forget(connection.id, done))
-        # Shielded: a caller that goes away must not cancel the refresh others await.
-        return await asyncio.shield(task)
-
-    def _forget(self, connection_id: str, task: asyncio.Task[Connection]) -> None:
-        if self._inflight.get(connection_id) is task:
-            del self._inflight[connection_id]
-        if not task.cancelled():
-            task.exception()  # retrieved here too, so a refresh nobody awaits is not "lost"
+        # Its own task, shielded: a caller that goes away must not cancel the
+        # refresh others await. The runtime settles it before shutting down.
+        return await self._inflight.run(
+            connection.id,
+            partial(self._refresh, connection.id, connection.sealed_access_token, forced),
+            name=f"refresh-{connection.id}",
+        )
 
     async def _refresh(self, connection_id: str, seen: str | None, forced: bool) -> Connection:
         """:meth:`_refresh_row`, then the connection cache holds what the row now says."""

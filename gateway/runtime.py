@@ -20,12 +20,13 @@ from gateway.config import Settings
 from gateway.connect.flow import ConnectFlow
 from gateway.connect.jwks import JWKSCache
 from gateway.connect.sessions import ConnectSessionStore
-from gateway.connections import ConnectionStore
+from gateway.connections import ConnectionCache, ConnectionStore
 from gateway.cursor import CursorKey
 from gateway.observability import TracedTransport, TraceSummaryRecorder
 from gateway.provider_registry import ProviderRegistry, load_providers
 from gateway.records import RecordsService
 from gateway.refresh import TokenRefresher
+from gateway.single_flight import LoadsInFlight
 from gateway.storage import audit_tables, create_engine, writer
 from gateway.storage.schema import subject_control_tables, webhook_tables
 from gateway.subject_controls import ConsentStore, SubjectControls, SuppressionStore
@@ -37,6 +38,11 @@ from policies import PolicyEngine, load_policy
 
 OAUTH_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 OAUTH_LIMITS = httpx.Limits(max_connections=50, max_keepalive_connections=10)
+# How long shutdown waits for refreshes and cache loads still in flight. Longer
+# than a token request may take (OAUTH_TIMEOUT: 5 s to connect, 10 s to read),
+# so a refresh stuck on a slow provider fails on its own timeout (its cooldown
+# stored) before it would be cancelled.
+SETTLE_GRACE = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,8 @@ class Runtime:
     suppressions: SuppressionStore  # erasure, restriction, objection, consent withdrawal
     # Service keys seen in the last few seconds: no database read per request.
     callers: CallerCache = field(default_factory=CallerCache)
+    # Refreshes and cache loads that may outlive the request that started them.
+    loads: LoadsInFlight = field(default_factory=LoadsInFlight)
 
 
 @asynccontextmanager
@@ -71,8 +79,15 @@ async def open_runtime(
     upstream_retry: RetryPolicy | None = None,
     trace_summaries: TraceSummaryRecorder | None = None,
     tracer_provider: trace.TracerProvider | None = None,
+    settle_grace: float = SETTLE_GRACE,
 ) -> AsyncIterator[Runtime]:
-    """Build the runtime; the transports let tests put a stand-in at the far edge."""
+    """Build the runtime; the transports let tests put a stand-in at the far edge.
+
+    On the way out, in this order: the refreshes and cache loads still in
+    flight settle (their callers may have gone, their writes and audit events
+    have not), the webhook dispatcher and upstream clients stop, the OAuth
+    client closes, the audit writer drains, the engine is disposed.
+    """
     # Outbound calls get client spans (token refresh, upstream attempts, OAuth).
     tracer = (tracer_provider or trace.NoOpTracerProvider()).get_tracer("gateway")
     engine = create_engine(
@@ -87,6 +102,7 @@ async def open_runtime(
             keys=checkpoint_keys(settings, load_signer(settings)),
         )
         audit = AuditWriter(audit_store)
+        loads = LoadsInFlight()
         async with (
             audit,
             httpx.AsyncClient(
@@ -118,7 +134,9 @@ async def open_runtime(
                     ),
                 )
             )
-            connections = ConnectionStore(engine, vault, webhooks)
+            connections = ConnectionStore(
+                engine, vault, webhooks, cache=ConnectionCache(loads=loads)
+            )
             upstream = await stack.enter_async_context(
                 open_upstream_clients(
                     registry,
@@ -143,11 +161,12 @@ async def open_runtime(
                 webhooks=webhooks,
                 cache=connections.cache,  # a refresh or status change shows at once here
                 tracer=tracer,
+                loads=loads,
             )
             policy = PolicyEngine(load_policy())
             # Which customers have any consent or suppression: shared by the stores
             # that write them and the records path that skips the lookup without.
-            presence = ControlsPresence()
+            presence = ControlsPresence(loads=loads)
             consents = ConsentStore(
                 engine,
                 subject_control_tables,
@@ -190,7 +209,7 @@ async def open_runtime(
                 redirect_uri=settings.redirect_uri,
                 state_ttl=settings.state_ttl,
             )
-            yield Runtime(
+            runtime = Runtime(
                 settings=settings,
                 engine=engine,
                 vault=vault,
@@ -208,7 +227,15 @@ async def open_runtime(
                 records=records,
                 consents=consents,
                 suppressions=suppressions,
+                callers=CallerCache(loads=loads),
+                loads=loads,
             )
+            try:
+                yield runtime
+            finally:
+                # First: a refresh still running uses the OAuth client, its row
+                # lock, the webhook outbox and the audit writer, all closed below.
+                await loads.settle(settle_grace)
     finally:
         # Last, after the audit writer has drained and the webhook dispatcher
         # stopped: a connection they hold while the pool is disposed, or open

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit import SubjectHasher
 from gateway.errors import SubjectControlsUnavailable
-from gateway.single_flight import SingleFlight
+from gateway.single_flight import LoadsInFlight, SingleFlight
 from gateway.subject_controls.tables import ALL_PURPOSES, SubjectControlTables
 from policies import Identifier, Record, is_within
 
@@ -67,6 +67,7 @@ class ControlsPresence:
         size: int = PRESENCE_SIZE,
         *,
         clock: Callable[[], float] = time.monotonic,
+        loads: LoadsInFlight | None = None,
     ) -> None:
         self._ttl = ttl
         self._size = size
@@ -75,7 +76,7 @@ class ControlsPresence:
         # Bumped by changed(): a read that began before a write committed must
         # not store its older answer after the write dropped it.
         self.generation = 0
-        self._loads: SingleFlight[str, Presence] = SingleFlight()
+        self._loads: SingleFlight[str, Presence] = SingleFlight(loads)
 
     def get(self, customer_id: str) -> Presence | None:
         entry = self._entries.get(customer_id)
