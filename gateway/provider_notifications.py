@@ -56,6 +56,19 @@ connection is not ended again, an erased one is no longer found, a claims
 change not newer than the last applied one (or equal to what is kept) is not
 applied, and a no-op is answered 200 but neither audited nor sent as a webhook.
 
+The event is durable before the change is made. The audit writer commits on
+a connection of its own (group commit, gateway.audit.writer), so the two
+cannot share a transaction, and awaiting the event inside the change's write
+transaction would wait on SQLite's single write lock that transaction holds.
+Made the other way round, an audit failure would lose the event for good:
+the redelivery finds the grant already ended (or erased), a no-op, and audits
+nothing. So: the audit log cannot be written, the answer is 503
+``audit-unavailable`` and nothing changed; the provider redelivers (on any
+non-2xx) and the redelivery does both. The change failing after its event
+(the database went away between the two) leaves an event the redelivery then
+makes true, writing a second one. Waiting costs the End User nothing: the
+grant is already ended at the provider, its tokens useless there.
+
 Refusals are problem+json, never a 500: an unverifiable message 401
 ``provider-notification-refused`` (also when too old); an unreadable one 400
 ``provider-notification-unreadable``; a provider without notifications 404.
@@ -93,12 +106,13 @@ from joserfc.jwk import KeySet
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 
+from gateway import audit
 from gateway.account_claims import CLAIMS_CHANGED_AT
 from gateway.api.requests import runtime_of
 from gateway.audit import Action, EventDraft, Outcome
 from gateway.connect.jwks import JWKSCache
 from gateway.connections import Connection, Status
-from gateway.errors import BadRequest, LinkgateError, NotFound
+from gateway.errors import AuditUnavailable, BadRequest, LinkgateError, NotFound
 from gateway.observability import current_trace_id
 from gateway.provider_registry import ConfiguredProvider
 from gateway.runtime import Runtime
@@ -343,14 +357,15 @@ async def _act(
     if read.event is NotificationEvent.GRANT_ENDED:
         if connection.status in _ENDED:
             return handled  # a replay, or ended here first: nothing left to end
-        await store.end_grant(connection.id, status=Status.REVOKED, reason=reason)
+        # The event first, the change after (module docstring): here and below.
         await _audit(runtime, connection, Action.CONNECTION_REVOKED_BY_PROVIDER, read)
+        await store.end_grant(connection.id, status=Status.REVOKED, reason=reason)
         return Handled(handled.ended + 1, handled.erased, handled.updated)
     if read.event is NotificationEvent.ACCOUNT_DELETED:
+        await _audit(runtime, connection, Action.CONNECTION_ERASED_BY_PROVIDER, read)
         if connection.status not in _ENDED:  # the revoked webhook, as for any ended grant
             await store.end_grant(connection.id, status=Status.REVOKED, reason=reason)
         await store.delete(connection.id)
-        await _audit(runtime, connection, Action.CONNECTION_ERASED_BY_PROVIDER, read)
         return Handled(handled.ended, handled.erased + 1, handled.updated)
     kept = await store.claims.get(connection.id)
     if kept is None:
@@ -362,8 +377,8 @@ async def _act(
         # Already so: only remember when, so an older opposite change stays out.
         await store.claims.keep(connection.id, {**kept, CLAIMS_CHANGED_AT: happened})
         return handled
-    await store.claims.keep(connection.id, {**kept, **read.claims, CLAIMS_CHANGED_AT: happened})
     await _audit(runtime, connection, Action.ACCOUNT_CLAIMS_UPDATED, read)
+    await store.claims.keep(connection.id, {**kept, **read.claims, CLAIMS_CHANGED_AT: happened})
     return Handled(handled.ended, handled.erased, handled.updated + 1)
 
 
@@ -374,20 +389,23 @@ async def _audit(
     read: ProviderNotification,
     refused: LinkgateError | None = None,
 ) -> None:
-    await runtime.audit.record(
-        EventDraft(
-            customer_id=connection.customer_id,
-            action=action,
-            outcome=Outcome.DENIED if refused else Outcome.ALLOWED,
-            problem_type=refused.type_uri if refused else None,
-            caller_id=f"provider:{connection.provider}",
-            connection_id=connection.id,
-            provider=connection.provider,
-            resource=read.kind,
-            categories=("user.contact.email",) if read.claims else (),
-            trace_id=current_trace_id(),
-        )
+    """The event, durable on return; else ``AuditUnavailable`` (503) and nothing done."""
+    draft = EventDraft(
+        customer_id=connection.customer_id,
+        action=action,
+        outcome=Outcome.DENIED if refused else Outcome.ALLOWED,
+        problem_type=refused.type_uri if refused else None,
+        caller_id=f"provider:{connection.provider}",
+        connection_id=connection.id,
+        provider=connection.provider,
+        resource=read.kind,
+        categories=("user.contact.email",) if read.claims else (),
+        trace_id=current_trace_id(),
     )
+    try:
+        await runtime.audit.record(draft)
+    except audit.AuditUnavailable as exc:
+        raise AuditUnavailable(str(exc)) from None
 
 
 # -- the deletion status, signed instead of stored -----------------------------------

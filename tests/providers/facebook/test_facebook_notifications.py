@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
-from gateway.storage import connections, create_engine, provider_tokens
+from gateway.storage import audit_tables, connections, create_engine, provider_tokens
 from tests.providers.conftest import CLIENT_SECRET, ProviderGateway
 
 BASE = "https://graph.fb.test/v21.0"
@@ -234,3 +234,65 @@ async def test_malformed_signed_requests_are_refused_never_a_500(provider_gatewa
 
     assert [a.status_code for a in answers] == [400, 401, 401, 401]
     assert await _status(gw) == "active"
+
+
+async def _audit_log_writable(gw: ProviderGateway, writable: bool) -> None:
+    """Take the audit table away (every append fails, as with the database down) or back."""
+    there, away = "audit_events", "audit_events_gone"
+    old, new = (away, there) if writable else (there, away)
+    engine = create_engine(gw.database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+    finally:
+        await engine.dispose()
+
+
+async def _actions(gw: ProviderGateway) -> list[str]:
+    return [row["action"] for row in await _rows(gw, audit_tables.events)]
+
+
+async def test_a_deauthorize_the_audit_log_cannot_record_changes_nothing(
+    provider_gateway: Any,
+) -> None:
+    """Audit log down: 503 audit-unavailable, the grant untouched; Meta's redelivery
+    once it is back ends the grant and records it, once."""
+    gw, _ = await _linked(provider_gateway)
+    value = signed_request()
+    await _audit_log_writable(gw, False)
+
+    refused = await _post(gw, "notifications", value)
+
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["type"].endswith("/audit-unavailable")
+    assert await _status(gw) == "active"
+    assert len(await _rows(gw, provider_tokens)) == 1
+
+    await _audit_log_writable(gw, True)
+    redelivered = await _post(gw, "notifications", value)
+
+    assert redelivered.status_code == 200, redelivered.text
+    assert await _status(gw) == "revoked"
+    assert (await _actions(gw)).count("connection.revoked_by_provider") == 1
+
+
+async def test_a_deletion_request_the_audit_log_cannot_record_deletes_nothing(
+    provider_gateway: Any,
+) -> None:
+    """Audit log down: 503, the connection kept; the redelivery erases it, recorded once."""
+    gw, _ = await _linked(provider_gateway)
+    value = signed_request()
+    await _audit_log_writable(gw, False)
+
+    refused = await _post(gw, "data-deletion", value)
+
+    assert refused.status_code == 503, refused.text
+    assert len(await _rows(gw, connections)) == 1
+    assert len(await _rows(gw, provider_tokens)) == 1
+
+    await _audit_log_writable(gw, True)
+    redelivered = await _post(gw, "data-deletion", value)
+
+    assert redelivered.status_code == 200, redelivered.text
+    assert await _rows(gw, connections) == []
+    assert (await _actions(gw)).count("connection.erased_by_provider") == 1
