@@ -5,9 +5,10 @@ from __future__ import annotations
 import httpx
 import structlog
 
+from gateway import audit as audit_log
 from gateway.audit import Action, AuditWriter, EventDraft, Outcome
 from gateway.connections import Connection, ConnectionStore
-from gateway.errors import LinkgateError
+from gateway.errors import AuditUnavailable, LinkgateError
 from gateway.oauth import revoke_token
 from gateway.observability import current_trace_id
 from gateway.provider_registry import ProviderRegistry
@@ -64,21 +65,31 @@ async def disconnect(
 
     A provider that cannot be reached does not keep the tokens alive here: the
     tokens are deleted anyway, and the outcome says the revocation is unconfirmed.
+
+    The event is durable first (the audit writer commits on its own connection,
+    so it cannot share the change's transaction): an audit log that cannot be
+    written is ``AuditUnavailable`` (503) with nothing done, and the retry does
+    it all. Recorded after, a failed event was lost to every caller that skips
+    an already revoked connection on retry (the erasure step in
+    processor_requests.steps). Keeping the tokens until then releases nothing:
+    no records leave while the audit log is down either.
     """
+    draft = EventDraft(
+        customer_id=connection.customer_id,
+        action=Action.CONNECTION_DELETED,
+        outcome=Outcome.ALLOWED,
+        caller_id=actor_id,
+        caller_class=actor_class,
+        connection_id=connection.id,
+        provider=connection.provider,
+        trace_id=current_trace_id(),
+    )
+    try:
+        await audit.record(draft)
+    except audit_log.AuditUnavailable as exc:
+        raise AuditUnavailable(str(exc)) from None
     revoked = await revoke_at_provider(connection, store=store, registry=registry, http=http)
     reason = "disconnected" if revoked else "disconnected (revocation at the provider unconfirmed)"
     await store.mark_revoked(connection.id, reason)
-    await audit.record(
-        EventDraft(
-            customer_id=connection.customer_id,
-            action=Action.CONNECTION_DELETED,
-            outcome=Outcome.ALLOWED,
-            caller_id=actor_id,
-            caller_class=actor_class,
-            connection_id=connection.id,
-            provider=connection.provider,
-            trace_id=current_trace_id(),
-        )
-    )
     log.info("connection.deleted", connection_id=connection.id, revoked_at_provider=revoked)
     return revoked

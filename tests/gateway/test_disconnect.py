@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from gateway.storage import audit_tables, connections, create_engine
 from gateway.vault import KeyRing, token_row
@@ -47,3 +47,42 @@ async def test_disconnect_revokes_at_the_provider_and_forgets_the_tokens(stack: 
         me = await sandbox.get("/api/me", headers={"Authorization": f"Bearer {access}"})
     assert me.status_code == 401
     assert list(actions) == ["connection.created", "connection.deleted"]
+
+
+async def test_a_disconnect_the_audit_log_cannot_record_changes_nothing(stack: Stack) -> None:
+    """Audit log down: 503 audit-unavailable, the token still works at the provider and
+    is still held; the retry once it is back disconnects and is recorded once."""
+    await stack.link()
+    engine = create_engine(stack.settings.database_url)
+    try:
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(connections))).mappings().one()
+        access = KeyRing.parse(stack.settings.vault_keys).open(
+            row["access_token"], row=token_row(row["id"], "access_token")
+        )
+        async with engine.begin() as conn:  # every audit append fails from now on
+            await conn.execute(text("ALTER TABLE audit_events RENAME TO audit_events_gone"))
+        async with stack.api() as api:
+            refused = await api.delete(f"/v1/connections/{row['id']}")
+        async with engine.connect() as conn:
+            kept = (await conn.execute(select(connections))).mappings().one()
+        async with httpx.AsyncClient(base_url=stack.sandbox.url) as sandbox:
+            me = await sandbox.get("/api/me", headers={"Authorization": f"Bearer {access}"})
+
+        async with engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE audit_events_gone RENAME TO audit_events"))
+        async with stack.api() as api:
+            retried = await api.delete(f"/v1/connections/{row['id']}")
+        async with engine.connect() as conn:
+            after = (await conn.execute(select(connections))).mappings().one()
+            actions = (await conn.execute(select(audit_tables.events.c.action))).scalars().all()
+    finally:
+        await engine.dispose()
+
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["type"].endswith("/audit-unavailable")
+    assert (kept["status"], kept["access_token"]) == ("active", row["access_token"])
+    assert me.status_code == 200
+    assert retried.status_code == 200, retried.text
+    assert after["access_token"] is None
+    assert list(actions).count("connection.deleted") == 1
