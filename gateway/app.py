@@ -46,12 +46,18 @@ def create_app(
     tracer_provider: TracerProvider | None = None,
 ) -> ASGIApp:
     """Build the gateway. Tests pass a transport to stand in for remote providers."""
-    provider = tracer_provider or configure_tracing(
-        service_name=SERVICE_NAME, otlp_endpoint=settings.otlp_endpoint or None
-    )
-    # Each audit event carries a compact summary of its request's trace.
-    trace_summaries = TraceSummaryRecorder()
-    provider.add_span_processor(trace_summaries)
+    # Each audit event carries a compact summary of its request's trace; the
+    # same recorder decides which traces are exported.
+    if tracer_provider is None:
+        tracing = configure_tracing(
+            service_name=SERVICE_NAME,
+            otlp_endpoint=settings.otlp_endpoint or None,
+            export_ratio=settings.trace_export_ratio,
+        )
+        provider, trace_summaries = tracing.provider, tracing.summaries
+    else:  # the caller's provider (tests) exports through processors of its own
+        provider, trace_summaries = tracer_provider, TraceSummaryRecorder()
+        provider.add_span_processor(trace_summaries)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:

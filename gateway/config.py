@@ -41,6 +41,9 @@ DEFAULT_WEBHOOK_MAX_ATTEMPTS = 12  # then the delivery is abandoned
 DEFAULT_WEBHOOK_BACKOFF = 30.0  # seconds before the second attempt; doubles per failure
 DEFAULT_AUDIT_CHECKPOINT_INTERVAL = 300.0  # seconds between signed audit checkpoints
 DEFAULT_AUDIT_RETENTION_DAYS = 400
+# The share of traces exported over OTLP (besides denials, errors and traces
+# the caller samples); every request is recorded for its audit event anyway.
+DEFAULT_TRACE_EXPORT_RATIO = 1.0
 # The notice's California section accounts for disclosures "in the preceding 12
 # months": the log itself is never kept for less than a year.
 MIN_AUDIT_RETENTION_DAYS = 365
@@ -101,6 +104,7 @@ class Settings:
     log_level: str = "info"
     log_json: bool = True
     otlp_endpoint: str = ""
+    trace_export_ratio: float = DEFAULT_TRACE_EXPORT_RATIO
     webhook_url: str = ""  # connection health events are posted here; none when empty
     webhook_secret: str = field(default="", repr=False)  # HMAC key that signs them
     webhook_max_attempts: int = DEFAULT_WEBHOOK_MAX_ATTEMPTS
@@ -144,6 +148,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "LINKGATE_LOG_LEVEL": ("log_level", "str"),
     "LINKGATE_LOG_JSON": ("log_json", "bool"),
     "LINKGATE_OTLP_ENDPOINT": ("otlp_endpoint", "str"),
+    "LINKGATE_TRACE_EXPORT_RATIO": ("trace_export_ratio", "float"),
     "LINKGATE_WEBHOOK_URL": ("webhook_url", "str"),
     "LINKGATE_WEBHOOK_SECRET": ("webhook_secret", "str"),
     "LINKGATE_WEBHOOK_MAX_ATTEMPTS": ("webhook_max_attempts", "int"),
@@ -226,6 +231,11 @@ def validate(settings: Settings) -> list[str]:
         problems.append("LINKGATE_REFRESH_MARGIN: must not be negative")
     if settings.rate_limit < 0:
         problems.append("LINKGATE_RATE_LIMIT: must not be negative (0 turns it off)")
+    if not 0.0 <= settings.trace_export_ratio <= 1.0:  # NaN included
+        problems.append(
+            "LINKGATE_TRACE_EXPORT_RATIO: a share between 0 and 1 "
+            "(0.1 exports one trace in ten, plus every denied or failed request)"
+        )
     if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:
         problems.append("LINKGATE_LOG_LEVEL: one of debug, info, warning, error")
     problems.extend(_provider_problems(settings))

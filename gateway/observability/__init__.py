@@ -11,6 +11,7 @@ from gateway.observability.client_spans import (
     client_span,
     scrubbed_url,
 )
+from gateway.observability.export_sampling import DEFAULT_EXPORT_RATIO, TailSampledExport
 from gateway.observability.logs import configure_logging
 from gateway.observability.middleware import TracingMiddleware, current_trace_id
 from gateway.observability.redaction import (
@@ -25,11 +26,13 @@ from gateway.observability.redaction import (
 from gateway.observability.trace_summary import SpanSummary, TraceSummary, TraceSummaryRecorder
 from gateway.observability.tracing import (
     RedactingSpanExporter,
+    Tracing,
     configure_tracing,
     redact_attributes,
 )
 
 __all__ = [
+    "DEFAULT_EXPORT_RATIO",
     "MASK",
     "SECRET_KEYS",
     "SECRET_PATTERNS",
@@ -37,9 +40,11 @@ __all__ = [
     "RedactingSpanExporter",
     "SecretPattern",
     "SpanSummary",
+    "TailSampledExport",
     "TraceSummary",
     "TraceSummaryRecorder",
     "TracedTransport",
+    "Tracing",
     "TracingMiddleware",
     "client_span",
     "configure_logging",

@@ -6,6 +6,11 @@ refreshed) so an auditor can read it without a tracing backend.
 `TraceSummaryRecorder` keeps that summary per trace from the moment the
 trace's local root span (the request's server span) starts until it ends;
 memory is bounded by the number of traces and of spans per trace.
+
+Holding each trace until its root ends is also what a tail-based export
+decision needs, so the recorder is the one span processor of the process's
+tracer and drives the export as well (`TailSampledExport`): one lookup per
+finished span for both jobs.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from gateway.observability.export_sampling import TailSampledExport
 from gateway.observability.middleware import name_server_span
 from gateway.observability.redaction import MASK, is_secret_key, redact_text
 
@@ -87,6 +93,9 @@ class _Trace:
     # requests ask once (for their audit event), some never.
     spans: list[ReadableSpan] = field(default_factory=list)
     dropped_spans: int = 0
+    # Exported whatever happens (decided when the root started): its spans go
+    # to the exporter as they end rather than waiting for the root.
+    exporting: bool = False
 
 
 class TraceSummaryRecorder(SpanProcessor):
@@ -97,6 +106,13 @@ class TraceSummaryRecorder(SpanProcessor):
     summary is asked for; the trace is forgotten when the root span ends or
     `discard` is called. Beyond *max_traces* open traces the oldest is
     forgotten; beyond *max_spans_per_trace* spans are only counted.
+
+    With *export*, finished spans are also handed to it: a trace's spans as
+    they end when its export was decided at the start, the held spans and the
+    root when the root ends otherwise, and nothing for a trace it drops. Spans
+    beyond *max_spans_per_trace* are exported only in a trace decided at its
+    start; a span whose trace is no longer held (it ended after its root, or
+    its trace was forgotten as too old) by `TailSampledExport.lone_decision`.
     """
 
     def __init__(
@@ -105,7 +121,9 @@ class TraceSummaryRecorder(SpanProcessor):
         max_traces: int = DEFAULT_MAX_TRACES,
         max_spans_per_trace: int = DEFAULT_MAX_SPANS_PER_TRACE,
         attributes: Iterable[str] = SUMMARY_ATTRIBUTES,
+        export: TailSampledExport | None = None,
     ) -> None:
+        self._export = export
         self._max_traces = max_traces
         self._max_spans_per_trace = max_spans_per_trace
         self._attributes = frozenset(attributes)
@@ -120,8 +138,12 @@ class TraceSummaryRecorder(SpanProcessor):
         if span.parent is not None and not span.parent.is_remote:
             return
         context = span.get_span_context()
+        export = self._export
+        trace = _Trace(
+            context.span_id, span, exporting=export is not None and export.head_decision(span)
+        )
         with self._lock:
-            self._traces[context.trace_id] = _Trace(context.span_id, span)
+            self._traces[context.trace_id] = trace
             while len(self._traces) > self._max_traces:
                 self._traces.popitem(last=False)
 
@@ -131,14 +153,27 @@ class TraceSummaryRecorder(SpanProcessor):
             return
         with self._lock:
             trace = self._traces.get(context.trace_id)
-            if trace is None:
-                return
-            if context.span_id == trace.root_span_id:
+            root = trace is not None and context.span_id == trace.root_span_id
+            if root:
                 del self._traces[context.trace_id]
-            elif len(trace.spans) < self._max_spans_per_trace:
-                trace.spans.append(span)
-            else:
-                trace.dropped_spans += 1
+            elif trace is not None:
+                if len(trace.spans) < self._max_spans_per_trace:
+                    trace.spans.append(span)
+                else:
+                    trace.dropped_spans += 1
+        export = self._export
+        if export is None:
+            return
+        # Handed over outside the lock: the exporter has its own.
+        if trace is None:
+            if export.lone_decision(span):
+                export.export(span)
+        elif trace.exporting:
+            export.export(span)
+        elif root and export.tail_decision(span, trace.spans):
+            for held in trace.spans:
+                export.export(held)
+            export.export(span)
 
     def _open(self, trace_id: str) -> tuple[Span | None, list[ReadableSpan], int]:
         """The trace's open root, its finished spans so far and how many were dropped."""
@@ -248,9 +283,11 @@ class TraceSummaryRecorder(SpanProcessor):
     def shutdown(self) -> None:
         with self._lock:
             self._traces.clear()
+        if self._export is not None:
+            self._export.shutdown()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return True
+        return self._export is None or self._export.force_flush(timeout_millis)
 
 
 def _redacted(value: AttributeValue) -> AttributeValue:

@@ -3,12 +3,14 @@
 Every span leaves the process through `RedactingSpanExporter`, which masks
 secrets (`gateway.observability.redaction`) in span names, attribute values,
 event attributes, link attributes and status descriptions. Spans are exported
-over OTLP/HTTP only when an endpoint is configured.
+over OTLP/HTTP only when an endpoint is configured, and then only the traces
+`TailSampledExport` selects (`gateway.observability.export_sampling`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -18,6 +20,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.util.types import AttributeValue
 
+from gateway.observability.export_sampling import DEFAULT_EXPORT_RATIO, TailSampledExport
 from gateway.observability.redaction import (
     CLEAN_TEXT_MAX_LENGTH,
     MASK,
@@ -25,9 +28,11 @@ from gateway.observability.redaction import (
     is_secret_key,
     redact_text,
 )
+from gateway.observability.trace_summary import TraceSummaryRecorder
 
 __all__ = [
     "RedactingSpanExporter",
+    "Tracing",
     "configure_tracing",
     "redact_attributes",
     "redact_span",
@@ -185,13 +190,29 @@ def _traces_url(endpoint: str) -> str:
     return base if base.endswith(_OTLP_TRACES_PATH) else base + _OTLP_TRACES_PATH
 
 
-def configure_tracing(*, service_name: str, otlp_endpoint: str | None) -> TracerProvider:
-    """Build the process's tracer provider.
+@dataclass(frozen=True, slots=True)
+class Tracing:
+    """The process's tracer provider and the recorder of its traces.
+
+    The recorder is the provider's span processor: it keeps each request's
+    trace summary for the audit log and hands the exported traces on.
+    """
+
+    provider: TracerProvider
+    summaries: TraceSummaryRecorder
+
+
+def configure_tracing(
+    *, service_name: str, otlp_endpoint: str | None, export_ratio: float = DEFAULT_EXPORT_RATIO
+) -> Tracing:
+    """Build the process's tracer provider and its trace recorder.
 
     *otlp_endpoint* is the collector's base URL (``http://collector:4318``);
-    when it is ``None`` or empty spans are recorded but not exported. The
-    provider is returned, not installed globally: the caller decides (see
-    `opentelemetry.trace.set_tracer_provider`) and shuts it down on exit.
+    when it is ``None`` or empty spans are recorded but not exported. With
+    one, the traces `TailSampledExport` selects at *export_ratio* are
+    exported (every trace at 1.0). The provider is returned, not installed
+    globally: the caller decides (see `opentelemetry.trace.set_tracer_provider`)
+    and shuts it down on exit.
 
     Spans are exported by the SDK's `BatchSpanProcessor` on a thread of its
     own, which competes with the event loop for the GIL. Its knobs are the
@@ -202,15 +223,21 @@ def configure_tracing(*, service_name: str, otlp_endpoint: str | None) -> Tracer
     counted) and ``OTEL_BSP_EXPORT_TIMEOUT`` (30000 ms). At about two spans
     per records read, a batch of 512 is one OTLP request per ~250 reads; the
     encoding cost is per span, so larger batches save little CPU and smaller
-    ones only spread the GIL hold more thinly.
+    ones only spread the GIL hold more thinly. A trace dropped by the export
+    ratio never reaches the batch processor.
     """
     provider = TracerProvider(
         resource=_ProcessResource(Resource.create({SERVICE_NAME: service_name})),
         # Every request is recorded whatever the caller's sampling flag says:
-        # the audit log stores a summary of each request's trace.
+        # the audit log stores a summary of each request's trace. Which traces
+        # are exported is decided after the fact (TailSampledExport).
         sampler=ALWAYS_ON,
     )
+    export = None
     if otlp_endpoint:
         exporter = OTLPSpanExporter(endpoint=_traces_url(otlp_endpoint))
-        provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(exporter)))
-    return provider
+        batches = BatchSpanProcessor(RedactingSpanExporter(exporter))
+        export = TailSampledExport(batches, ratio=export_ratio)
+    summaries = TraceSummaryRecorder(export=export)
+    provider.add_span_processor(summaries)
+    return Tracing(provider, summaries)

@@ -464,6 +464,8 @@ def linkgate(name: str, database_url: str, upstream: str, workdir: Path) -> Iter
         "LINKGATE_LOG_LEVEL": "info",
         "LINKGATE_LOG_JSON": "true",
         "LINKGATE_OTLP_ENDPOINT": upstream,
+        # Unset (the default) exports every trace; BENCH_TRACE_EXPORT_RATIO=0.1 counts sampling.
+        "LINKGATE_TRACE_EXPORT_RATIO": os.environ.get("BENCH_TRACE_EXPORT_RATIO", "1.0"),
     }
     args = ["-m", "gateway", "serve", "--host", "127.0.0.1", "--port", str(port)]
     postgres = database_url.startswith("postgresql")

@@ -1,10 +1,5 @@
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -13,44 +8,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from gateway.observability import MASK, RedactingSpanExporter, configure_tracing
-
-
-class Collector(ThreadingHTTPServer):
-    """A stand-in OTLP/HTTP collector that keeps what it receives."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _CollectorHandler)
-        self.received: list[tuple[str, bytes]] = []
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-
-class _CollectorHandler(BaseHTTPRequestHandler):
-    server: Collector
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append((self.path, body))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Keep the test output quiet."""
-
-
-@pytest.fixture
-def collector() -> Iterator[Collector]:
-    server = Collector()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+from tests.observability.conftest import Collector
 
 
 def test_exported_spans_have_secrets_masked(canary: str) -> None:
@@ -101,7 +59,7 @@ def test_a_secret_in_one_event_alone_is_still_masked(canary: str) -> None:
 
 def test_spans_are_recorded_even_when_the_caller_did_not_sample() -> None:
     """The audit summary needs every request's spans, whatever the incoming sampled flag."""
-    provider = configure_tracing(service_name="linkgate-test", otlp_endpoint=None)
+    provider = configure_tracing(service_name="linkgate-test", otlp_endpoint=None).provider
     unsampled = NonRecordingSpan(
         SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(0))
     )
@@ -117,7 +75,7 @@ def test_spans_are_recorded_even_when_the_caller_did_not_sample() -> None:
 
 def test_spans_are_exported_over_otlp_http_redacted(collector: Collector, canary: str) -> None:
     """With an endpoint, spans reach the collector at /v1/traces with secrets masked."""
-    provider = configure_tracing(service_name="linkgate-test", otlp_endpoint=collector.url)
+    provider = configure_tracing(service_name="linkgate-test", otlp_endpoint=collector.url).provider
 
     with provider.get_tracer("test").start_as_current_span("upstream.fetch") as span:
         span.set_attribute("url.full", f"https://api.example/me?access_token={canary}")
@@ -152,7 +110,7 @@ def test_a_secret_is_masked_after_clean_spans_with_the_same_keys(canary: str) ->
 
 def test_the_process_resource_is_hashed_like_the_sdks() -> None:
     """The resource's hash is worked out once, and equals what the SDK's Resource gives."""
-    provider = configure_tracing(service_name="linkgate-test", otlp_endpoint=None)
+    provider = configure_tracing(service_name="linkgate-test", otlp_endpoint=None).provider
     resource = provider.resource
 
     assert hash(resource) == hash(Resource(resource.attributes, resource.schema_url))
