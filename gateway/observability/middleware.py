@@ -121,6 +121,24 @@ def _redact_path(path: str, path_params: Mapping[str, object]) -> str:
     return redact_text(path)
 
 
+def _trace_headers(
+    context: trace.SpanContext, trace_id: str, request_id: str
+) -> list[tuple[bytes, bytes]]:
+    """The response's trace headers: W3C Trace Context's two, X-Trace-Id and X-Request-Id.
+
+    ``traceparent`` is written as `TraceContextTextMapPropagator.inject` writes
+    it (W3C Trace Context §3.2), from the trace id already in hex, without
+    looking the span up again in a context.
+    """
+    traceparent = f"00-{trace_id}-{context.span_id:016x}-{context.trace_flags:02x}"
+    headers = [(b"traceparent", traceparent.encode("latin-1"))]
+    if context.trace_state:
+        headers.append((b"tracestate", context.trace_state.to_header().encode("latin-1")))
+    headers.append((b"x-trace-id", trace_id.encode("latin-1")))
+    headers.append((b"x-request-id", request_id.encode("latin-1")))
+    return headers
+
+
 class TracingMiddleware:
     """Start a server span per HTTP request and tie logs and responses to it.
 
@@ -161,15 +179,10 @@ class TracingMiddleware:
                 "url.scheme": scope.get("scheme", "http"),
             },
         )
-        trace_id = format_trace_id(span.get_span_context().trace_id)
+        started_context = span.get_span_context()
+        trace_id = format_trace_id(started_context.trace_id)
+        trace_headers = _trace_headers(started_context, trace_id, request_id)
         span_context = trace.set_span_in_context(span)
-        carrier: dict[str, str] = {}
-        _PROPAGATOR.inject(carrier, context=span_context)
-        trace_headers = [
-            *((name.encode("latin-1"), value.encode("latin-1")) for name, value in carrier.items()),
-            (b"x-trace-id", trace_id.encode("latin-1")),
-            (b"x-request-id", request_id.encode("latin-1")),
-        ]
         # Stays 500 if the application raises before it responds.
         status_code = 500
 

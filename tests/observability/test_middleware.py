@@ -8,7 +8,8 @@ import pytest
 import structlog
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import NonRecordingSpan, SpanKind, StatusCode, set_span_in_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
@@ -65,6 +66,31 @@ async def test_incoming_traceparent_is_continued(
     match = TRACEPARENT.fullmatch(response.headers["traceparent"])
     assert match is not None
     assert match.groups() == (INCOMING_TRACE_ID, f"{span.context.span_id:016x}")
+
+
+@pytest.mark.parametrize("tracestate", [None, "vendor=opaque,other=1"])
+async def test_response_trace_headers_are_what_the_w3c_propagator_writes(
+    make_client: ClientFactory, exported: InMemorySpanExporter, tracestate: str | None
+) -> None:
+    """traceparent and tracestate equal TraceContextTextMapPropagator's for the server span."""
+    headers = {"traceparent": f"00-{INCOMING_TRACE_ID}-{INCOMING_PARENT_ID}-01"}
+    if tracestate is not None:
+        headers["tracestate"] = tracestate
+    async with make_client(make_app()) as client:
+        response = await client.get("/items/1", headers=headers)
+
+    [span] = exported.get_finished_spans()
+    expected: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(
+        expected, context=set_span_in_context(NonRecordingSpan(span.get_span_context()))
+    )
+    written = {
+        name: response.headers[name]
+        for name in ("traceparent", "tracestate")
+        if name in response.headers
+    }
+    assert written == expected
+    assert ("tracestate" in written) == (tracestate is not None)
 
 
 async def test_a_trace_id_is_returned_when_none_came(make_client: ClientFactory) -> None:
