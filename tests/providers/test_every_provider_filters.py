@@ -12,6 +12,7 @@ resource it declares must have a row: a provider added without fixtures fails.
 from __future__ import annotations
 
 import importlib
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,14 @@ def _page(provider: str, name: str) -> Any:
     return fixture(provider, name)
 
 
-def _records(provider: str, resource: str, files: tuple[str, ...], path: tuple[str, ...]) -> Any:
+def _records(
+    provider: str,
+    resource: str,
+    files: tuple[str, ...],
+    path: tuple[str, ...],
+    *,
+    through_json: bool = False,
+) -> Any:
     declared = BUILTIN_PROVIDERS[provider].resources[resource]
     ctx = NormalizeContext(
         customer_id=CUSTOMER,
@@ -107,6 +115,8 @@ def _records(provider: str, resource: str, files: tuple[str, ...], path: tuple[s
     records = []
     for name in files:
         page = _page(provider, name)
+        if through_json:  # as the gateway reads it from the wire: dicts and lists only
+            page = json.loads(json.dumps(page))
         if declared.extract is not None:
             items = declared.extract(page)
         else:
