@@ -126,7 +126,7 @@ def _subject(person: Mapping[str, Any], role: str) -> Subject | None:
     if isinstance(raw, str):
         with contextlib.suppress(InvalidIdentifier):  # unreadable: it cannot match anyone
             identifiers.append(email_identifier(raw))
-    return Subject(identifiers=tuple(identifiers), role=role) if identifiers else None
+    return Subject(tuple(identifiers), None, role) if identifiers else None
 
 
 def _email(raw: object) -> str | None:
