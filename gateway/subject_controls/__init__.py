@@ -21,7 +21,7 @@ Modules: :mod:`~gateway.subject_controls.tables`,
 from __future__ import annotations
 
 from gateway.subject_controls.consents import Consent, ConsentStore, Withdrawal, consent_purpose
-from gateway.subject_controls.lookup import PageControls, SubjectControls
+from gateway.subject_controls.lookup import PageControls, PageHashes, SubjectControls
 from gateway.subject_controls.subjects import (
     MAX_IDENTIFIERS,
     MAX_NOTE,
@@ -44,6 +44,7 @@ __all__ = [
     "Consent",
     "ConsentStore",
     "PageControls",
+    "PageHashes",
     "SubjectControlTables",
     "SubjectControls",
     "Suppression",
