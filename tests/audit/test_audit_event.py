@@ -62,6 +62,31 @@ def test_trace_summary_must_be_small_integer_json(make_draft: MakeDraft, summary
 
 
 @pytest.mark.parametrize(
+    "summary",
+    [
+        {"spans": [{"name": "GET", "attributes": {"http.status": 200, "ratio": 0.5}}]},
+        {"spans": [{"name": "GET", "attributes": {1: "one"}}]},
+        {"spans": [{"name": "GET", "attributes": {"ids": ("a", "b")}}]},
+        {"spans": [{"name": "GET"}] * 256},  # 1 + 1 + 256 + 256 names = 514 items
+    ],
+)
+def test_trace_summary_is_checked_at_every_depth(make_draft: MakeDraft, summary: Any) -> None:
+    """A float, a non-string key or a tuple deep in a span, or one item too many, is refused."""
+    with pytest.raises(ValueError, match="trace_summary"):
+        make_draft(trace_summary=summary)
+
+
+def test_trace_summary_of_plain_values_up_to_the_bound_is_kept(make_draft: MakeDraft) -> None:
+    """Exactly 512 items, string subclasses and nested plain values pass unchanged."""
+    spans = [{"name": Outcome.ALLOWED, "attributes": {"n": 1, "ok": True, "x": None}}] * 127
+    summary = {"spans": spans, "dropped_spans": 0}  # 1 + 2 + 127 * (1 + 2 + 3) = 765
+    bounded = {"spans": spans[:85]}  # 1 + 1 + 85 * 6 = 512
+    with pytest.raises(ValueError, match="more than 512"):
+        make_draft(trace_summary=summary)
+    assert bounded == make_draft(trace_summary=bounded).trace_summary
+
+
+@pytest.mark.parametrize(
     "fields",
     [
         {"customer_id": ""},
