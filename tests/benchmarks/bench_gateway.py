@@ -76,6 +76,9 @@ PAGE_LIMIT = 25  # one upstream call per gateway request: the whole page fits
 TOKEN_COUNT_PATH = "/bench/token-requests"
 STORM_REQUESTS = 32  # concurrent records requests on one expired token
 RSS_REQUESTS = 10_000
+# The traces exported, as deploy/compose.yaml and deploy/k8s/configmap.yaml set it
+# (tests/deploy pins the three together): the benchmark measures the gateway as deployed.
+DEPLOYED_TRACE_EXPORT_RATIO = "0.1"
 POSTGRES_URL = os.environ.get(
     "LINKGATE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
@@ -464,8 +467,12 @@ def linkgate(name: str, database_url: str, upstream: str, workdir: Path) -> Iter
         "LINKGATE_LOG_LEVEL": "info",
         "LINKGATE_LOG_JSON": "true",
         "LINKGATE_OTLP_ENDPOINT": upstream,
-        # Unset (the default) exports every trace; BENCH_TRACE_EXPORT_RATIO=0.1 counts sampling.
-        "LINKGATE_TRACE_EXPORT_RATIO": os.environ.get("BENCH_TRACE_EXPORT_RATIO", "1.0"),
+        # As deployed (every request still traced and summarised in its audit event;
+        # one success in ten exported, every denial and failure);
+        # BENCH_TRACE_EXPORT_RATIO=1.0 counts exporting every trace.
+        "LINKGATE_TRACE_EXPORT_RATIO": os.environ.get(
+            "BENCH_TRACE_EXPORT_RATIO", DEPLOYED_TRACE_EXPORT_RATIO
+        ),
     }
     args = ["-m", "gateway", "serve", "--host", "127.0.0.1", "--port", str(port)]
     postgres = database_url.startswith("postgresql")

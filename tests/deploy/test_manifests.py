@@ -178,3 +178,18 @@ def test_kustomization_lists_every_manifest() -> None:
     listed = set(_documents(DEPLOY / "k8s" / "kustomization.yaml")[0]["resources"])
     present = {p.name for p in (DEPLOY / "k8s").glob("*.yaml")} - {"kustomization.yaml"}
     assert listed == present
+
+
+def test_benchmark_measures_the_deployed_trace_export_ratio() -> None:
+    """make bench's figures are those of the gateway as deploy/ runs it."""
+    bench = (DEPLOY.parent / "tests" / "benchmarks" / "bench_gateway.py").read_text()
+    measured = re.search(r'^DEPLOYED_TRACE_EXPORT_RATIO = "([0-9.]+)"$', bench, re.MULTILINE)
+    assert measured is not None
+    compose = _documents(DEPLOY / "compose.yaml")[0]
+    configmap = _documents(DEPLOY / "k8s" / "configmap.yaml")[0]
+    deployed = {
+        str(service["environment"]["LINKGATE_TRACE_EXPORT_RATIO"])
+        for name, service in compose["services"].items()
+        if name.startswith("gateway")
+    }
+    assert deployed == {configmap["data"]["LINKGATE_TRACE_EXPORT_RATIO"]} == {measured[1]}
