@@ -10,11 +10,12 @@ The tree of what a call can end in::
     UpstreamRateLimited      429   a usage cap, or the retry budget spent on 429s (+ Retry-After)
     UpstreamUnavailable      503   connect errors, timeouts, 5xx past the budget, breaker open
 
-httpx errors never leave this package. The transport is chosen by measurement
-(``tests/benchmarks/bench_upstream.py``): the ``httpx-aiohttp`` transport,
-injectable so that tests put respx or ``httpx.MockTransport`` there. Requests
-go to it directly as ``httpx.Request`` objects, without ``httpx.AsyncClient``:
-no cookie jar, no redirects, no auth flow, none of which a provider call wants.
+Transport errors (httpx's, aiohttp's) never leave this package. The client is chosen by
+measurement (``tests/benchmarks/bench_upstream.py``): aiohttp, called directly
+on the network; an injected ``httpx.AsyncBaseTransport`` takes its place in
+tests (respx, ``httpx.MockTransport``). Neither goes through ``httpx.AsyncClient``
+or keeps cookies: no cookie jar, no redirects, no auth flow, none of which a
+provider call wants (``gateway.upstream._wires``).
 """
 
 from __future__ import annotations

@@ -1,18 +1,18 @@
-"""One long-lived, pooled HTTP transport per provider, and the call that retries on it."""
+"""One long-lived, pooled HTTP session per provider, and the call that retries on it."""
 
 from __future__ import annotations
 
 import functools
 import random
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode
 
+import aiohttp
 import httpx
 import structlog
-from httpx_aiohttp import AiohttpTransport
 from opentelemetry import trace
 from tenacity import (
     AsyncRetrying,
@@ -40,6 +40,15 @@ from gateway.upstream._retry import (
     is_usage_capped,
     retry_delay,
 )
+from gateway.upstream._wires import (
+    AiohttpWire,
+    Answer,
+    BodyOverCap,
+    HttpxWire,
+    Target,
+    Wire,
+    open_session,
+)
 from providers.base import ErrorKind, ErrorTable, ErrorVerdict
 
 log = structlog.get_logger("gateway.upstream")
@@ -47,8 +56,8 @@ log = structlog.get_logger("gateway.upstream")
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=DEFAULT_CONNECT_TIMEOUT)
 
-# What ``httpx.AsyncClient`` adds to every request by default (its Accept is always
-# replaced by ours), sent as before now that requests go straight to the transport:
+# What ``httpx.AsyncClient`` added to every request by default (its Accept is always
+# replaced by ours), sent as before now that requests go straight to the wire:
 # "gzip, deflate" are the content codings httpx decodes without optional packages.
 _CLIENT_HEADERS = {
     "Accept-Encoding": "gzip, deflate",
@@ -75,23 +84,23 @@ class _Transient(Exception):
         self.delay = delay
 
 
-_NO_BODY = httpx.ByteStream(b"")  # immutable: one serves every request
-
-
 class UpstreamClient:
     """GETs JSON objects from one provider's API.
 
-    Each request goes straight to the transport: ``httpx.AsyncClient``'s layers
-    (cookie jar, auth flow, redirects, event hooks) are nothing the gateway wants
-    for provider calls, and together they cost about as much CPU as the exchange
-    itself. A provider's ``Set-Cookie`` in particular must never be replayed on
-    the next user's call, and a redirect could leave the provider's origin.
+    On the network each request goes straight to an ``aiohttp.ClientSession``;
+    given an ``httpx.AsyncBaseTransport`` instead (tests), straight to that
+    (see ``gateway.upstream._wires``). No ``httpx.AsyncClient`` in between: its
+    layers (cookie jar, auth flow, redirects, event hooks) are nothing the
+    gateway wants for provider calls, and together they cost about as much CPU
+    as the exchange itself. A provider's ``Set-Cookie`` in particular must never
+    be replayed on the next user's call, and a redirect could leave the
+    provider's origin.
     """
 
     def __init__(
         self,
         name: str,
-        transport: httpx.AsyncBaseTransport,
+        transport: aiohttp.ClientSession | httpx.AsyncBaseTransport,
         *,
         max_body: int,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
@@ -102,7 +111,6 @@ class UpstreamClient:
         tracer: trace.Tracer | None = None,
     ) -> None:
         self.name = name
-        self._transport = transport
         self._max_body = max_body
         self._policy = policy or RetryPolicy()
         self.breaker = breaker or CircuitBreaker(name)
@@ -113,49 +121,28 @@ class UpstreamClient:
         api = {k: v for k, v in (headers or {}).items() if k.lower() not in _OURS}
         named = {k.lower() for k in api}
         defaults = {k: v for k, v in _CLIENT_HEADERS.items() if k.lower() not in named}
-        self._headers = {**defaults, **api}
-        # The timeouts as httpx.AsyncClient hands them to its transport.
-        self._extensions = {"timeout": timeout.as_dict()}
+        headers_sent = {**defaults, **api}
+        self._wire: Wire = (
+            AiohttpWire(transport, headers_sent, timeout)
+            if isinstance(transport, aiohttp.ClientSession)
+            else HttpxWire(transport, headers_sent, timeout)
+        )
         self._span_attributes = {"linkgate.provider": name}
         self._tracer = tracer or trace.NoOpTracer()
 
     async def get_json(self, url: str, *, params: Mapping[str, str], bearer: str) -> dict[str, Any]:
         """The JSON object at ``url``, retried under the policy's deadline."""
         started = time.monotonic()
-        request = self._request(_target(url, params), bearer)
+        target = _target(url, params)
         try:
-            return await self._attempt(request, remaining=self._policy.deadline, resend_count=0)
+            return await self._attempt(
+                target, bearer, remaining=self._policy.deadline, resend_count=0
+            )
         except _Transient as failed:
-            return await self._retry(request, failed, started)
-
-    def _request(self, target: httpx.URL, bearer: str) -> httpx.Request:
-        """The GET sent on every attempt, with exactly the headers httpx.AsyncClient sent.
-
-        Built in httpx's transport-level form (``stream=``), which adds no headers of
-        its own: the plain form looks up Host, Content-Length, Transfer-Encoding and
-        Content-Type by raising and catching KeyError and then copies every header
-        again, which costs more than the rest of building the request. So Host is
-        given here, as the plain form sets it (RFC 9110 §7.2), and a GET has no
-        body to describe. ``read()`` loads the empty body, so that the transport
-        sends none at all rather than streaming an empty one.
-        """
-        request = httpx.Request(
-            "GET",
-            target,
-            headers={
-                "Host": target.netloc.decode("ascii"),
-                **self._headers,
-                "Authorization": f"Bearer {bearer}",
-                "Accept": "application/json",
-            },
-            stream=_NO_BODY,
-            extensions=self._extensions,
-        )
-        request.read()
-        return request
+            return await self._retry(target, bearer, failed, started)
 
     async def _retry(
-        self, request: httpx.Request, failed: _Transient, started: float
+        self, target: Target, bearer: str, failed: _Transient, started: float
     ) -> dict[str, Any]:
         """The attempts after a transient failure, under tenacity.
 
@@ -180,7 +167,8 @@ class UpstreamClient:
                         replayed, first = first, None
                         raise replayed
                     return await self._attempt(
-                        request,
+                        target,
+                        bearer,
                         remaining=policy.deadline - (time.monotonic() - started),
                         resend_count=attempt.retry_state.attempt_number - 1,
                     )
@@ -204,27 +192,26 @@ class UpstreamClient:
         return max(jittered, asked or 0.0)
 
     async def _attempt(
-        self, request: httpx.Request, *, remaining: float, resend_count: int
+        self, target: Target, bearer: str, *, remaining: float, resend_count: int
     ) -> dict[str, Any]:
         self.breaker.before()  # an open breaker sends nothing, so it gets no client span
         with client_span(
             self._tracer,
             "GET",
-            request.url,
+            target.url,
             resend_count=resend_count,
             attributes=self._span_attributes,
         ) as call:
-            return await self._exchange(request, call, remaining)
+            return await self._exchange(target, bearer, call, remaining)
 
     async def _exchange(
-        self, request: httpx.Request, call: ClientCall, remaining: float
+        self, target: Target, bearer: str, call: ClientCall, remaining: float
     ) -> dict[str, Any]:
         try:
-            response = await self._transport.handle_async_request(request)
-            try:
-                body = await self._read(response)
-            finally:
-                await response.aclose()
+            answer: Answer = await self._wire.get(target, bearer, self._max_body)
+        except BodyOverCap:
+            # Refused before it is all in memory (the declared length, or as it arrived).
+            raise UpstreamMalformed(f"{self.name} answered with a body over the size cap") from None
         except httpx.TimeoutException as exc:
             self.breaker.failure()
             call.failed(type(exc).__name__)
@@ -233,14 +220,14 @@ class UpstreamClient:
             self.breaker.failure()
             call.failed(type(exc).__name__)
             raise _Transient(self._unavailable(f"unreachable ({type(exc).__name__})")) from None
-        status = response.status_code
+        status, raw_headers, body = answer
         call.answered(status)
         if status >= 400:
             verdict = self._errors.classify_api(status, _parsed_or_none(body))
             if verdict is not None:
-                return self._classified(verdict, status, response.headers, remaining)
+                return self._classified(verdict, status, httpx.Headers(raw_headers), remaining)
         if status in RETRYABLE_STATUS:
-            return self._transient(status, response.headers, body, remaining)
+            return self._transient(status, httpx.Headers(raw_headers), body, remaining)
         self.breaker.success()
         if status == 401:
             raise Unauthorized()
@@ -308,58 +295,8 @@ class UpstreamClient:
     def _unavailable(self, what: str) -> UpstreamUnavailable:
         return UpstreamUnavailable(f"{self.name} {what}", headers={"Retry-After": announced(None)})
 
-    async def _read(self, response: httpx.Response) -> bytes:
-        """The body, refusing anything past the size cap before it is all in memory."""
-        declared, coded = _framing(response.headers)
-        if declared is not None and declared > self._max_body:
-            raise UpstreamMalformed(f"{self.name} answered with a body over the size cap")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in _body(response, coded):
-            size += len(chunk)
-            if size > self._max_body:
-                raise UpstreamMalformed(f"{self.name} answered with a body over the size cap")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
-
-def _framing(headers: httpx.Headers) -> tuple[int | None, bool]:
-    """The declared Content-Length, when it is one number, and whether a content coding applies.
-
-    One pass over the raw header bytes. ``Headers.get`` and ``get_list`` first
-    work out the headers' text encoding by decoding every one of them, then scan
-    them all for the name: about 26k instructions for the two look-ups, a tenth
-    of that here. Several Content-Length fields (RFC 9110 §8.6) give no
-    declared length, as their comma-joined text did; the cap still holds as
-    the body arrives.
-    """
-    lengths: list[bytes] = []
-    coded = False
-    for name, value in headers.raw:
-        lowered = name.lower()
-        if lowered == b"content-length":
-            lengths.append(value)
-        elif lowered == b"content-encoding":
-            coded = True
-    if len(lengths) == 1 and lengths[0].isdigit():
-        return int(lengths[0]), coded
-    return None, coded
-
-
-def _body(response: httpx.Response, coded: bool) -> AsyncIterable[bytes]:
-    """The response's body as it arrives, decoded if the provider applied a content coding.
-
-    Without a content coding (RFC 9110 §8.4) the transport's bytes are the body: read
-    straight from its stream, they skip ``aiter_bytes``'s decoder and its two chunker
-    layers, which cost more instructions than the rest of reading the body.
-    """
-    stream = response.stream
-    if coded or not isinstance(stream, httpx.AsyncByteStream):
-        return response.aiter_bytes()
-    return stream
-
-
-def _target(url: str, params: Mapping[str, str]) -> httpx.URL:
+def _target(url: str, params: Mapping[str, str]) -> Target:
     """``url`` with ``params`` merged into its query, as ``httpx.URL.copy_merge_params`` does.
 
     Merged, not passed as httpx's ``params``: httpx would replace the URL's own query
@@ -368,19 +305,19 @@ def _target(url: str, params: Mapping[str, str]) -> httpx.URL:
     if "?" in url or "#" in url:
         # A provider's next link (Graph API's carry an access_token) or a path with a
         # query of its own: merged on every call, never kept in the cache.
-        return httpx.URL(url).copy_merge_params(params)
+        return Target(httpx.URL(url).copy_merge_params(params))
     return _query_free_target(url, tuple(params.items()))
 
 
 @functools.lru_cache(maxsize=_TARGETS_CACHED)
-def _query_free_target(url: str, params: tuple[tuple[str, str], ...]) -> httpx.URL:
+def _query_free_target(url: str, params: tuple[tuple[str, str], ...]) -> Target:
     """A URL without a query of its own with ``params`` as its query.
 
     One parse of the finished text gives the URL that ``copy_merge_params`` gives
     (both encode the query with ``urllib.parse.urlencode``) for a third of its cost;
-    ``httpx.URL`` is immutable, so one instance serves every request for that page.
+    ``httpx.URL`` is immutable, so one target serves every request for that page.
     """
-    return httpx.URL(f"{url}?{urlencode(params)}" if params else url)
+    return Target(httpx.URL(f"{url}?{urlencode(params)}" if params else url))
 
 
 def _parsed_or_none(body: bytes) -> Any:
@@ -433,13 +370,11 @@ async def open_upstream_clients(
     """One client per provider for the runtime's lifetime; closed on exit.
 
     ``transport`` replaces the network for tests. Otherwise each client gets its
-    own ``httpx-aiohttp`` pool: measured here at 32 in flight, it serves about
-    6.7x the requests/s of httpx's default httpcore pool with a tenth of the p99,
-    while keeping the httpx transport API (see tests/benchmarks/bench_upstream.py).
+    own aiohttp pool: measured here at 32 in flight, aiohttp serves about 20x
+    the requests/s of httpx's default httpcore pool (see
+    tests/benchmarks/bench_upstream.py), and called directly it costs about half
+    the instructions per call that it cost behind the ``httpx-aiohttp`` transport.
     """
-    limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
-    )
     timeout = httpx.Timeout(request_timeout, connect=min(request_timeout, DEFAULT_CONNECT_TIMEOUT))
     async with AsyncExitStack() as stack:
         if transport is not None:
@@ -447,11 +382,9 @@ async def open_upstream_clients(
             await stack.enter_async_context(transport)
         clients: dict[str, UpstreamClient] = {}
         for name in names:
-            pool = transport
+            pool: aiohttp.ClientSession | httpx.AsyncBaseTransport | None = transport
             if pool is None:
-                pool = await stack.enter_async_context(
-                    AiohttpTransport(limits=limits, trust_env=False)
-                )
+                pool = await stack.enter_async_context(open_session(max_connections))
             clients[name] = UpstreamClient(
                 name,
                 pool,
