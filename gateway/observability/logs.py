@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 from json import JSONEncoder
 from typing import TextIO
@@ -76,9 +77,32 @@ def _format_exc_info(logger: WrappedLogger, method_name: str, event_dict: EventD
     return structlog.processors.format_exc_info(logger, method_name, event_dict)
 
 
+# The current second as ISO 8601 text, written once per second rather than per line:
+# formatting an aware datetime (``isoformat`` asks its tzinfo for the offset) was
+# about 16k of the 100k instructions one log line cost, counted under callgrind.
+# One tuple, replaced whole, so a thread reading it sees a matching pair.
+_SECOND: tuple[int, str] = (-1, "")
+
+
+def timestamp(now_ns: int) -> str:
+    """``now_ns`` (nanoseconds since the epoch) as ``TimeStamper(fmt="iso", utc=True)`` wrote it.
+
+    ``datetime.isoformat`` in UTC with "Z" for "+00:00": microseconds (rounded
+    down, as ``datetime.now`` takes them from the clock) only when not zero.
+    """
+    global _SECOND
+    second, nanoseconds = divmod(now_ns, 1_000_000_000)
+    cached, text = _SECOND
+    if cached != second:
+        text = datetime.fromtimestamp(second, UTC).isoformat()[:-6]  # without "+00:00"
+        _SECOND = (second, text)
+    microseconds = nanoseconds // 1000
+    return f"{text}.{microseconds:06d}Z" if microseconds else f"{text}Z"
+
+
 def _add_timestamp(_logger: WrappedLogger, _method_name: str, event_dict: EventDict) -> EventDict:
     """What ``TimeStamper(fmt="iso", utc=True)`` adds, in one call instead of three."""
-    event_dict["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    event_dict["timestamp"] = timestamp(time.time_ns())
     return event_dict
 
 

@@ -3,11 +3,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import structlog
+
+from gateway.observability.logs import timestamp
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjYW5hcnktc3ViamVjdCJ9.c2lnbmF0dXJlLWNhbmFyeS1abThYdzN2VDlr"
 
@@ -221,3 +223,22 @@ def test_timestamps_are_utc_with_a_z(
     [line] = rendered_lines(capsys)
     assert line["timestamp"].endswith("Z")
     assert datetime.fromisoformat(line["timestamp"]).utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    "now_ns",
+    [
+        0,
+        1_795_000_000_000_000_000,
+        1_795_000_000_000_000_999,  # under a microsecond: no fraction, as isoformat writes it
+        1_795_000_000_123_456_789,
+        1_795_000_059_999_999_999,
+        1_795_000_060_000_001_000,
+        -1_000,  # before the epoch: the second rounds down too
+    ],
+)
+def test_a_timestamp_is_written_as_datetime_isoformat_wrote_it(now_ns: int) -> None:
+    """The cached-second timestamp equals ``datetime.isoformat`` in UTC with Z."""
+    second, nanoseconds = divmod(now_ns, 1_000_000_000)
+    instant = datetime.fromtimestamp(second, UTC).replace(microsecond=nanoseconds // 1000)
+    assert instant.isoformat().replace("+00:00", "Z") == timestamp(now_ns)
