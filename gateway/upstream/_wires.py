@@ -133,12 +133,16 @@ def _decoded(
 
 # -- aiohttp ---------------------------------------------------------------------------------
 
-# aiohttp's errors as the httpx errors the httpx-aiohttp transport turned them into
-# (its most specific match), first match wins: a refused connection or a dropped
-# one reads ConnectTimeout there, as it did. Anything else is raised as it is.
+# aiohttp's errors as httpx's, so the client reads one exception tree whichever
+# wire is in use; first match wins, anything else is raised as it is. httpx
+# names them as its own transport would: a refused connection or a failed name
+# lookup is a ConnectError ("unreachable"), not a timeout.
 _TRANSLATED: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
-    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
-    (aiohttp.ClientConnectionError, httpx.ConnectTimeout),
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),
+    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
+    (aiohttp.ClientConnectionError, httpx.ReadError),
     (aiohttp.ClientPayloadError, httpx.ReadError),
     (aiohttp.ClientHttpProxyError, httpx.ProxyError),
     (aiohttp.NonHttpUrlClientError, httpx.UnsupportedProtocol),
