@@ -23,12 +23,13 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.observability.logs import CachedLogger
 from gateway.observability.redaction import MASK, is_secret_key, redact_text
 
 __all__ = ["TracingMiddleware", "current_trace_id", "name_server_span"]
 
 _PROPAGATOR = TraceContextTextMapPropagator()
-_LOG = structlog.get_logger("gateway.http")
+_LOG = CachedLogger("gateway.http")  # the access line: one per request
 
 # RFC 9110 §9 methods; anything else is reported as "_OTHER" so that a
 # client cannot create unbounded span names (OpenTelemetry HTTP conventions).

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import structlog
 
-from gateway.observability.logs import timestamp
+from gateway.observability.logs import CachedLogger, timestamp
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjYW5hcnktc3ViamVjdCJ9.c2lnbmF0dXJlLWNhbmFyeS1abThYdzN2VDlr"
 
@@ -242,3 +242,31 @@ def test_a_timestamp_is_written_as_datetime_isoformat_wrote_it(now_ns: int) -> N
     second, nanoseconds = divmod(now_ns, 1_000_000_000)
     instant = datetime.fromtimestamp(second, UTC).replace(microsecond=nanoseconds // 1000)
     assert instant.isoformat().replace("+00:00", "Z") == timestamp(now_ns)
+
+
+def test_a_cached_logger_follows_reconfiguration(
+    configured_logging: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CachedLogger writes through whatever pipeline structlog was configured with last."""
+    log = CachedLogger("gateway.http")
+    configured_logging(level="info")
+    log.info("http.request", status=200)
+    configured_logging(level="warning")
+    log.info("http.request", status=201)
+    log.error("http.request", status=500)
+
+    assert [line["status"] for line in rendered_lines(capsys)] == [200, 500]
+
+
+def test_a_cached_logger_is_captured_by_capture_logs(
+    configured_logging: Callable[..., None],
+) -> None:
+    """capture_logs, which swaps the processors in place, sees a CachedLogger's events."""
+    log = CachedLogger("gateway.http")
+    configured_logging()
+    log.info("http.request", status=200)
+
+    with structlog.testing.capture_logs() as logs:
+        log.info("http.request", status=204)
+
+    assert [entry["status"] for entry in logs] == [204]
