@@ -188,6 +188,15 @@ async def test_bad_requests_get_distinct_problems(
     assert PROBLEM_BASE + problem == response.json()["type"]
 
 
+async def test_other_methods_and_deeper_paths_are_not_records_reads(stack: Stack) -> None:
+    """A POST to a records path is 405 with Allow; a path one segment deeper is 404."""
+    async with stack.api() as api:
+        posted = await api.post("/v1/connections/con_x/records/posts?purpose=support")
+        deeper = await api.get("/v1/connections/con_x/records/posts/more?purpose=support")
+    assert (posted.status_code, posted.headers["allow"]) == (405, "GET, HEAD")
+    assert deeper.status_code == 404
+
+
 async def test_a_429_is_retried_then_served(stack: Stack) -> None:
     """One 429 with Retry-After is waited out and the page is served."""
     connection_id = await _linked(stack)
