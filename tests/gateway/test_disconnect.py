@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import httpx
-from sqlalchemy import select, text
+from sqlalchemy import RowMapping, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.storage import audit_tables, connections, create_engine
 from gateway.vault import KeyRing, token_row
 from tests.gateway.conftest import CUSTOMER, Stack
+
+
+async def _the_linked_connection(engine: AsyncEngine, stack: Stack) -> tuple[RowMapping, str]:
+    """The one connection's row, and its access token as the vault opens it."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(connections))).mappings().one()
+    access = KeyRing.parse(stack.settings.vault_keys).open(
+        row["access_token"], row=token_row(row["id"], "access_token")
+    )
+    return row, access
 
 
 async def test_disconnect_revokes_at_the_provider_and_forgets_the_tokens(stack: Stack) -> None:
@@ -15,11 +26,7 @@ async def test_disconnect_revokes_at_the_provider_and_forgets_the_tokens(stack: 
     await stack.link()
     engine = create_engine(stack.settings.database_url)
     try:
-        async with engine.connect() as conn:
-            row = (await conn.execute(select(connections))).mappings().one()
-        access = KeyRing.parse(stack.settings.vault_keys).open(
-            row["access_token"], row=token_row(row["id"], "access_token")
-        )
+        row, access = await _the_linked_connection(engine, stack)
         async with stack.api() as api:
             response = await api.delete(f"/v1/connections/{row['id']}")
         async with engine.connect() as conn:
@@ -55,11 +62,7 @@ async def test_a_disconnect_the_audit_log_cannot_record_changes_nothing(stack: S
     await stack.link()
     engine = create_engine(stack.settings.database_url)
     try:
-        async with engine.connect() as conn:
-            row = (await conn.execute(select(connections))).mappings().one()
-        access = KeyRing.parse(stack.settings.vault_keys).open(
-            row["access_token"], row=token_row(row["id"], "access_token")
-        )
+        row, access = await _the_linked_connection(engine, stack)
         async with engine.begin() as conn:  # every audit append fails from now on
             await conn.execute(text("ALTER TABLE audit_events RENAME TO audit_events_gone"))
         async with stack.api() as api:
