@@ -6,18 +6,13 @@ what the answer means. Their failures are httpx's transport errors, so the
 client handles one exception tree whichever wire is in use.
 
 * :class:`AiohttpWire` is the network: an ``aiohttp.ClientSession`` called
-  directly. Through the ``httpx-aiohttp`` transport the same exchange also
-  built an ``httpx.Request``, an ``httpx.Headers`` copy of every header, the
-  URL's text for aiohttp to parse again, an ``httpx.Response``, a timeout
-  object and two generator context managers: together more instructions than
-  aiohttp's own work on the call (counted under callgrind, see the README's
-  Performance section). The request on the wire is byte for byte the one the
-  transport sent (header names in lower case, as ``httpx.Headers.items()``
-  gave them to aiohttp), aiohttp's errors become the httpx errors the
-  transport raised, and a content coding is decoded by httpx's decoders.
-  Unlike that transport's session, it keeps no cookies: a provider's
-  ``Set-Cookie`` must never be replayed on the next call, which may be
-  another user's.
+  directly, without an httpx layer on top (its request and response objects
+  cost more instructions than aiohttp's own work on the call; the README's
+  Performance section has the figures). The request on the wire is byte for
+  byte the one httpx sent (header names in lower case), aiohttp's errors are
+  raised as httpx's names for them, and a content coding is decoded by httpx's
+  decoders. The session keeps no cookies: a provider's ``Set-Cookie`` must
+  never be replayed on the next call, which may be another user's.
 * :class:`HttpxWire` sends through any ``httpx.AsyncBaseTransport``: tests
   put ``httpx.MockTransport`` or respx there to stand in for a provider.
 """
