@@ -165,6 +165,23 @@ def _render_json(_logger: WrappedLogger, _method_name: str, event_dict: EventDic
     return _ASCII_JSON.encode(event_dict)
 
 
+def _merge_bound_context(
+    _logger: WrappedLogger, _method_name: str, event_dict: EventDict
+) -> EventDict:
+    """structlog's bound context (``trace_id``, ``request_id`` …) merged in sorted key order.
+
+    ``structlog.contextvars.merge_contextvars`` adds the bound keys in the order
+    the interpreter's context mapping iterates its variables, which follows
+    their hashes and so changes from one process to the next: two replicas
+    wrote the same line with its keys in different orders. As there, a key the
+    event itself gives wins.
+    """
+    bound = structlog.contextvars.get_contextvars()
+    for key in sorted(bound):
+        event_dict.setdefault(key, bound[key])
+    return event_dict
+
+
 def _level_number(level: str) -> int:
     number = logging.getLevelNamesMapping().get(level.upper())
     if number is None:
@@ -183,7 +200,7 @@ def configure_logging(
     """
     threshold = _level_number(level)
     shared: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
+        _merge_bound_context,
         structlog.processors.add_log_level,
     ]
     # Exceptions are rendered to text *before* redaction so that a secret in an

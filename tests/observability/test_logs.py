@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +48,42 @@ def test_request_context_is_merged_from_contextvars(
 
     [line] = rendered_lines(capsys)
     assert (line["trace_id"], line["request_id"]) == ("a" * 32, "r1")
+
+
+_LOG_ONE_LINE = """
+import structlog
+from gateway.observability.logs import configure_logging
+configure_logging(level="info")
+structlog.contextvars.bind_contextvars(trace_id="a" * 32, request_id="r1", caller_id="svc")
+structlog.get_logger().info("records.served", status=200)
+"""
+
+
+def test_bound_context_keys_come_in_the_same_order_in_every_process() -> None:
+    """Replicas write the same line with the same key order, whatever their hash seed.
+
+    The interpreter's context mapping iterates variables by hash, which
+    PYTHONHASHSEED (random per process by default) changes.
+    """
+    orders = set()
+    for seed in range(8):
+        result = subprocess.run(
+            [sys.executable, "-c", _LOG_ONE_LINE],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        [line] = result.stderr.splitlines()
+        orders.add(tuple(json.loads(line)))
+
+    assert len(orders) == 1
+    [order] = orders
+    assert [key for key in order if key in {"caller_id", "request_id", "trace_id"}] == [
+        "caller_id",
+        "request_id",
+        "trace_id",
+    ]
 
 
 def test_events_below_the_level_are_dropped(
