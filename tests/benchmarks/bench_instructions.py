@@ -7,11 +7,14 @@ two versions of the code with (it ignores cache misses and the kernel's share,
 which ``bench_gateway.py`` still shows)::
 
     .venv/bin/python tests/benchmarks/bench_instructions.py [--requests N] [--target T]
-        [--passthrough] [REPO ...]
+        [--passthrough] [--subject-controls] [REPO ...]
 
 Without REPO (as ``make bench`` runs it) it counts the passthrough proxy and
-``linkgate-postgres`` of this checkout and writes
-``var/bench/bench_instructions.json`` with their ratio. Given checkouts (say a
+``linkgate-postgres`` of this checkout, the latter twice: for a customer with
+no consent or suppression on record (the benchmark's customer, and the common
+case) and for one with a consent on record (``--subject-controls``: every
+subject of the page is then hashed and looked up), and writes
+``var/bench/bench_instructions.json`` with their ratios. Given checkouts (say a
 ``git worktree`` of the base commit and your change) it compares them and
 writes nothing. For each it starts that checkout's upstream and target exactly
 as ``bench_gateway.py`` does, the target under ``valgrind --tool=callgrind``
@@ -36,6 +39,7 @@ from types import ModuleType
 from typing import Any
 
 import contract
+import httpx
 
 HERE = Path(__file__).resolve().parent
 WARMUP_REQUESTS = 200
@@ -43,6 +47,14 @@ WARMUP_REQUESTS = 200
 # flight its own upstream and database timeouts start to fire on a loaded machine.
 CONCURRENCY = 8
 PASSTHROUGH_PATH = "/v1/connections/c/records/posts"  # what bench_gateway sends it
+# A consent the page's records never name: the customer then has subject controls
+# on record, so every read hashes the page's subjects and looks them up, and
+# no record is dropped or kept differently because of it.
+CONSENT = {
+    "subject": {"emails": ["not-on-the-page@customer.example"]},
+    "purpose": "marketing.communications",
+    "evidence": "benchmark",
+}
 
 
 def _harness(repo: Path) -> ModuleType:
@@ -58,8 +70,24 @@ def _harness(repo: Path) -> ModuleType:
     return module
 
 
-def count(repo: Path, requests: int, target: str) -> float:
-    """Instructions per request of ``target`` (linkgate on a database, or the passthrough)."""
+def _record_consent(records_url: str, key: str, customer: str) -> None:
+    """PUT ``CONSENT`` for ``customer`` through the gateway's own API."""
+    base = records_url.split("/v1/", 1)[0]
+    response = httpx.put(
+        f"{base}/v1/customers/{customer}/consents",
+        json=CONSENT,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=600,  # the gateway runs under valgrind
+    )
+    if response.status_code != 200:
+        raise SystemExit(f"recording the benchmark's consent answered {response.status_code}")
+
+
+def count(repo: Path, requests: int, target: str, subject_controls: bool = False) -> float:
+    """Instructions per request of ``target`` (linkgate on a database, or the passthrough).
+
+    With ``subject_controls`` the benchmark's customer first gets a consent on record.
+    """
     bench = _harness(repo)
     out = Path(tempfile.mkdtemp(prefix="linkgate-callgrind-"))
     spawn = bench._spawn
@@ -117,6 +145,8 @@ def count(repo: Path, requests: int, target: str) -> float:
                 )
                 try:
                     with bench.linkgate(f"linkgate-{target}", url, upstream, Path(tmp)) as served:
+                        if subject_controls:
+                            _record_consent(served.url, served.key, bench.CUSTOMER)
                         measure(served.pid, served.url, served.key)
                 finally:
                     if target == "postgres":
@@ -132,9 +162,13 @@ def count(repo: Path, requests: int, target: str) -> float:
     raise SystemExit(f"{dumps[0]} has no summary line")
 
 
-def _count_in_child(repo: Path, requests: int, target: str) -> float:
+def _count_in_child(
+    repo: Path, requests: int, target: str, subject_controls: bool = False
+) -> float:
     """`count` in a process of its own, so that it imports only that checkout's code."""
     args = ["--one", str(repo), "--requests", str(requests), "--target", target]
+    if subject_controls:
+        args.append("--subject-controls")
     child = subprocess.run(
         [sys.executable, __file__, *args], check=True, capture_output=True, text=True
     )
@@ -153,10 +187,16 @@ def main() -> int:
         action="store_true",
         help="also count the bare passthrough proxy (the baseline of bench_gateway's ratios)",
     )
+    parser.add_argument(
+        "--subject-controls",
+        action="store_true",
+        help="give the benchmark's customer a consent on record first (subject hashing and lookup)",
+    )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.one:  # in a child process of its own, so it imports only that checkout's code
-        print(count(options.repos[0].resolve(), options.requests, options.target))
+        repo = options.repos[0].resolve()
+        print(count(repo, options.requests, options.target, options.subject_controls))
         return 0
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise SystemExit("valgrind is not installed here: apt-get install valgrind")
@@ -168,7 +208,9 @@ def main() -> int:
         print(f"passthrough: {baseline / 1e6:.3f} M instructions per request", flush=True)
     first = None
     for repo in options.repos:
-        per_request = _count_in_child(repo, options.requests, options.target)
+        per_request = _count_in_child(
+            repo, options.requests, options.target, options.subject_controls
+        )
         first = first or per_request
         ratios = [f"{per_request / first:.3f}x the first"] if len(options.repos) > 1 else []
         if baseline:
@@ -178,17 +220,34 @@ def main() -> int:
             flush=True,
         )
     if report and baseline:
+        figure = f"linkgate-{options.target} instructions per request"
+        rows = [
+            contract.row("passthrough instructions per request", baseline / 1e6, "M"),
+            contract.row(
+                figure,
+                per_request / 1e6,
+                "M",
+                ("passthrough instructions per request", baseline / 1e6),
+            ),
+        ]
+        if not options.subject_controls:
+            controlled = _count_in_child(options.repos[0], options.requests, options.target, True)
+            print(
+                f"customer with subject controls: {controlled / 1e6:.3f} M instructions per"
+                f" request ({controlled / per_request:.3f}x without)",
+                flush=True,
+            )
+            rows.append(
+                contract.row(
+                    f"{figure}, customer with subject controls",
+                    controlled / 1e6,
+                    "M",
+                    (figure, per_request / 1e6),
+                )
+            )
         contract.write(
             "instructions",
-            [
-                contract.row("passthrough instructions per request", baseline / 1e6, "M"),
-                contract.row(
-                    f"linkgate-{options.target} instructions per request",
-                    per_request / 1e6,
-                    "M",
-                    ("passthrough instructions per request", baseline / 1e6),
-                ),
-            ],
+            rows,
             requests=options.requests,
             concurrency=CONCURRENCY,
         )
