@@ -3,13 +3,16 @@
 A leaf of the gateway: it imports nothing else from ``gateway``. The gateway
 adds :func:`define_audit_tables` to its ``MetaData``, builds one
 :class:`AuditStore` and one :class:`AuditWriter` in its lifespan, and records
-each access with ``await writer.record(draft)`` before responding.
+each access with ``await writer.record(draft)`` before responding. A change
+that must commit before its event can be appended writes the draft into an
+:class:`AuditOutbox` in its own transaction instead.
 
 Modules: :mod:`~gateway.audit.event` (the values), :mod:`~gateway.audit.chain`
 (hashing and verification, sans-I/O), :mod:`~gateway.audit.checkpoint` (signed
 notes), :mod:`~gateway.audit.subjects` (keyed subject hashes),
 :mod:`~gateway.audit.tables`, :mod:`~gateway.audit.store`,
-:mod:`~gateway.audit.writer` (group commit), :mod:`~gateway.audit.disclosures`
+:mod:`~gateway.audit.writer` (group commit), :mod:`~gateway.audit.outbox` (events
+committed with the change they record), :mod:`~gateway.audit.disclosures`
 (the 12-month disclosure accounting) and :mod:`~gateway.audit.errors`.
 """
 
@@ -42,7 +45,16 @@ from gateway.audit.disclosures import (
     months_before,
 )
 from gateway.audit.errors import AuditError, AuditUnavailable, ChainBroken, KeyFileError
-from gateway.audit.event import Action, AuditEvent, EventDraft, Outcome, format_time, parse_time
+from gateway.audit.event import (
+    Action,
+    AuditEvent,
+    EventDraft,
+    OutboxEntry,
+    Outcome,
+    format_time,
+    parse_time,
+)
+from gateway.audit.outbox import AuditOutbox
 from gateway.audit.store import AuditCursor, AuditPage, AuditStore
 from gateway.audit.subjects import SubjectHasher
 from gateway.audit.tables import AuditTables, define_audit_tables
@@ -55,6 +67,7 @@ __all__ = [
     "AuditCursor",
     "AuditError",
     "AuditEvent",
+    "AuditOutbox",
     "AuditPage",
     "AuditStore",
     "AuditTables",
@@ -68,6 +81,7 @@ __all__ = [
     "Disclosures",
     "EventDraft",
     "KeyFileError",
+    "OutboxEntry",
     "Outcome",
     "SubjectHasher",
     "VerifyResult",

@@ -32,6 +32,7 @@ __all__ = [
     "AuditEvent",
     "EventDraft",
     "JSONValue",
+    "OutboxEntry",
     "Outcome",
     "format_time",
     "parse_time",
@@ -190,6 +191,21 @@ class AuditEvent(EventDraft):
 
 
 _DRAFT_NAMES = tuple(f.name for f in fields(EventDraft))
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A draft written to the audit outbox by the transaction that made its change.
+
+    ``id`` names the outbox row (the chain never sees it); ``written_at`` is
+    when that transaction wrote it, the time the event keeps in the chain
+    unless the chain has already moved past it (see
+    :meth:`gateway.audit.store.AuditStore.append_outboxed`).
+    """
+
+    id: str
+    draft: EventDraft
+    written_at: datetime
 
 
 def format_time(moment: datetime) -> str:

@@ -46,7 +46,7 @@ from gateway.audit.chain import (
 )
 from gateway.audit.checkpoint import Checkpoint, CheckpointKeys, CheckpointSigner, prunable_up_to
 from gateway.audit.errors import AuditUnavailable, ChainBroken
-from gateway.audit.event import AuditEvent, EventDraft
+from gateway.audit.event import AuditEvent, EventDraft, OutboxEntry
 from gateway.audit.tables import AuditTables
 
 __all__ = ["DEFAULT_SEARCH_LIMIT", "MAX_SEARCH_LIMIT", "AuditCursor", "AuditPage", "AuditStore"]
@@ -109,6 +109,18 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
 
 
+def _postgres_claims(tables: AuditTables, quote: Callable[[Table], str]) -> tuple[str, str]:
+    """Delete outbox rows by id, returning the ids deleted: waiting for a row another
+    transaction holds (the group-commit writer), or skipping it (a drain)."""
+    outbox = quote(tables.outbox)
+    claim = f"DELETE FROM {outbox} WHERE id = ANY($1::text[]) RETURNING id"  # noqa: S608
+    claim_skipping = (
+        f"DELETE FROM {outbox} WHERE id IN (SELECT id FROM {outbox} "  # noqa: S608
+        "WHERE id = ANY($1::text[]) FOR UPDATE SKIP LOCKED) RETURNING id"
+    )
+    return claim, claim_skipping
+
+
 def _postgres_statements(
     tables: AuditTables, quote: Callable[[Table], str]
 ) -> tuple[str, str, str]:
@@ -168,6 +180,36 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
+def _claimed_items(
+    items: Sequence[EventDraft | OutboxEntry], claimed: set[str]
+) -> tuple[list[int], list[EventDraft], list[datetime | None]]:
+    """The items to append: plain drafts, and entries whose outbox row this
+    transaction deleted; their positions, drafts and requested times."""
+    kept: list[int] = []
+    drafts: list[EventDraft] = []
+    requested: list[datetime | None] = []
+    for index, item in enumerate(items):
+        if isinstance(item, OutboxEntry):
+            if item.id not in claimed:
+                continue
+            drafts.append(item.draft)
+            requested.append(_aware(item.written_at))
+        else:
+            drafts.append(item)
+            requested.append(None)
+        kept.append(index)
+    return kept, drafts, requested
+
+
+def _in_item_order(
+    count: int, kept: list[int], linked: list[AuditEvent]
+) -> list[AuditEvent | None]:
+    out: list[AuditEvent | None] = [None] * count
+    for index, event in zip(kept, linked, strict=True):
+        out[index] = event
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class AuditCursor:
     """Where a page ended: the search continues strictly after (older than) this event."""
@@ -213,6 +255,9 @@ class AuditStore:
         self._pg_lock_heads, self._pg_write, self._pg_write_after = _postgres_statements(
             tables, engine.dialect.identifier_preparer.format_table
         )
+        self._pg_claim, self._pg_claim_skipping = _postgres_claims(
+            tables, engine.dialect.identifier_preparer.format_table
+        )
         # The heads this process's last appends left, per customer (PostgreSQL):
         # the next batch for those customers tries the one-trip write first.
         self._last_heads: dict[str, tuple[int, str, datetime]] = {}
@@ -232,6 +277,72 @@ class AuditStore:
             return await self._append_sqlite(drafts)
         except _UNAVAILABLE as exc:
             raise AuditUnavailable(f"audit append failed: {type(exc).__name__}") from exc
+
+    async def append_outboxed(
+        self, items: Sequence[EventDraft | OutboxEntry], *, skip_locked: bool = False
+    ) -> list[AuditEvent | None]:
+        """:meth:`append`, where each :class:`OutboxEntry`'s outbox row is deleted by the
+        transaction that appends its event; ``None`` in place of an entry whose row
+        was already gone (another transaction appended it).
+
+        The outbox row is the entry's idempotency key: present means "not in the
+        chain yet", and it disappears in the very commit that puts the event in
+        the chain, so no crash can leave an event both appended and pending, and
+        none is ever appended twice. The rows are deleted first: on PostgreSQL
+        that row-locks them, so a writer and a drain after the same entry
+        serialize on it (``skip_locked``, for drains: take only rows nobody
+        holds, rather than wait); on SQLite the delete is the transaction's first
+        write, which takes the single write lock. The heads are locked after the
+        outbox rows by every transaction that locks both, and a drain never
+        waits for an outbox row, so the two locks cannot deadlock.
+
+        An entry's event keeps ``written_at`` as its time unless the customer's
+        chain already holds a later one (time never runs backwards within a
+        chain); then it takes that later time, the earliest its place allows.
+        """
+        if not items:
+            return []
+        ids = sorted({item.id for item in items if isinstance(item, OutboxEntry)})
+        try:
+            if self._engine.dialect.name == "postgresql":
+                return await self._append_outboxed_postgres(items, ids, skip_locked)
+            async with self._engine.begin() as conn:
+                o = self._t.outbox
+                claimed = set(
+                    (await conn.execute(delete(o).where(o.c.id.in_(ids)).returning(o.c.id)))
+                    .scalars()
+                    .all()
+                )
+                kept, drafts, requested = _claimed_items(items, claimed)
+                linked = await self._write_sqlite(conn, drafts, requested) if drafts else []
+        except _UNAVAILABLE as exc:
+            raise AuditUnavailable(f"audit append failed: {type(exc).__name__}") from exc
+        return _in_item_order(len(items), kept, linked)
+
+    async def _append_outboxed_postgres(
+        self, items: Sequence[EventDraft | OutboxEntry], ids: list[str], skip_locked: bool
+    ) -> list[AuditEvent | None]:
+        customers = sorted(
+            {(item.draft if isinstance(item, OutboxEntry) else item).customer_id for item in items}
+        )
+        heads: dict[str, tuple[int, str, datetime | None]] = {}
+        try:
+            async with self._postgres_connection() as pg, pg.transaction():
+                rows = await pg.fetch(
+                    self._pg_claim_skipping if skip_locked else self._pg_claim, ids
+                )
+                kept, drafts, requested = _claimed_items(items, {r["id"] for r in rows})
+                linked: list[AuditEvent] = []
+                if drafts:
+                    linked, heads = await self._write_postgres_locked(
+                        pg, drafts, sorted({draft.customer_id for draft in drafts}), requested
+                    )
+        except BaseException:
+            for customer_id in customers:
+                self._last_heads.pop(customer_id, None)
+            raise
+        self._remember(heads)
+        return _in_item_order(len(items), kept, linked)
 
     @asynccontextmanager
     async def holding_connection(self) -> AsyncIterator[None]:
@@ -329,17 +440,7 @@ class AuditStore:
                         self._remember(heads)
                         return linked
                 async with pg.transaction():
-                    rows = await pg.fetch(
-                        self._pg_lock_heads, customers, [genesis_hash(c) for c in customers]
-                    )
-                    heads = {
-                        r["customer_id"]: (r["seq"], r["hash"], r["occurred_at"]) for r in rows
-                    }
-                    linked, event_rows, subject_rows = self._link(drafts, heads)
-                    await pg.execute(
-                        self._pg_write,
-                        *self._write_arguments(customers, heads, event_rows, subject_rows),
-                    )
+                    linked, heads = await self._write_postgres_locked(pg, drafts, customers)
         except BaseException:
             # Committed or not, these heads are no longer known for sure.
             for customer_id in customers:
@@ -347,6 +448,23 @@ class AuditStore:
             raise
         self._remember(heads)
         return linked
+
+    async def _write_postgres_locked(
+        self,
+        pg: Any,
+        drafts: Sequence[EventDraft],
+        customers: list[str],
+        requested: Sequence[datetime | None] | None = None,
+    ) -> tuple[list[AuditEvent], dict[str, tuple[int, str, datetime | None]]]:
+        """Lock (creating) the heads of ``customers`` and write ``drafts`` after them,
+        inside the caller's open transaction on ``pg``."""
+        rows = await pg.fetch(self._pg_lock_heads, customers, [genesis_hash(c) for c in customers])
+        heads = {r["customer_id"]: (r["seq"], r["hash"], r["occurred_at"]) for r in rows}
+        linked, event_rows, subject_rows = self._link(drafts, heads, requested)
+        await pg.execute(
+            self._pg_write, *self._write_arguments(customers, heads, event_rows, subject_rows)
+        )
+        return linked, heads
 
     def _remember(self, heads: dict[str, tuple[int, str, datetime | None]]) -> None:
         if len(self._last_heads) > _REMEMBERED_HEADS:
@@ -371,27 +489,40 @@ class AuditStore:
 
     async def _append_sqlite(self, drafts: Sequence[EventDraft]) -> list[AuditEvent]:
         async with self._engine.begin() as conn:
-            customers = sorted({draft.customer_id for draft in drafts})
-            heads = await self._lock_heads(conn, customers)
-            linked, event_rows, subject_rows = self._link(drafts, heads)
-            await conn.execute(self._t.events.insert(), event_rows)
-            if subject_rows:
-                await conn.execute(self._t.subjects.insert(), subject_rows)
-            for customer_id in customers:
-                seq, head_hash, last_time = heads[customer_id]
-                await conn.execute(
-                    update(self._t.heads)
-                    .where(self._t.heads.c.customer_id == customer_id)
-                    .values(seq=seq, hash=head_hash, occurred_at=last_time)
-                )
+            return await self._write_sqlite(conn, drafts)
+
+    async def _write_sqlite(
+        self,
+        conn: AsyncConnection,
+        drafts: Sequence[EventDraft],
+        requested: Sequence[datetime | None] | None = None,
+    ) -> list[AuditEvent]:
+        customers = sorted({draft.customer_id for draft in drafts})
+        heads = await self._lock_heads(conn, customers)
+        linked, event_rows, subject_rows = self._link(drafts, heads, requested)
+        await conn.execute(self._t.events.insert(), event_rows)
+        if subject_rows:
+            await conn.execute(self._t.subjects.insert(), subject_rows)
+        for customer_id in customers:
+            seq, head_hash, last_time = heads[customer_id]
+            await conn.execute(
+                update(self._t.heads)
+                .where(self._t.heads.c.customer_id == customer_id)
+                .values(seq=seq, hash=head_hash, occurred_at=last_time)
+            )
         return linked
 
     def _link(
         self,
         drafts: Sequence[EventDraft],
         heads: dict[str, tuple[int, str, datetime | None]],
+        requested: Sequence[datetime | None] | None = None,
     ) -> tuple[list[AuditEvent], list[dict[str, Any]], list[dict[str, Any]]]:
-        """Place ``drafts`` after ``heads`` (moved on in place); the rows to write."""
+        """Place ``drafts`` after ``heads`` (moved on in place); the rows to write.
+
+        ``requested`` (per draft, ``None``: now) is the time an outboxed draft asks
+        for; it gets it unless the chain is already past it, then the chain's last time.
+        """
         by_customer: dict[str, list[int]] = defaultdict(list)
         for index, draft in enumerate(drafts):
             by_customer[draft.customer_id].append(index)
@@ -406,6 +537,10 @@ class AuditStore:
             last_time = _aware(last_time)
             occurred_at = max(now, last_time) if last_time else now
             for index in by_customer[customer_id]:
+                if requested is not None:
+                    at = requested[index] or now
+                    occurred_at = max(at, last_time) if last_time else at
+                    last_time = occurred_at
                 seq += 1
                 event, content = link_with_content(drafts[index], seq, prev_hash, occurred_at)
                 prev_hash = event.hash

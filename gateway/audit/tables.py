@@ -10,6 +10,11 @@
 * ``audit_heads``: the chain head per customer. Appends lock this row, which
   serializes appends for one customer and lets other customers proceed.
 * ``audit_checkpoints``: signed notes (:mod:`gateway.audit.checkpoint`); never pruned.
+* ``audit_outbox``: drafts written by the transaction that changed state, not
+  yet in the chain (:mod:`gateway.audit.outbox`). A row is deleted by the
+  transaction that appends its event, so a row present means "not in the
+  chain yet"; ``draft`` is the draft's fields as JSON (hashes, never clear
+  identifiers or secrets, as every draft).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ __all__ = ["AuditTables", "define_audit_tables"]
 _ID = 128  # customer, caller and connection ids
 _HASH = 64  # hex SHA-256
 _SUBJECT = 96  # "hmac-sha256:" + hex
+_OUTBOX_ID = 40  # "aob_" + 32 hex
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,7 @@ class AuditTables:
     subjects: Table
     heads: Table
     checkpoints: Table
+    outbox: Table
 
 
 def define_audit_tables(metadata: MetaData) -> AuditTables:
@@ -93,4 +100,15 @@ def define_audit_tables(metadata: MetaData) -> AuditTables:
         Column("note", Text, nullable=False),
         PrimaryKeyConstraint("customer_id", "seq", name="pk_audit_checkpoints"),
     )
-    return AuditTables(events=events, subjects=subjects, heads=heads, checkpoints=checkpoints)
+    outbox = Table(
+        "audit_outbox",
+        metadata,
+        Column("id", String(_OUTBOX_ID), primary_key=True),
+        Column("customer_id", String(_ID), nullable=False),
+        Column("written_at", DateTime(timezone=True), nullable=False),
+        Column("draft", Text, nullable=False),
+        Index("ix_audit_outbox_written", "written_at", "id"),
+    )
+    return AuditTables(
+        events=events, subjects=subjects, heads=heads, checkpoints=checkpoints, outbox=outbox
+    )

@@ -10,6 +10,12 @@ did not. This is the group commit of database write-ahead logs (e.g.
 PostgreSQL's ``commit_delay`` grouping), done one level up: while one batch
 commits, the next one gathers; there is no timer, so a lone request is never
 delayed waiting for company.
+
+An :class:`~gateway.audit.event.OutboxEntry` (a draft its caller already
+committed to the audit outbox with its state change) rides in the same
+batches; a batch holding any goes through
+:meth:`~gateway.audit.store.AuditStore.append_outboxed`, which deletes the
+entries' outbox rows in the appending transaction.
 """
 
 from __future__ import annotations
@@ -17,16 +23,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from types import TracebackType
+from typing import cast
 
 from gateway.audit.errors import AuditUnavailable
-from gateway.audit.event import AuditEvent, EventDraft
+from gateway.audit.event import AuditEvent, EventDraft, OutboxEntry
 from gateway.audit.store import AuditStore
 
 __all__ = ["DEFAULT_MAX_BATCH", "AuditWriter"]
 
 DEFAULT_MAX_BATCH = 500
 
-_Item = tuple[EventDraft, "asyncio.Future[AuditEvent]"]
+_Item = tuple[EventDraft | OutboxEntry, "asyncio.Future[AuditEvent | None]"]
 
 
 class AuditWriter:
@@ -79,10 +86,25 @@ class AuditWriter:
 
     async def record(self, draft: EventDraft) -> AuditEvent:
         """Append ``draft``; returns its event once durable, else raises ``AuditUnavailable``."""
+        event = await self._enqueue(draft)
+        if event is None:  # pragma: no cover - only an outbox entry can have been appended
+            raise AuditUnavailable("the audit store skipped a draft")
+        return event
+
+    async def record_outboxed(self, entry: OutboxEntry) -> AuditEvent | None:
+        """Append an outbox entry's draft, deleting its outbox row in the same commit.
+
+        Returns its event once durable, or ``None`` when a drain
+        (:mod:`gateway.audit.outbox`) appended it first; raises
+        ``AuditUnavailable`` if neither (the entry then waits in the outbox).
+        """
+        return await self._enqueue(entry)
+
+    async def _enqueue(self, item: EventDraft | OutboxEntry) -> AuditEvent | None:
         if not self.running:
             raise AuditUnavailable("the audit writer is not running")
-        future: asyncio.Future[AuditEvent] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((draft, future))  # unbounded: never waits
+        future: asyncio.Future[AuditEvent | None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((item, future))  # unbounded: never waits
         # A caller cancelled while waiting does not take its event back: the
         # draft is already queued and the access happened, so it is still
         # written; cancelling only cancels this future, which _commit skips.
@@ -118,8 +140,13 @@ class AuditWriter:
             await self._commit(rest[start : start + self._max_batch])
 
     async def _commit(self, batch: list[_Item]) -> None:
+        items = [item for item, _ in batch]
         try:
-            events = await self._store.append([draft for draft, _ in batch])
+            events: list[AuditEvent] | list[AuditEvent | None]
+            if any(type(item) is OutboxEntry for item in items):
+                events = await self._store.append_outboxed(items)
+            else:
+                events = await self._store.append(cast("list[EventDraft]", items))
         except AuditUnavailable as exc:
             for _, future in batch:
                 if not future.done():
