@@ -151,7 +151,7 @@ class AuditOutbox:
     async def drain(
         self, *, written_before: datetime | None = None, batch: int = DEFAULT_DRAIN_BATCH
     ) -> int:
-        """Append the entries written before ``written_before`` (default: now); how many.
+        """Append the entries written up to ``written_before`` (default: now); how many.
 
         One pass in outbox order (``written_at``, then ``id``): an entry another
         transaction holds, or one already appended meanwhile, is passed over
@@ -165,7 +165,7 @@ class AuditOutbox:
         while True:
             query = (
                 select(o.c.id, o.c.written_at, o.c.draft)
-                .where(o.c.written_at < cutoff)
+                .where(o.c.written_at <= cutoff)
                 .order_by(o.c.written_at, o.c.id)
                 .limit(batch)
             )
