@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.account_claims import AccountClaimsStore
+from gateway.audit import AuditOutbox, EventDraft
 from gateway.errors import NotFound
 from gateway.oauth import TokenSet
 from gateway.provider_tokens import ScopedTokenStore
@@ -221,10 +222,12 @@ class ConnectionStore:
         webhooks: WebhookOutbox | None = None,
         *,
         cache: ConnectionCache | None = None,
+        audit: AuditOutbox | None = None,
     ) -> None:
         self._engine = engine
         self._vault = vault
         self._webhooks = webhooks or WebhookOutbox.disabled()
+        self._audit = audit  # link's audit event goes in with the row (audit_as)
         self.scoped = ScopedTokenStore(engine, vault)  # per-object tokens (Meta Page tokens)
         self.claims = AccountClaimsStore(engine, vault)  # identity claims kept at linking (Apple)
         self.cache = cache or ConnectionCache()
@@ -245,16 +248,31 @@ class ConnectionStore:
         account: Account,
         tokens: TokenSet,
         scopes: tuple[str, ...],
+        audit_as: Callable[[Connection], EventDraft] | None = None,
     ) -> tuple[Connection, bool]:
         """Create the connection, or refresh the existing one for the same account.
 
-        Returns the connection and whether it is new.
+        Returns the connection and whether it is new. ``audit_as`` builds the
+        link's audit event, which goes into the audit outbox in the same
+        transaction as the row (the link cannot be undone once the provider
+        issued the tokens, so it is committed first and audited with it) and is
+        then appended to the chain before this returns, or left to the drain if
+        the audit log cannot take it now.
         """
+        if audit_as is not None and self._audit is None:
+            raise ValueError("audit_as needs a store built with an audit outbox")
         for _attempt in range(2):  # a concurrent first link of the same account wins once
             try:
                 async with writer(self._engine).begin() as conn:
                     linked = await self._link(conn, customer_id, provider, account, tokens, scopes)
+                    entry = (
+                        await self._audit.add(conn, audit_as(linked[0]))
+                        if audit_as is not None and self._audit is not None
+                        else None
+                    )
                 self.forget(linked[0].id)
+                if entry is not None and self._audit is not None:
+                    await self._audit.deliver(entry)
                 return linked
             except IntegrityError:
                 continue

@@ -17,6 +17,13 @@ that sends none keeps the old one (RFC 6749 §6). ``invalid_grant`` (§5.2) move
 the connection to ``needs_reauth``; a transient failure sets a growing cooldown
 so one broken connection cannot hammer the provider.
 
+The audit event (``connection.refreshed`` or ``connection.needs_reauth``) goes
+into the audit outbox (:mod:`gateway.audit.outbox`) in that same transaction,
+then into the chain before the refresh returns. If the audit log cannot take
+it then, the refresh still succeeds: the new token and its event are both
+committed, and the outbox's drain appends the event later. A reader is not
+failed for a change that has happened and is on record.
+
 A process killed after the provider rotated but before that commit loses the
 new token; the next refresh then gets ``invalid_grant`` and the connection moves
 to ``needs_reauth``, audited and announced by webhook, never silently broken.
@@ -39,11 +46,9 @@ from opentelemetry import trace
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway import audit
-from gateway.audit import Action, AuditWriter, EventDraft, Outcome
+from gateway.audit import Action, AuditOutbox, EventDraft, OutboxEntry, Outcome
 from gateway.connections import Connection, ConnectionCache, Status, from_row, sealed_tokens
 from gateway.errors import (
-    AuditUnavailable,
     ConnectionNeedsReauth,
     ConnectionRevoked,
     ConnectionSuppressed,
@@ -120,7 +125,7 @@ class TokenRefresher:
         vault: KeyRing,
         registry: ProviderRegistry,
         http: httpx.AsyncClient,
-        audit: AuditWriter,
+        audit: AuditOutbox,
         margin: int,
         cooldown: float = DEFAULT_COOLDOWN,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -257,8 +262,9 @@ class TokenRefresher:
                 outcome.error.headers["Retry-After"] = str(int(pause))
                 failure = outcome
             # Written and read back in one round trip: between the provider's answer
-            # and the commit there is only this statement, so a crash in that window
-            # (tests/trust/test_refresh_crash.py) is as unlikely as it can be made.
+            # and the commit there is only this statement and the audit outbox row,
+            # so a crash in that window (tests/trust/test_refresh_crash.py) is as
+            # unlikely as it can be made while the event is committed with the token.
             updated = from_row(
                 (
                     await conn.execute(
@@ -273,17 +279,26 @@ class TokenRefresher:
             )
             if failure is not None and failure.action is Action.CONNECTION_NEEDS_REAUTH:
                 await self._webhooks.add(conn, EventType.NEEDS_REAUTH, updated)  # same transaction
-        # The row is committed; now the audit log learns what happened to the connection.
+            # What happened to the connection, committed with it (same transaction).
+            entry: OutboxEntry | None = None
+            if refreshed:
+                entry = await self._audit.add(
+                    conn, _event(updated, Action.CONNECTION_REFRESHED, Outcome.ALLOWED)
+                )
+            elif failure is not None and failure.action is not None:
+                entry = await self._audit.add(
+                    conn,
+                    _event(updated, failure.action, Outcome.ERROR, failure.error.type_uri),
+                )
+        # Committed; now into the chain (or, if the log cannot take it, left to the drain).
+        if entry is not None:
+            await self._audit.deliver(entry)
         if refreshed:
             log.info("token.refreshed", connection_id=connection_id)
-            await self._record(updated, Action.CONNECTION_REFRESHED, Outcome.ALLOWED)
             return updated
         assert failure is not None
         if failure.action is not None:
             log.warning("connection.needs_reauth", connection_id=connection_id)
-            await self._record(
-                updated, failure.action, Outcome.ERROR, problem_type=failure.error.type_uri
-            )
         else:
             log.warning("token.refresh_failed", connection_id=connection_id)
         raise failure.error
@@ -343,22 +358,15 @@ class TokenRefresher:
         except UpstreamError as exc:
             return _Failure(UpstreamUnavailable(f"token refresh failed: {exc.detail}"))
 
-    async def _record(
-        self,
-        connection: Connection,
-        action: Action,
-        outcome: Outcome,
-        problem_type: str | None = None,
-    ) -> None:
-        draft = EventDraft(
-            customer_id=connection.customer_id,
-            action=action,
-            outcome=outcome,
-            problem_type=problem_type,
-            connection_id=connection.id,
-            provider=connection.provider,
-        )
-        try:
-            await self._audit.record(draft)
-        except audit.AuditUnavailable as exc:
-            raise AuditUnavailable(str(exc)) from None
+
+def _event(
+    connection: Connection, action: Action, outcome: Outcome, problem_type: str | None = None
+) -> EventDraft:
+    return EventDraft(
+        customer_id=connection.customer_id,
+        action=action,
+        outcome=outcome,
+        problem_type=problem_type,
+        connection_id=connection.id,
+        provider=connection.provider,
+    )

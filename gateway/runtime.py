@@ -13,7 +13,7 @@ import httpx
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.audit import AuditStore, AuditWriter, SubjectHasher
+from gateway.audit import AuditOutbox, AuditStore, AuditWriter, SubjectHasher
 from gateway.audit_jobs import checkpoint_keys, load_signer
 from gateway.callers import CallerCache
 from gateway.config import Settings
@@ -57,6 +57,9 @@ class Runtime:
     connect: ConnectFlow
     audit_store: AuditStore
     audit: AuditWriter  # group commit: record() returns once the event is durable
+    # Events committed with their change (refresh, link, withdrawal, suppression):
+    # delivered like any other, drained at startup and periodically if left behind.
+    audit_outbox: AuditOutbox
     subjects: SubjectHasher  # per-customer keyed hashes of End User identifiers
     upstream: UpstreamClients  # one pooled API client per provider
     refresher: TokenRefresher  # single-flight token refresh
@@ -85,8 +88,9 @@ async def open_runtime(
 
     On the way out, in this order: the refreshes and cache loads still in
     flight settle (their callers may have gone, their writes and audit events
-    have not), the webhook dispatcher and upstream clients stop, the OAuth
-    client closes, the audit writer drains, the engine is disposed.
+    have not), the webhook dispatcher, upstream clients and the audit outbox's
+    drain stop, the OAuth client closes, the audit writer drains, the engine
+    is disposed.
     """
     # Outbound calls get client spans (token refresh, upstream attempts, OAuth).
     tracer = (tracer_provider or trace.NoOpTracerProvider()).get_tracer("gateway")
@@ -102,6 +106,7 @@ async def open_runtime(
             keys=checkpoint_keys(settings, load_signer(settings)),
         )
         audit = AuditWriter(audit_store)
+        audit_outbox = AuditOutbox(engine, audit_tables, audit_store, audit)
         loads = LoadsInFlight()
         async with (
             audit,
@@ -116,6 +121,8 @@ async def open_runtime(
             ) as oauth_http,
             AsyncExitStack() as stack,
         ):
+            # Before anything is served: what a crashed process left in the outbox.
+            await stack.enter_async_context(audit_outbox.draining())
             registry = await load_providers(settings, oauth_http)
             sessions = ConnectSessionStore(
                 engine,
@@ -135,7 +142,7 @@ async def open_runtime(
                 )
             )
             connections = ConnectionStore(
-                engine, vault, webhooks, cache=ConnectionCache(loads=loads)
+                engine, vault, webhooks, cache=ConnectionCache(loads=loads), audit=audit_outbox
             )
             upstream = await stack.enter_async_context(
                 open_upstream_clients(
@@ -156,7 +163,7 @@ async def open_runtime(
                 vault=vault,
                 registry=registry,
                 http=oauth_http,
-                audit=audit,
+                audit=audit_outbox,
                 margin=settings.refresh_margin,
                 webhooks=webhooks,
                 cache=connections.cache,  # a refresh or status change shows at once here
@@ -172,6 +179,7 @@ async def open_runtime(
                 subject_control_tables,
                 hasher=subjects,
                 audit=audit,
+                outbox=audit_outbox,
                 policy=policy.policy,
                 presence=presence,
             )
@@ -179,7 +187,7 @@ async def open_runtime(
                 engine,
                 subject_control_tables,
                 hasher=subjects,
-                audit=audit,
+                audit=audit_outbox,
                 taxonomy=policy.policy.taxonomy,
                 presence=presence,
             )
@@ -199,7 +207,6 @@ async def open_runtime(
             )
             connect = ConnectFlow(
                 engine=engine,
-                audit=audit,
                 vault=vault,
                 registry=registry,
                 sessions=sessions,
@@ -220,6 +227,7 @@ async def open_runtime(
                 connect=connect,
                 audit_store=audit_store,
                 audit=audit,
+                audit_outbox=audit_outbox,
                 subjects=subjects,
                 upstream=upstream,
                 refresher=refresher,

@@ -23,7 +23,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.audit import Action, AuditWriter, EventDraft, Outcome
+from gateway.audit import Action, EventDraft, Outcome
 from gateway.connect.idtoken import Expectations, IDTokenError, validate_id_token
 from gateway.connect.jwks import JWKSCache
 from gateway.connect.sessions import ConnectSession, ConnectSessionStore, digest
@@ -69,7 +69,6 @@ class ConnectFlow:
         self,
         *,
         engine: AsyncEngine,
-        audit: AuditWriter,
         vault: KeyRing,
         registry: ProviderRegistry,
         sessions: ConnectSessionStore,
@@ -80,7 +79,6 @@ class ConnectFlow:
         state_ttl: int,
     ):
         self._engine = engine
-        self._audit = audit
         self._vault = vault
         self._registry = registry
         self._sessions = sessions
@@ -201,28 +199,28 @@ class ConnectFlow:
                 raise ConnectFlowError(
                     f"The account's pages could not be read: {exc.detail}"
                 ) from None
+        trace_id = current_trace_id()
         connection, created = await self._connections.link(
             customer_id=session.customer_id,
             provider=provider.name,
             account=account,
             tokens=tokens,
             scopes=scopes,
+            # Committed with the link, appended before this returns (or drained later).
+            audit_as=lambda linked: EventDraft(
+                customer_id=session.customer_id,
+                action=Action.CONNECTION_CREATED,
+                outcome=Outcome.ALLOWED,
+                caller_id=session.created_by,
+                connection_id=linked.id,
+                provider=provider.name,
+                trace_id=trace_id,
+            ),
         )
         if provider.scoped_tokens is not None:
             await self._connections.scoped.replace(connection.id, scoped)
         if kept is not None:
             await self._connections.claims.keep(connection.id, kept)
-        await self._audit.record(
-            EventDraft(
-                customer_id=session.customer_id,
-                action=Action.CONNECTION_CREATED,
-                outcome=Outcome.ALLOWED,
-                caller_id=session.created_by,
-                connection_id=connection.id,
-                provider=provider.name,
-                trace_id=current_trace_id(),
-            )
-        )
         log.info(
             "connection.linked",
             connection_id=connection.id,

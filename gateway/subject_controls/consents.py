@@ -36,7 +36,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import audit
-from gateway.audit import Action, AuditWriter, EventDraft, Outcome, SubjectHasher
+from gateway.audit import Action, AuditOutbox, AuditWriter, EventDraft, Outcome, SubjectHasher
 from gateway.errors import AuditUnavailable, InvalidParameter
 from gateway.observability import current_trace_id
 from gateway.storage.engine import writer
@@ -119,6 +119,7 @@ class ConsentStore:
         *,
         hasher: SubjectHasher,
         audit: AuditWriter,
+        outbox: AuditOutbox,
         policy: Policy,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         presence: ControlsPresence | None = None,
@@ -128,7 +129,8 @@ class ConsentStore:
         self._writer = writer(engine)
         self._tables = tables
         self._hasher = hasher
-        self._audit = audit
+        self._audit = audit  # consent recorded: audited first, fail closed
+        self._outbox = outbox  # consent withdrawn: audited with the withdrawal
         self._policy = policy
         self._clock = clock
 
@@ -155,7 +157,12 @@ class ConsentStore:
         )
         # Audit first: consent widens what may be released, so without a
         # durable record of it there is no consent (privacy notice, "accountable").
-        await self._log(Action.CONSENT_RECORDED, customer_id, actor, purpose, hashes, count=1)
+        try:
+            await self._audit.record(
+                _event(Action.CONSENT_RECORDED, customer_id, actor, purpose, hashes, count=1)
+            )
+        except audit.AuditUnavailable as exc:
+            raise AuditUnavailable(str(exc)) from None
         t = self._tables
         async with self._writer.begin() as conn:
             await conn.execute(
@@ -202,8 +209,9 @@ class ConsentStore:
         hashes = hash_identifiers(self._hasher, customer_id, identifiers)
         now = self._clock()
         t = self._tables
-        # Withdraw first, audit after: a withdrawal must take effect even when
-        # the audit log is down (the caller then gets 503 and retries).
+        # The withdrawal and its event are committed together (the audit outbox):
+        # a withdrawal takes effect even when the audit log is down, and its
+        # event reaches the chain now or, failing that, with the outbox's drain.
         async with self._writer.begin() as conn:
             rows = await conn.execute(
                 select(t.consents.c.id, t.consents.c.purpose)
@@ -229,9 +237,13 @@ class ConsentStore:
                     .where(t.consents.c.id.in_(ids))
                     .values(withdrawn_at=now, withdrawn_by=actor.id)
                 )
-        await self._log(
-            Action.CONSENT_WITHDRAWN, customer_id, actor, purpose, hashes, count=len(ids)
-        )
+            entry = await self._outbox.add(
+                conn,
+                _event(
+                    Action.CONSENT_WITHDRAWN, customer_id, actor, purpose, hashes, count=len(ids)
+                ),
+            )
+        await self._outbox.deliver(entry)
         log.info(
             "consent.withdrawn",
             customer_id=customer_id,
@@ -243,28 +255,24 @@ class ConsentStore:
             customer_id=customer_id, purpose=purpose, withdrawn_at=now, consent_ids=tuple(ids)
         )
 
-    async def _log(
-        self,
-        action: Action,
-        customer_id: str,
-        actor: Caller,
-        purpose: str | None,
-        hashes: tuple[str, ...],
-        *,
-        count: int,
-    ) -> None:
-        draft = EventDraft(
-            customer_id=customer_id,
-            action=action,
-            outcome=Outcome.ALLOWED,
-            caller_id=actor.id,
-            caller_class=actor.caller_class.value,
-            purpose=purpose,
-            record_count=count,
-            subjects=hashes,
-            trace_id=current_trace_id(),
-        )
-        try:
-            await self._audit.record(draft)
-        except audit.AuditUnavailable as exc:
-            raise AuditUnavailable(str(exc)) from None
+
+def _event(
+    action: Action,
+    customer_id: str,
+    actor: Caller,
+    purpose: str | None,
+    hashes: tuple[str, ...],
+    *,
+    count: int,
+) -> EventDraft:
+    return EventDraft(
+        customer_id=customer_id,
+        action=action,
+        outcome=Outcome.ALLOWED,
+        caller_id=actor.id,
+        caller_class=actor.caller_class.value,
+        purpose=purpose,
+        record_count=count,
+        subjects=hashes,
+        trace_id=current_trace_id(),
+    )

@@ -37,9 +37,8 @@ import structlog
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway import audit
-from gateway.audit import Action, AuditWriter, EventDraft, Outcome, SubjectHasher
-from gateway.errors import AuditUnavailable, InvalidParameter
+from gateway.audit import Action, AuditOutbox, EventDraft, Outcome, SubjectHasher
+from gateway.errors import InvalidParameter
 from gateway.observability import current_trace_id
 from gateway.storage.engine import writer
 from gateway.subject_controls.lookup import ControlsPresence
@@ -101,7 +100,7 @@ class SuppressionStore:
         tables: SubjectControlTables,
         *,
         hasher: SubjectHasher,
-        audit: AuditWriter,
+        audit: AuditOutbox,
         taxonomy: Taxonomy,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         presence: ControlsPresence | None = None,
@@ -129,8 +128,9 @@ class SuppressionStore:
 
         Raises ``InvalidParameter`` for an unknown kind or purpose, purposes on
         a kind that covers everything, an empty subject, or a reason that
-        repeats an identifier; ``AuditUnavailable`` when the event could not
-        be written (the suppression is then already in force).
+        repeats an identifier. The audit event is committed with the
+        suppression (the audit outbox); if the chain cannot take it now, the
+        outbox's drain appends it later and this still returns.
         """
         kind = self._kind(kind)
         scope = self._purposes(kind, purposes)
@@ -148,8 +148,21 @@ class SuppressionStore:
             identifiers=len(hashes),
         )
         t = self._tables
-        # Store first, audit after: a suppression protects the End User, so it
-        # takes effect even if the audit log is down (the caller sees 503).
+        draft = EventDraft(
+            customer_id=customer_id,
+            action=Action.SUPPRESSION_ADDED,
+            outcome=Outcome.ALLOWED,
+            caller_id=actor.id,
+            caller_class=actor.caller_class.value,
+            resource=kind.value,
+            purpose=" ".join(scope) or None,
+            record_count=1,
+            subjects=hashes,
+            trace_id=current_trace_id(),
+        )
+        # Stored with its event (the audit outbox): a suppression protects the
+        # End User, so it takes effect even if the audit log is down, and its
+        # event reaches the chain now or with the outbox's drain.
         async with self._writer.begin() as conn:
             await conn.execute(
                 insert(t.suppressions).values(
@@ -175,24 +188,10 @@ class SuppressionStore:
                     for purpose in (scope or (ALL_PURPOSES,))
                 ],
             )
+            entry = await self._audit.add(conn, draft)
         if self._presence is not None:
             self._presence.changed(customer_id)  # committed: in force for this process now
-        draft = EventDraft(
-            customer_id=customer_id,
-            action=Action.SUPPRESSION_ADDED,
-            outcome=Outcome.ALLOWED,
-            caller_id=actor.id,
-            caller_class=actor.caller_class.value,
-            resource=kind.value,
-            purpose=" ".join(scope) or None,
-            record_count=1,
-            subjects=hashes,
-            trace_id=current_trace_id(),
-        )
-        try:
-            await self._audit.record(draft)
-        except audit.AuditUnavailable as exc:
-            raise AuditUnavailable(str(exc)) from None
+        await self._audit.deliver(entry)
         log.info(
             "suppression.added",
             customer_id=customer_id,

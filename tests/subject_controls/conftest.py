@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.audit import AuditStore, AuditWriter, SubjectHasher
+from gateway.audit import AuditOutbox, AuditStore, AuditWriter, SubjectHasher
 from gateway.callers import Caller, CallerKind
 from gateway.storage import audit_tables, create_engine, writer
 from gateway.storage.schema import subject_control_tables
@@ -72,20 +72,25 @@ async def open_stores(database_url: str, secret: bytes) -> AsyncIterator[Stores]
     hasher = SubjectHasher(secret)
     policy = load_policy()
     try:
-        async with AuditWriter(
-            AuditStore(writer(engine), audit_tables, read_engine=engine)
-        ) as audit:
+        audit_store = AuditStore(writer(engine), audit_tables, read_engine=engine)
+        async with AuditWriter(audit_store) as audit:
+            outbox = AuditOutbox(engine, audit_tables, audit_store, audit)
             yield Stores(
                 engine=engine,
                 hasher=hasher,
                 consents=ConsentStore(
-                    engine, subject_control_tables, hasher=hasher, audit=audit, policy=policy
+                    engine,
+                    subject_control_tables,
+                    hasher=hasher,
+                    audit=audit,
+                    outbox=outbox,
+                    policy=policy,
                 ),
                 suppressions=SuppressionStore(
                     engine,
                     subject_control_tables,
                     hasher=hasher,
-                    audit=audit,
+                    audit=outbox,
                     taxonomy=policy.taxonomy,
                 ),
                 controls=SubjectControls(engine, subject_control_tables, hasher=hasher),

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.audit import AuditStore, AuditWriter, SubjectHasher
+from gateway.audit import AuditOutbox, AuditStore, AuditWriter, SubjectHasher
 from gateway.storage import audit_tables, create_engine, writer
 from gateway.storage.schema import subject_control_tables
 from gateway.subject_controls import (
@@ -45,7 +45,9 @@ class FakeClock:
 class Replica:
     """What one gateway process holds: its own presence cache, and the stores writing to it."""
 
-    def __init__(self, engine: AsyncEngine, hasher: SubjectHasher, audit: AuditWriter) -> None:
+    def __init__(
+        self, engine: AsyncEngine, hasher: SubjectHasher, audit: AuditWriter, outbox: AuditOutbox
+    ) -> None:
         policy = load_policy()
         self.engine = engine
         self.clock = FakeClock()
@@ -57,7 +59,7 @@ class Replica:
             engine,
             subject_control_tables,
             hasher=hasher,
-            audit=audit,
+            audit=outbox,
             taxonomy=policy.taxonomy,
             presence=self.presence,
         )
@@ -66,6 +68,7 @@ class Replica:
             subject_control_tables,
             hasher=hasher,
             audit=audit,
+            outbox=outbox,
             policy=policy,
             presence=self.presence,
         )
@@ -84,10 +87,10 @@ async def replicas(database_url: str) -> AsyncIterator[tuple[Replica, Replica]]:
     engine = create_engine(database_url)
     hasher = SubjectHasher(secrets.token_bytes(32))
     try:
-        async with AuditWriter(
-            AuditStore(writer(engine), audit_tables, read_engine=engine)
-        ) as audit:
-            yield Replica(engine, hasher, audit), Replica(engine, hasher, audit)
+        audit_store = AuditStore(writer(engine), audit_tables, read_engine=engine)
+        async with AuditWriter(audit_store) as audit:
+            outbox = AuditOutbox(engine, audit_tables, audit_store, audit)
+            yield Replica(engine, hasher, audit, outbox), Replica(engine, hasher, audit, outbox)
     finally:
         await engine.dispose()
 
