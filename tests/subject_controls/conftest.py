@@ -31,6 +31,8 @@ class Stores:
     consents: ConsentStore
     suppressions: SuppressionStore
     controls: SubjectControls
+    audit: AuditWriter
+    audit_outbox: AuditOutbox
 
     async def audit_events(self) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
@@ -94,6 +96,8 @@ async def open_stores(database_url: str, secret: bytes) -> AsyncIterator[Stores]
                     taxonomy=policy.taxonomy,
                 ),
                 controls=SubjectControls(engine, subject_control_tables, hasher=hasher),
+                audit=audit,
+                audit_outbox=outbox,
             )
     finally:
         await engine.dispose()

@@ -8,6 +8,7 @@ import pytest
 
 from gateway.errors import InvalidParameter
 from gateway.subject_controls import SuppressionKind
+from gateway.subject_controls.subjects import hash_identifiers
 from policies import (
     Identifier,
     email_identifier,
@@ -210,3 +211,32 @@ async def test_suppression_list_shows_counts_and_ids_only(stores: Stores) -> Non
         "objection": 0,
         "consent_withdrawal": 0,
     }
+
+
+async def test_a_withdrawal_and_a_suppression_stand_and_are_audited_when_the_log_is_down(
+    stores: Stores,
+) -> None:
+    """Both protect the End User: in force at once, their events committed with them
+    (the audit outbox) and appended by the drain once the log is back."""
+    await stores.consents.record(CUSTOMER, JANE, purpose=MARKETING, actor=make_actor())
+    await stores.audit.stop()  # the audit log cannot be written from here on
+
+    withdrawal = await stores.consents.withdraw(CUSTOMER, (JANE_EMAIL,), actor=make_actor())
+    await stores.suppressions.add(
+        CUSTOMER, OMAR, kind=SuppressionKind.ERASURE, reason="request pr_7", actor=make_actor()
+    )
+    assert len(withdrawal.consent_ids) == 1
+    assert set() == await _consented(stores, JANE)
+    assert set(OMAR) == await _suppressed(stores, MARKETING)
+    assert [e["action"] for e in await stores.audit_events()] == ["consent.recorded"]
+
+    assert await stores.audit_outbox.drain() == 2
+    assert await stores.audit_outbox.drain() == 0
+    events = await stores.audit_events()
+    assert [e["action"] for e in events] == [
+        "consent.recorded",
+        "consent.withdrawn",
+        "suppression.added",
+    ]
+    omar = hash_identifiers(stores.hasher, CUSTOMER, OMAR)
+    assert tuple(json.loads(events[2]["content"])["subjects"]) == omar
