@@ -179,7 +179,7 @@ class AuditOutbox:
             try:
                 async with self._engine.connect() as conn:
                     rows = (await conn.execute(query)).all()
-            except (SQLAlchemyError, OSError) as exc:
+            except (SQLAlchemyError, OSError, TimeoutError) as exc:
                 raise AuditUnavailable(f"audit outbox read failed: {type(exc).__name__}") from exc
             if not rows:
                 return appended
@@ -217,6 +217,8 @@ class AuditOutbox:
             await self.drain(written_before=written_before)
         except AuditUnavailable as exc:
             log.warning("audit.outbox_drain_failed", error=str(exc))
+        except Exception as exc:  # the drain must outlive any one round, as the writer does
+            log.error("audit.outbox_drain_failed", error=type(exc).__name__)
 
     @contextlib.asynccontextmanager
     async def draining(

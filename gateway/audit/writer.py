@@ -143,7 +143,7 @@ class AuditWriter:
         items = [item for item, _ in batch]
         try:
             events: list[AuditEvent] | list[AuditEvent | None]
-            if any(type(item) is OutboxEntry for item in items):
+            if OutboxEntry in map(type, items):  # rare; the test runs at C speed
                 events = await self._store.append_outboxed(items)
             else:
                 events = await self._store.append(cast("list[EventDraft]", items))
