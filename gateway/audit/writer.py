@@ -86,7 +86,7 @@ class AuditWriter:
 
     async def record(self, draft: EventDraft) -> AuditEvent:
         """Append ``draft``; returns its event once durable, else raises ``AuditUnavailable``."""
-        event = await self._enqueue(draft)
+        event = await self._submit(draft)
         if event is None:  # pragma: no cover - only an outbox entry can have been appended
             raise AuditUnavailable("the audit store skipped a draft")
         return event
@@ -98,17 +98,17 @@ class AuditWriter:
         (:mod:`gateway.audit.outbox`) appended it first; raises
         ``AuditUnavailable`` if neither (the entry then waits in the outbox).
         """
-        return await self._enqueue(entry)
+        return await self._submit(entry)
 
-    async def _enqueue(self, item: EventDraft | OutboxEntry) -> AuditEvent | None:
+    def _submit(self, item: EventDraft | OutboxEntry) -> asyncio.Future[AuditEvent | None]:
+        # A caller cancelled while awaiting the future does not take its event
+        # back: the draft is already queued and the access happened, so it is
+        # still written; cancelling only cancels the future, which _commit skips.
         if not self.running:
             raise AuditUnavailable("the audit writer is not running")
         future: asyncio.Future[AuditEvent | None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((item, future))  # unbounded: never waits
-        # A caller cancelled while waiting does not take its event back: the
-        # draft is already queued and the access happened, so it is still
-        # written; cancelling only cancels this future, which _commit skips.
-        return await future
+        return future
 
     async def _run(self) -> None:
         # One connection for the writer's whole life: a batch never queues
