@@ -46,6 +46,7 @@ def request_store(runtime: Runtime) -> RequestStore:
         vault=runtime.vault,
         hasher=runtime.subjects,
         audit=runtime.audit,
+        outbox=runtime.audit_outbox,
     )
 
 

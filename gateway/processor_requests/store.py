@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import audit
-from gateway.audit import Action, AuditWriter, EventDraft, Outcome, SubjectHasher
+from gateway.audit import Action, AuditOutbox, AuditWriter, EventDraft, Outcome, SubjectHasher
 from gateway.errors import AuditUnavailable, Conflict, InvalidParameter, NotFound
 from gateway.observability import current_trace_id
 from gateway.processor_requests.machine import (
@@ -148,6 +148,7 @@ class RequestStore:
         vault: KeyRing,
         hasher: SubjectHasher,
         audit: AuditWriter,
+        outbox: AuditOutbox,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._engine = engine
@@ -155,7 +156,8 @@ class RequestStore:
         self._t = tables
         self._vault = vault
         self._hasher = hasher
-        self._audit = audit
+        self._audit = audit  # a step the runner took
+        self._outbox = outbox  # filing, verifying, finishing: audited with the change
         self.clock = clock
 
     # -- filing and reading ------------------------------------------------------
@@ -205,15 +207,28 @@ class RequestStore:
                         result=None,
                     )
                 )
+                # Committed with the request: a caller whose answer was lost, and who
+                # files again, meets the duplicate check, so the request must not
+                # exist without its events.
+                steps = ["received", "verified"] if status is Status.VERIFIED else ["received"]
+                entries = [
+                    await self._outbox.add(
+                        conn,
+                        _step_event(
+                            filing.customer_id, request_id, filing.purposes, hashes, step,
+                            actor_id=actor_id, actor_class=actor_class,
+                        ),
+                    )
+                    for step in steps
+                ]  # fmt: skip
         except IntegrityError:
             existing = await self._open_with_key(key)
             raise DuplicateRequest(
                 "an open request of this kind for this subject exists", existing=existing
             ) from None
+        for entry in entries:
+            await self._outbox.deliver(entry)
         request = await self._load(request_id)
-        await self.record_step(request, "received", actor_id=actor_id, actor_class=actor_class)
-        if status is Status.VERIFIED:
-            await self.record_step(request, "verified", actor_id=actor_id, actor_class=actor_class)
         log.info("processor_request.filed", request_id=request_id, kind=filing.kind.value)
         return request
 
@@ -294,11 +309,13 @@ class RequestStore:
                     updated_at=now,
                 )
             )
-        if changed.rowcount == 0:
-            raise Conflict("the request changed meanwhile; read it again")
-        request = await self._load(request.id)
-        await self.record_step(request, "verified", actor_id=actor_id, actor_class=actor_class)
-        return request
+            if changed.rowcount == 0:
+                raise Conflict("the request changed meanwhile; read it again")
+            entry = await self._outbox.add(
+                conn, self._step_draft(request, "verified", actor_id, actor_class, Outcome.ALLOWED)
+            )
+        await self._outbox.deliver(entry)
+        return await self._load(request.id)
 
     async def claim(
         self, *, lease: timedelta = DEFAULT_LEASE, request_id: str | None = None
@@ -378,14 +395,14 @@ class RequestStore:
                     lease_until=None,
                 )
             )
-        finished = await self._load(request.id)
-        outcome = {Status.COMPLETED: Outcome.ALLOWED, Status.REJECTED: Outcome.DENIED}.get(
-            status, Outcome.ERROR
-        )
-        await self.record_step(
-            finished, status.value, actor_id=actor_id, actor_class=actor_class, outcome=outcome
-        )
-        return finished
+            outcome = {Status.COMPLETED: Outcome.ALLOWED, Status.REJECTED: Outcome.DENIED}.get(
+                status, Outcome.ERROR
+            )
+            entry = await self._outbox.add(
+                conn, self._step_draft(request, status.value, actor_id, actor_class, outcome)
+            )
+        await self._outbox.deliver(entry)
+        return await self._load(request.id)
 
     # -- steps, subject, files ---------------------------------------------------
 
@@ -439,23 +456,25 @@ class RequestStore:
         outcome: Outcome = Outcome.ALLOWED,
     ) -> None:
         """The step's audit event: keyed subject hashes only (privacy notice, "accountable")."""
-        draft = EventDraft(
-            customer_id=request.customer_id,
-            action=Action.PROCESSOR_REQUEST_STEP,
-            outcome=outcome,
-            problem_type=None if outcome is Outcome.ALLOWED else f"processor-request-{step}",
-            caller_id=actor_id,
-            caller_class=actor_class,
-            resource=f"processor_request/{request.id}/{step}",
-            purpose=" ".join(request.purposes) or None,
-            record_count=count,
-            subjects=request.subject_hashes,
-            trace_id=current_trace_id(),
-        )
+        draft = self._step_draft(request, step, actor_id, actor_class, outcome, count)
         try:
             await self._audit.record(draft)
         except audit.AuditUnavailable as exc:
             raise AuditUnavailable(str(exc)) from None
+
+    @staticmethod
+    def _step_draft(
+        request: ProcessorRequest,
+        step: str,
+        actor_id: str,
+        actor_class: str | None,
+        outcome: Outcome,
+        count: int = 0,
+    ) -> EventDraft:
+        return _step_event(
+            request.customer_id, request.id, request.purposes, request.subject_hashes, step,
+            actor_id=actor_id, actor_class=actor_class, outcome=outcome, count=count,
+        )  # fmt: skip
 
     async def save_file(
         self, request: ProcessorRequest, name: str, media_type: str, content: bytes, sha256: str
@@ -552,4 +571,31 @@ def _from_row(row: Any) -> ProcessorRequest:
         subject_hashes=tuple(row["subject_hashes"]),
         attempts=int(row["attempts"]),
         result=row["result"],
+    )
+
+
+def _step_event(
+    customer_id: str,
+    request_id: str,
+    purposes: Sequence[str],
+    subject_hashes: Sequence[str],
+    step: str,
+    *,
+    actor_id: str,
+    actor_class: str | None,
+    outcome: Outcome = Outcome.ALLOWED,
+    count: int = 0,
+) -> EventDraft:
+    return EventDraft(
+        customer_id=customer_id,
+        action=Action.PROCESSOR_REQUEST_STEP,
+        outcome=outcome,
+        problem_type=None if outcome is Outcome.ALLOWED else f"processor-request-{step}",
+        caller_id=actor_id,
+        caller_class=actor_class,
+        resource=f"processor_request/{request_id}/{step}",
+        purpose=" ".join(purposes) or None,
+        record_count=count,
+        subjects=tuple(subject_hashes),
+        trace_id=current_trace_id(),
     )

@@ -39,6 +39,7 @@ def _later(runtime: Runtime, minutes: int) -> Services:
         vault=runtime.vault,
         hasher=runtime.subjects,
         audit=runtime.audit,
+        outbox=runtime.audit_outbox,
         clock=lambda: datetime.now(UTC) + timedelta(minutes=minutes),
     )
     return Services(**{**{f: getattr(base, f) for f in base.__slots__}, "store": store})
@@ -177,3 +178,22 @@ async def test_the_purge_deletes_expired_sessions_and_audits_it(runtime: Runtime
     assert report.totals() == {"connect_sessions": 1}
     page = await runtime.audit_store.search([CUSTOMER], action=Action.RETENTION_PURGED.value)
     assert [(e.resource, e.record_count) for e in page.events] == [("connect_sessions", 1)]
+
+
+async def test_a_request_filed_while_the_audit_log_is_down_is_audited_once_by_the_drain(
+    runtime: Runtime,
+) -> None:
+    """Filed (and so guarded by the duplicate check) with its events committed alongside:
+    a caller filing again meets its own request, and the drain appends the events once."""
+    store = services(runtime).store
+    await runtime.audit.stop()  # every append fails from here on
+    filing = Filing(customer_id=CUSTOMER, kind=Kind.ERASURE, identifiers=SUBJECT, verified_by="dpo")
+    filed = await store.file(filing, actor_id="svc_test", actor_class="internal")
+    with pytest.raises(DuplicateRequest):
+        await store.file(filing, actor_id="svc_test", actor_class="internal")
+    assert await _step_events(runtime, filed.id) == []
+
+    assert await runtime.audit_outbox.drain() == 2
+    assert await runtime.audit_outbox.drain() == 0
+    assert await _step_events(runtime, filed.id) == ["received", "verified"]
+    assert (await runtime.audit_store.verify(CUSTOMER)).ok
