@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -48,6 +49,7 @@ def create_app(
     """Build the gateway. Tests pass a transport to stand in for remote providers."""
     # Each audit event carries a compact summary of its request's trace; the
     # same recorder decides which traces are exported.
+    provider: trace.TracerProvider
     if tracer_provider is None:
         tracing = configure_tracing(
             service_name=SERVICE_NAME,
@@ -55,9 +57,10 @@ def create_app(
             export_ratio=settings.trace_export_ratio,
         )
         provider, trace_summaries = tracing.provider, tracing.summaries
-    else:  # the caller's provider (tests) exports through processors of its own
-        provider, trace_summaries = tracer_provider, TraceSummaryRecorder()
-        provider.add_span_processor(trace_summaries)
+    else:  # the caller's SDK provider (tests) exports through processors of its own
+        trace_summaries = TraceSummaryRecorder()
+        tracer_provider.add_span_processor(trace_summaries)
+        provider = tracer_provider
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:

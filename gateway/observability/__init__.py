@@ -12,6 +12,7 @@ from gateway.observability.client_spans import (
     scrubbed_url,
 )
 from gateway.observability.export_sampling import DEFAULT_EXPORT_RATIO, TailSampledExport
+from gateway.observability.lean_spans import LeanSpan, LeanTracer, LeanTracerProvider
 from gateway.observability.logs import configure_logging
 from gateway.observability.middleware import TracingMiddleware, current_trace_id
 from gateway.observability.redaction import (
@@ -37,6 +38,9 @@ __all__ = [
     "SECRET_KEYS",
     "SECRET_PATTERNS",
     "ClientCall",
+    "LeanSpan",
+    "LeanTracer",
+    "LeanTracerProvider",
     "RedactingSpanExporter",
     "SecretPattern",
     "SpanSummary",

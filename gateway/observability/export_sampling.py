@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from opentelemetry.trace import StatusCode
+
+from gateway.observability.lean_spans import LeanSpan, RecordedSpan
 
 __all__ = ["DEFAULT_EXPORT_RATIO", "TailSampledExport"]
 
@@ -53,7 +55,7 @@ class TailSampledExport:
         self.ratio = ratio
         self._bound = TraceIdRatioBased.get_bound_for_rate(ratio)
 
-    def head_decision(self, root: ReadableSpan) -> bool:
+    def head_decision(self, root: RecordedSpan) -> bool:
         """Whether the trace of this starting local root is exported whatever happens."""
         parent = root.parent
         if parent is not None and parent.trace_flags.sampled:
@@ -65,14 +67,14 @@ class TailSampledExport:
         """Whether the trace id falls within the export ratio (`TraceIdRatioBased`'s rule)."""
         return trace_id & _TRACE_ID_BITS < self._bound
 
-    def tail_decision(self, root: ReadableSpan, spans: Sequence[ReadableSpan]) -> bool:
+    def tail_decision(self, root: RecordedSpan, spans: Sequence[RecordedSpan]) -> bool:
         """Whether an undecided trace is exported now that its root has ended."""
         status = (root.attributes or {}).get("http.response.status_code")
         if isinstance(status, int) and status >= 400:
             return True
         return _failed(root) or any(_failed(span) for span in spans)
 
-    def lone_decision(self, span: ReadableSpan) -> bool:
+    def lone_decision(self, span: RecordedSpan) -> bool:
         """Whether a span whose trace is not held is exported.
 
         Its trace's root ended first (a task that outlived its request) or was
@@ -82,9 +84,9 @@ class TailSampledExport:
         context = span.context
         return _failed(span) or (context is not None and self.in_ratio(context.trace_id))
 
-    def export(self, span: ReadableSpan) -> None:
-        """Hand one span of an exported trace to the export processor."""
-        self._processor.on_end(span)
+    def export(self, span: RecordedSpan) -> None:
+        """Hand one span of an exported trace to the export processor, as the SDK's span."""
+        self._processor.on_end(span.readable() if isinstance(span, LeanSpan) else span)
 
     def shutdown(self) -> None:
         self._processor.shutdown()
@@ -93,6 +95,6 @@ class TailSampledExport:
         return self._processor.force_flush(timeout_millis)
 
 
-def _failed(span: ReadableSpan) -> bool:
+def _failed(span: RecordedSpan) -> bool:
     """Whether the span ended with an error status."""
     return span.status.status_code is StatusCode.ERROR

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any, NotRequired, TypedDict
 
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from gateway.observability.export_sampling import TailSampledExport
+from gateway.observability.lean_spans import LeanSpan, RecordedSpan
 from gateway.observability.middleware import name_server_span
 from gateway.observability.redaction import MASK, is_secret_key, redact_text
 
@@ -88,10 +89,10 @@ class TraceSummary(TypedDict):
 @dataclass(slots=True)
 class _Trace:
     root_span_id: int
-    root: Span  # the open local root (the request's server span)
+    root: Span | LeanSpan  # the open local root (the request's server span)
     # Finished spans, summarised only when a summary is asked for: most
     # requests ask once (for their audit event), some never.
-    spans: list[ReadableSpan] = field(default_factory=list)
+    spans: list[RecordedSpan] = field(default_factory=list)
     dropped_spans: int = 0
     # Exported whatever happens (decided when the root started): its spans go
     # to the exporter as they end rather than waiting for the root.
@@ -134,7 +135,7 @@ class TraceSummaryRecorder(SpanProcessor):
         # on_end runs on whichever thread ends the span (threadpool included).
         self._lock = threading.Lock()
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+    def on_start(self, span: Span | LeanSpan, parent_context: Context | None = None) -> None:
         if span.parent is not None and not span.parent.is_remote:
             return
         context = span.get_span_context()
@@ -147,7 +148,7 @@ class TraceSummaryRecorder(SpanProcessor):
             while len(self._traces) > self._max_traces:
                 self._traces.popitem(last=False)
 
-    def on_end(self, span: ReadableSpan) -> None:
+    def on_end(self, span: RecordedSpan) -> None:
         context = span.context
         if context is None:
             return
@@ -175,7 +176,7 @@ class TraceSummaryRecorder(SpanProcessor):
                 export.export(held)
             export.export(span)
 
-    def _open(self, trace_id: str) -> tuple[Span | None, list[ReadableSpan], int]:
+    def _open(self, trace_id: str) -> tuple[Span | LeanSpan | None, list[RecordedSpan], int]:
         """The trace's open root, its finished spans so far and how many were dropped."""
         with self._lock:
             trace = self._traces.get(int(trace_id, 16))
@@ -183,7 +184,7 @@ class TraceSummaryRecorder(SpanProcessor):
                 return None, [], 0
             return trace.root, list(trace.spans), trace.dropped_spans
 
-    def _selected(self, span: ReadableSpan) -> dict[str, AttributeValue]:
+    def _selected(self, span: RecordedSpan) -> dict[str, AttributeValue]:
         """The span's attributes worth an audit summary, secrets masked."""
         selected: dict[str, AttributeValue] = {}
         attributes = span.attributes
@@ -195,7 +196,7 @@ class TraceSummaryRecorder(SpanProcessor):
                 selected[key] = MASK if key in secret else _redacted(value)
         return selected
 
-    def _summarise(self, span: ReadableSpan) -> SpanSummary:
+    def _summarise(self, span: RecordedSpan) -> SpanSummary:
         duration_ns = (span.end_time or 0) - (span.start_time or 0)
         summary = SpanSummary(
             name=redact_text(span.name),
@@ -207,7 +208,7 @@ class TraceSummaryRecorder(SpanProcessor):
             summary["attributes"] = selected
         return summary
 
-    def _summarise_root(self, root: Span | None) -> SpanSummary | None:
+    def _summarise_root(self, root: Span | LeanSpan | None) -> SpanSummary | None:
         if root is None or root.start_time is None:
             return None
         name_server_span(root)
@@ -264,7 +265,7 @@ class TraceSummaryRecorder(SpanProcessor):
             )
         return {"spans": spans, "dropped_spans": dropped + len(finished) - len(kept)}
 
-    def _audit_item(self, span: ReadableSpan, duration_ns: int, status: str) -> dict[str, Any]:
+    def _audit_item(self, span: RecordedSpan, duration_ns: int, status: str) -> dict[str, Any]:
         item: dict[str, Any] = {
             "name": redact_text(span.name),
             "duration_us": round(duration_ns / 1_000),

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.util.types import AttributeValue
 
 from gateway.observability.export_sampling import DEFAULT_EXPORT_RATIO, TailSampledExport
+from gateway.observability.lean_spans import LeanTracerProvider
 from gateway.observability.redaction import (
     CLEAN_TEXT_MAX_LENGTH,
     MASK,
@@ -194,11 +194,11 @@ def _traces_url(endpoint: str) -> str:
 class Tracing:
     """The process's tracer provider and the recorder of its traces.
 
-    The recorder is the provider's span processor: it keeps each request's
+    The recorder is given every span of the provider: it keeps each request's
     trace summary for the audit log and hands the exported traces on.
     """
 
-    provider: TracerProvider
+    provider: LeanTracerProvider
     summaries: TraceSummaryRecorder
 
 
@@ -224,20 +224,19 @@ def configure_tracing(
     per records read, a batch of 512 is one OTLP request per ~250 reads; the
     encoding cost is per span, so larger batches save little CPU and smaller
     ones only spread the GIL hold more thinly. A trace dropped by the export
-    ratio never reaches the batch processor.
+    ratio never reaches the batch processor, and its spans never become the
+    SDK's (`gateway.observability.lean_spans`).
+
+    Every request is recorded whatever the caller's sampling flag says (the
+    lean provider samples every span, as the SDK's ``ALWAYS_ON`` sampler
+    would): the audit log stores a summary of each request's trace. Which
+    traces are exported is decided after the fact (`TailSampledExport`).
     """
-    provider = TracerProvider(
-        resource=_ProcessResource(Resource.create({SERVICE_NAME: service_name})),
-        # Every request is recorded whatever the caller's sampling flag says:
-        # the audit log stores a summary of each request's trace. Which traces
-        # are exported is decided after the fact (TailSampledExport).
-        sampler=ALWAYS_ON,
-    )
     export = None
     if otlp_endpoint:
         exporter = OTLPSpanExporter(endpoint=_traces_url(otlp_endpoint))
         batches = BatchSpanProcessor(RedactingSpanExporter(exporter))
         export = TailSampledExport(batches, ratio=export_ratio)
     summaries = TraceSummaryRecorder(export=export)
-    provider.add_span_processor(summaries)
-    return Tracing(provider, summaries)
+    resource = _ProcessResource(Resource.create({SERVICE_NAME: service_name}))
+    return Tracing(LeanTracerProvider(summaries, resource=resource), summaries)
