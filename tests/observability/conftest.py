@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from starlette.types import ASGIApp
 
 from gateway.observability import (
+    LeanTracerProvider,
     RedactingSpanExporter,
     TraceSummaryRecorder,
     TracingMiddleware,
@@ -37,12 +38,17 @@ def recorder() -> TraceSummaryRecorder:
     return TraceSummaryRecorder()
 
 
-@pytest.fixture
+@pytest.fixture(params=["lean", "sdk"])
 def tracer_provider(
-    exported: InMemorySpanExporter, recorder: TraceSummaryRecorder
-) -> Iterator[TracerProvider]:
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(recorder)
+    request: pytest.FixtureRequest, exported: InMemorySpanExporter, recorder: TraceSummaryRecorder
+) -> Iterator[LeanTracerProvider | TracerProvider]:
+    """The gateway's own provider (lean spans), and the SDK's with the recorder as a processor."""
+    provider: LeanTracerProvider | TracerProvider
+    if request.param == "lean":
+        provider = LeanTracerProvider(recorder, shutdown_on_exit=False)
+    else:
+        provider = TracerProvider(shutdown_on_exit=False)
+        provider.add_span_processor(recorder)
     provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(exported)))
     yield provider
     provider.shutdown()
@@ -50,7 +56,7 @@ def tracer_provider(
 
 @pytest.fixture
 def make_client(
-    tracer_provider: TracerProvider,
+    tracer_provider: LeanTracerProvider | TracerProvider,
 ) -> Callable[[ASGIApp], httpx.AsyncClient]:
     def make(app: ASGIApp) -> httpx.AsyncClient:
         traced = TracingMiddleware(app, tracer_provider=tracer_provider)

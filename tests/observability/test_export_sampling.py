@@ -6,10 +6,9 @@ from pathlib import Path
 import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -19,6 +18,7 @@ from starlette.routing import Route
 from gateway.config import load_settings
 from gateway.errors import ConfigError
 from gateway.observability import (
+    LeanTracerProvider,
     RedactingSpanExporter,
     TailSampledExport,
     TraceSummaryRecorder,
@@ -41,8 +41,7 @@ class Gateway:
         processor = SimpleSpanProcessor(RedactingSpanExporter(self.exported))
         self.recorder = TraceSummaryRecorder(export=TailSampledExport(processor, ratio=ratio))
         # As configure_tracing builds it: every request recorded, whatever the caller samples.
-        self.provider = TracerProvider(sampler=ALWAYS_ON, shutdown_on_exit=False)
-        self.provider.add_span_processor(self.recorder)
+        self.provider = LeanTracerProvider(self.recorder, shutdown_on_exit=False)
         tracer = self.provider.get_tracer("test")
 
         async def records(request: Request) -> JSONResponse:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 import structlog
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanKind, StatusCode, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -268,7 +268,7 @@ async def test_error_handlers_run_inside_the_request_trace(make_client: ClientFa
 
 
 async def test_exceptions_before_a_response_propagate_and_are_recorded(
-    tracer_provider: TracerProvider, exported: InMemorySpanExporter
+    tracer_provider: trace.TracerProvider, exported: InMemorySpanExporter
 ) -> None:
     """An app that raises before responding leaves the 500 to the server, span marked."""
 

@@ -4,27 +4,25 @@ from collections.abc import Callable
 
 import httpx
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from gateway.observability import TraceSummaryRecorder, current_trace_id
+from gateway.observability import LeanTracerProvider, TraceSummaryRecorder, current_trace_id
 
 ClientFactory = Callable[[ASGIApp], httpx.AsyncClient]
 
 
-def recorded_provider(recorder: TraceSummaryRecorder) -> TracerProvider:
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(recorder)
-    return provider
+def recorded_provider(recorder: TraceSummaryRecorder) -> LeanTracerProvider:
+    """As configure_tracing builds it: the recorder is given every span of the provider."""
+    return LeanTracerProvider(recorder, shutdown_on_exit=False)
 
 
 async def test_child_spans_of_a_request_are_summarised_while_it_runs(
     make_client: ClientFactory,
-    tracer_provider: TracerProvider,
+    tracer_provider: trace.TracerProvider,
     recorder: TraceSummaryRecorder,
     canary: str,
 ) -> None:
@@ -61,7 +59,7 @@ async def test_child_spans_of_a_request_are_summarised_while_it_runs(
 
 async def test_summary_is_forgotten_when_the_request_ends(
     make_client: ClientFactory,
-    tracer_provider: TracerProvider,
+    tracer_provider: trace.TracerProvider,
     recorder: TraceSummaryRecorder,
 ) -> None:
     """Once the server span ends nothing about the trace is kept."""
