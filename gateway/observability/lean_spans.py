@@ -245,16 +245,19 @@ class LeanSpan(trace.Span):
     def _put_all(self, attributes: Mapping[str, types.AnyValue]) -> None:
         limits = self._tracer.limits
         plain = limits.plain
-        if all(
-            value.__class__ in plain and key.__class__ is str and key
-            for key, value in attributes.items()
-        ):
-            for item in attributes.items():
-                self._put(*item, limits)
+        for key, value in attributes.items():
+            if value.__class__ not in plain or key.__class__ is not str or not key:
+                cleaned = BoundedAttributes(
+                    None, attributes, max_value_len=limits.span_attribute_length
+                )
+                self._dropped_attributes += cleaned.dropped
+                attributes = cleaned
+                break
+        own = self._attributes
+        if not own and len(attributes) <= limits.span_attributes:
+            own.update(attributes)  # a span's first attributes: nothing to reorder or drop
             return
-        cleaned = BoundedAttributes(None, attributes, max_value_len=limits.span_attribute_length)
-        self._dropped_attributes += cleaned.dropped
-        for item in cleaned.items():
+        for item in attributes.items():
             self._put(*item, limits)
 
     def _put(self, key: str, value: types.AnyValue, limits: _Limits) -> None:
