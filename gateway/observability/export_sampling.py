@@ -16,7 +16,8 @@ export processor span by span as their spans end, as if nothing decided. The
 others are held by `TraceSummaryRecorder`, which keeps each trace's finished
 spans until its root ends anyway, and are handed over or dropped then:
 a dropped trace never reaches the batch processor, so it costs nothing on the
-export thread.
+export thread, and its lean spans are never made the SDK's
+(`gateway.observability.lean_spans`).
 """
 
 from __future__ import annotations

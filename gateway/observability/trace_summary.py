@@ -8,9 +8,11 @@ trace's local root span (the request's server span) starts until it ends;
 memory is bounded by the number of traces and of spans per trace.
 
 Holding each trace until its root ends is also what a tail-based export
-decision needs, so the recorder is the one span processor of the process's
-tracer and drives the export as well (`TailSampledExport`): one lookup per
-finished span for both jobs.
+decision needs, so the recorder is the one recorder of the process's tracer
+provider (`LeanTracerProvider`) and drives the export as well
+(`TailSampledExport`): one lookup per finished span for both jobs. It reads
+the provider's lean spans and the SDK's spans alike (as a `SpanProcessor` of
+an SDK provider, which is how tests that bring their own provider use it).
 """
 
 from __future__ import annotations
