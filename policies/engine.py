@@ -48,7 +48,15 @@ from policies.rules import (
     tenant_tag,
     under_16,
 )
-from policies.vocabulary import CallerClass, Field, Identifier, IdentifierKind, Record, Subject
+from policies.vocabulary import (
+    CallerClass,
+    Field,
+    Identifier,
+    IdentifierKind,
+    Record,
+    Subject,
+    Visibility,
+)
 
 
 def _drop(rule_id: str, reason: str) -> Decision:
@@ -152,6 +160,14 @@ _CHILDRENS_CATEGORY: dict[str, bool] = {}
 
 class PolicyEngine:
     """Judges requests and records against one validated :class:`Policy`."""
+
+    #: The only visibilities a record may have and be released. Rule
+    #: ``public-or-direct`` drops any other whatever the record holds, and the only
+    #: rule before it, ``tenant-tag``, reads nothing but the record's tenancy; so a
+    #: reader that judges every record it builds may leave such a record's fields
+    #: and subjects out (``providers.base.NormalizeContext.releasable``) and get the
+    #: same decision, with the same rule named.
+    RELEASABLE_VISIBILITIES: frozenset[Visibility] = public_or_direct.RELEASABLE
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy

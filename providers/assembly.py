@@ -164,6 +164,19 @@ def record(
     )
 
 
+def without_content(ctx: NormalizeContext, *, id: object, visibility: Visibility) -> Record:
+    """The record of an item its reader drops by visibility alone (``ctx.drops``).
+
+    Rule ``public-or-direct`` drops it whatever it holds, and the only rule the
+    engine runs before it, ``tenant-tag``, reads the tenancy this record keeps:
+    the page's decision, and the rule each record is dropped by, are the ones
+    the full record would get. Its fields, subjects, time and extras are never
+    released, looked up or audited, so they are not assembled: most of a
+    normalizer's work, on a page where most items are not public.
+    """
+    return record(ctx, id=id, visibility=visibility, subjects=(), data={})
+
+
 def _plain_extra(extra: Mapping[str, object]) -> dict[str, JSONValue]:
     # Extras are mostly the provider's own scalars (a visibility string, a
     # flag): those are plain JSON already and are copied as they are.

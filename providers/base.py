@@ -127,7 +127,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from policies.vocabulary import Record
+from policies.vocabulary import Record, Visibility
 
 JSONObject = Mapping[str, Any]
 
@@ -396,7 +396,16 @@ class Param:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NormalizeContext:
-    """The tenancy facts a record is tagged with when it is born."""
+    """The tenancy facts a record is tagged with when it is born.
+
+    ``releasable`` is set by a reader that judges every record it normalizes
+    (the records service): the visibilities its policy may release
+    (``PolicyEngine.RELEASABLE_VISIBILITIES``). A record of any other
+    visibility is dropped by rule ``public-or-direct`` whatever its fields and
+    subjects hold, so a normalizer builds it without them
+    (:func:`providers.assembly.without_content`) once :meth:`drops` says so.
+    Left None, every item is normalized in full.
+    """
 
     customer_id: str
     connection_id: str
@@ -405,6 +414,12 @@ class NormalizeContext:
     fetched_at: datetime
     account_id: str = ""  # the linked account's own id at the provider
     scope_id: str = ""  # the object whose scoped token read the page (a Facebook Page id)
+    releasable: frozenset[Visibility] | None = None
+
+    def drops(self, visibility: Visibility) -> bool:
+        """True when the reader drops a record of ``visibility`` unread, by that alone."""
+        releasable = self.releasable
+        return releasable is not None and visibility not in releasable
 
 
 Normalizer = Callable[[JSONObject, NormalizeContext], Record]

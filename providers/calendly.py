@@ -37,6 +37,7 @@ from providers.assembly import (
     record,
     sms_phone,
     subject,
+    without_content,
 )
 from providers.base import (
     Account,
@@ -133,6 +134,8 @@ def normalize_event(item: JSONObject, ctx: NormalizeContext) -> Record:
         if isinstance(status, str)
         else Visibility.UNKNOWN
     )
+    if ctx.drops(visibility):
+        return without_content(ctx, id=item.get("uri"), visibility=visibility)
     guests = [mapping(g) for g in listed(item.get("event_guests"))]
     hosts = [mapping(m) for m in listed(item.get("event_memberships"))]
     cancellation = mapping(item.get("cancellation"))
@@ -167,6 +170,8 @@ def normalize_invitee(item: JSONObject, ctx: NormalizeContext) -> Record:
         if isinstance(status, str)
         else Visibility.UNKNOWN
     )
+    if ctx.drops(visibility):
+        return without_content(ctx, id=item.get("uri"), visibility=visibility)
     answers = [
         {"question": str(qa.get("question", "")), "answer": str(qa.get("answer", ""))}
         for qa in map(mapping, listed(item.get("questions_and_answers")))

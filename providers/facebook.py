@@ -35,6 +35,7 @@ from providers.assembly import (
     present,
     record,
     subject,
+    without_content,
 )
 from providers.base import (
     ClientAuth,
@@ -123,6 +124,8 @@ def normalize_post(item: JSONObject, ctx: NormalizeContext) -> Record:
             visibility = Visibility.UNKNOWN
         elif narrowed is not None and visibility is Visibility.PUBLIC:
             visibility = narrowed
+    if ctx.drops(visibility):
+        return without_content(ctx, id=item.get("id"), visibility=visibility)
     author = mapping(item.get("from"))
     by_page = _is_page(item, author)
     data = fields(
@@ -155,6 +158,8 @@ def normalize_comment(item: JSONObject, ctx: NormalizeContext) -> Record:
         if isinstance(hidden, bool) and isinstance(private, bool)
         else Visibility.UNKNOWN
     )
+    if ctx.drops(visibility):
+        return without_content(ctx, id=item.get("id"), visibility=visibility)
     author = mapping(item.get("from"))
     by_page = _is_page(item, author)
     data = fields(

@@ -24,6 +24,7 @@ from policies import (
     Visibility,
     email_identifier,
 )
+from providers.assembly import without_content
 from providers.base import (
     ClientAuth,
     Endpoints,
@@ -79,6 +80,8 @@ def event_visibility(item: JSONObject) -> Visibility:
 def normalize_event(item: JSONObject, ctx: NormalizeContext) -> Record:
     """One ``events.list`` item: the attendees and organizer are the End Users."""
     visibility = event_visibility(item)
+    if ctx.drops(visibility):
+        return without_content(ctx, id=str(item["id"]), visibility=visibility)
     organizer = _mapping(item.get("organizer"))
     others = [a for a in map(_mapping, _list(item.get("attendees"))) if a.get("self") is not True]
     entries: list[tuple[str, JSONValue, str]] = [

@@ -36,6 +36,7 @@ from providers.assembly import (
     present,
     record,
     subject,
+    without_content,
 )
 from providers.base import (
     ClientAuth,
@@ -119,6 +120,8 @@ def normalize_media(item: JSONObject, ctx: NormalizeContext) -> Record:
         if isinstance(kind, str)
         else Visibility.UNKNOWN
     )
+    if ctx.drops(visibility):
+        return without_content(ctx, id=item.get("id"), visibility=visibility)
     data = fields(
         ("caption", item.get("caption"), content_category(visibility)),
         ("media_type", item.get("media_type"), OPERATIONS),
@@ -141,6 +144,8 @@ def normalize_comment(item: JSONObject, ctx: NormalizeContext) -> Record:
     """``/{media_id}/comments``: comments on one of the account's media."""
     hidden = item.get("hidden")
     visibility = COMMENT_HIDDEN[hidden] if isinstance(hidden, bool) else Visibility.UNKNOWN
+    if ctx.drops(visibility):
+        return without_content(ctx, id=item.get("id"), visibility=visibility)
     author = mapping(item.get("from"))
     own = str(author.get("id", "")) == ctx.account_id
     data = fields(

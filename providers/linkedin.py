@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from policies import Field, JSONValue, Record, Visibility
+from providers.assembly import without_content
 from providers.base import (
     ClientAuth,
     Endpoints,
@@ -83,6 +84,8 @@ def post_visibility(item: JSONObject) -> Visibility:
 def normalize_post(item: JSONObject, ctx: NormalizeContext) -> Record:
     """One organization post. Its author is the customer's organization, not an End User."""
     visibility = post_visibility(item)
+    if ctx.drops(visibility):
+        return without_content(ctx, id=str(item["id"]), visibility=visibility)
     entries: list[tuple[str, JSONValue, str]] = [
         ("commentary", item.get("commentary"), "user.content.public"),
         ("author", item.get("author"), "system.operations"),

@@ -24,6 +24,7 @@ from policies import (
     Visibility,
     email_identifier,
 )
+from providers.assembly import without_content
 from providers.base import (
     Account,
     ClientAuth,
@@ -81,6 +82,9 @@ def event_visibility(item: JSONObject) -> Visibility:
 
 def normalize_event(item: JSONObject, ctx: NormalizeContext) -> Record:
     """One ``/me/events`` item; the organizer and attendees are the End Users."""
+    visibility = event_visibility(item)
+    if ctx.drops(visibility):
+        return without_content(ctx, id=str(item["id"]), visibility=visibility)
     organizer = _mapping(_mapping(item.get("organizer")).get("emailAddress"))
     attendees = [_mapping(_mapping(a).get("emailAddress")) for a in _list(item.get("attendees"))]
     entries: list[tuple[str, JSONValue, str]] = [
@@ -110,7 +114,7 @@ def normalize_event(item: JSONObject, ctx: NormalizeContext) -> Record:
         connection_id=ctx.connection_id,
         provider=ctx.provider,
         resource=ctx.resource,
-        visibility=event_visibility(item),
+        visibility=visibility,
         subjects=tuple(s for s in subjects if s is not None),
         data=data,
         occurred_at=_datetime(_mapping(item.get("start")).get("dateTime")),

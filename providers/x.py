@@ -41,6 +41,7 @@ from providers.assembly import (
     mapping,
     record,
     subject,
+    without_content,
 )
 from providers.base import (
     Account,
@@ -151,6 +152,8 @@ def normalize_mention(item: JSONObject, ctx: NormalizeContext) -> Record:
     visibility = AUTHOR_PROTECTED[protected] if isinstance(protected, bool) else Visibility.UNKNOWN
     if item.get("withheld") is not None and visibility is Visibility.PUBLIC:
         visibility = Visibility.RESTRICTED  # withheld in some countries: not shown to everyone
+    if ctx.drops(visibility):
+        return without_content(ctx, id=item.get("id"), visibility=visibility)
     data = fields(
         ("text", item.get("text"), content_category(visibility)),
         ("created_at", item.get("created_at"), OPERATIONS),

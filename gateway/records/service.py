@@ -352,6 +352,9 @@ class RecordsService:
             fetched_at=fetched_at,
             account_id=connection.subject,
             scope_id=request.params.get(resource.scoped_token_param, ""),
+            # Every record is judged by decide_page: one it drops by visibility
+            # alone is built without the content nobody reads.
+            releasable=PolicyEngine.RELEASABLE_VISIBILITIES,
         )
         try:
             return [resource.normalize(item, ctx) for item in items]

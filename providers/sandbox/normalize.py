@@ -32,6 +32,7 @@ from providers.assembly import (
     present,
     record,
     sms_phone,
+    without_content,
 )
 from providers.base import JSONObject, NormalizeContext
 
@@ -102,6 +103,8 @@ def normalize_post(item: JSONObject, ctx: NormalizeContext) -> Record:
     if item.get("is_published") is False:
         # A draft is seen by the page's admins only, whatever audience it will get.
         visibility = _PRIVATE
+    if ctx.drops(visibility):
+        return without_content(ctx, id=item.get("id", ""), visibility=visibility)
     author = mapping(item.get("from"))
     data = fields(
         ("message", item.get("message"), content_category(visibility)),
@@ -124,6 +127,8 @@ def normalize_comment(item: JSONObject, ctx: NormalizeContext) -> Record:
     """``/api/posts/{post_id}/comments``: comments on one of the page's posts."""
     hidden = item.get("is_hidden")
     visibility = COMMENT_HIDDEN.get(hidden, _UNKNOWN) if isinstance(hidden, bool) else _UNKNOWN
+    if ctx.drops(visibility):
+        return without_content(ctx, id=item.get("id", ""), visibility=visibility)
     author = mapping(item.get("from"))
     data = fields(
         ("message", item.get("message"), content_category(visibility)),
@@ -183,6 +188,8 @@ def normalize_event(item: JSONObject, ctx: NormalizeContext) -> Record:
         visibility = EVENT_VISIBILITY.get(raw, _UNKNOWN)
     else:
         visibility = _UNKNOWN
+    if ctx.drops(visibility):
+        return without_content(ctx, id=item.get("id", ""), visibility=visibility)
     content = content_category(visibility)
     attendees = [mapping(a) for a in listed(item.get("attendees"))]
     invitee = mapping(item.get("invitee"))

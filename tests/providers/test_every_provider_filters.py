@@ -103,6 +103,7 @@ def _records(
     path: tuple[str, ...],
     *,
     through_json: bool = False,
+    releasable: frozenset[Visibility] | None = None,
 ) -> Any:
     declared = BUILTIN_PROVIDERS[provider].resources[resource]
     ctx = NormalizeContext(
@@ -111,6 +112,7 @@ def _records(
         provider=provider,
         resource=resource,
         fetched_at=datetime.now(UTC),
+        releasable=releasable,
     )
     records = []
     for name in files:

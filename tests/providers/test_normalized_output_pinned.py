@@ -10,6 +10,10 @@ flags that are not booleans) are pinned beside them. Each record is pinned by it
 
 To re-pin after an intended change of the output: ``LINKGATE_REPIN=1 pytest`` this
 file, and review the diff of ``normalized_records.json``.
+
+The records service reads pages with ``NormalizeContext.releasable`` set, and then
+an item the policy drops by its visibility comes without content; the last tests
+hold that reading to these pinned records and to the decisions they get.
 """
 
 from __future__ import annotations
@@ -17,15 +21,17 @@ from __future__ import annotations
 import functools
 import json
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from policies import PolicyEngine, Record, Visibility, load_policy
 from providers import BUILTIN_PROVIDERS
 from providers.base import NormalizeContext
-from tests.providers.test_every_provider_filters import TABLE, _records
+from tests.providers.test_every_provider_filters import TABLE, _context, _records
 
 PINNED = Path(__file__).parent / "normalized_records.json"
 
@@ -80,24 +86,29 @@ _ODD_ROWS: list[tuple[str, list[dict[str, Any]]]] = [
 
 
 def _normalized() -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
+    return {key: [repr(r) for r in records] for key, records in _pages().items()}
+
+
+def _pages(releasable: frozenset[Visibility] | None = None) -> dict[str, list[Record]]:
+    found: dict[str, list[Record]] = {}
     for provider, resource, files, path in TABLE:
         key = f"{provider} {resource}"
-        found[key] = [repr(r) for r in _records(provider, resource, files, path)]
-        found[f"{key} (from JSON)"] = [
-            repr(r) for r in _records(provider, resource, files, path, through_json=True)
-        ]
+        found[key] = _records(provider, resource, files, path, releasable=releasable)
+        found[f"{key} (from JSON)"] = _records(
+            provider, resource, files, path, through_json=True, releasable=releasable
+        )
     ctx = NormalizeContext(
         customer_id="acme",
         connection_id="con_test",
         provider="sandbox",
         resource="odd",
         fetched_at=datetime.now(UTC),
+        releasable=releasable,
     )
     for resource, items in _ODD_ROWS:
         normalize = BUILTIN_PROVIDERS["sandbox"].resources[resource].normalize
         found[f"sandbox {resource} (odd items)"] = [
-            repr(normalize(item, ctx)) for item in json.loads(json.dumps(items))
+            normalize(item, ctx) for item in json.loads(json.dumps(items))
         ]
     return found
 
@@ -131,3 +142,40 @@ def test_normalizing_a_page_twice_gives_equal_records() -> None:
     second = _normalized()
 
     assert first == second
+
+
+def test_a_judging_reader_gets_the_pinned_records_less_the_content_of_those_dropped_unread() -> (
+    None
+):
+    """With ``releasable`` set, a public or direct item is its pinned record; any other
+    keeps its id, tenancy and visibility, and nothing of its content."""
+    releasable = PolicyEngine.RELEASABLE_VISIBILITIES
+    full = _pages()
+
+    lean = _pages(releasable)
+
+    assert full.keys() == lean.keys()
+    without_content = 0
+    for key, records in full.items():
+        for whole, read in zip(records, lean[key], strict=True):
+            if whole.visibility in releasable:
+                assert read == whole, key
+            else:
+                empty = replace(whole, subjects=(), data={}, occurred_at=None, extra={})
+                assert read == empty, key
+                without_content += 1
+    assert without_content  # the fixtures hold items to drop by visibility
+
+
+def test_a_judging_reader_gets_the_same_page_decisions() -> None:
+    """Kept records, the rule each dropped one is dropped by, redactions and categories:
+    all as for the records normalized in full."""
+    engine = PolicyEngine(load_policy())
+    full = _pages()
+
+    lean = _pages(PolicyEngine.RELEASABLE_VISIBILITIES)
+
+    for key, records in full.items():
+        assert engine.decide_page(lean[key], _context()) == engine.decide_page(
+            records, _context()
+        ), key
