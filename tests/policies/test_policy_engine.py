@@ -6,7 +6,17 @@ import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from policies import AccessContext, CallerClass, Field, Outcome, PolicyEngine, Record
+from policies import (
+    AccessContext,
+    CallerClass,
+    Field,
+    Outcome,
+    PolicyEngine,
+    Record,
+    Subject,
+    email_identifier,
+)
+from tests.policies.conftest import ANN
 
 
 def test_released_copy_keeps_every_other_record_field(
@@ -89,3 +99,22 @@ def test_made_up_purposes_are_refused_and_not_remembered(
         assert decision.rule_id == "purpose"
     remembered = [key for key in engine._purpose_plans if key[0].startswith("made.up")]
     assert remembered == []
+
+
+def test_values_withheld_from_a_record_a_later_rule_drops_are_not_reported(
+    engine: PolicyEngine,
+    make_context: Callable[..., AccessContext],
+    make_record: Callable[..., Record],
+) -> None:
+    """The suppressed record's withheld field is no redaction, of it or of the next record."""
+    health = {"health": Field("x", "user.health_and_medical")}
+    suppressed = make_record(id="rec-1", data=health)
+    other = Subject(identifiers=(email_identifier("bob@example.com"),))
+    kept = make_record(id="rec-2", subjects=(other,), data={"text": Field("hi", "user.content")})
+    ctx = make_context(suppressed=ANN.identifiers)
+
+    page = engine.decide_page([suppressed, kept], ctx)
+
+    assert page.dropped == {"suppression": 1}
+    assert page.kept == [kept]
+    assert page.redacted == []

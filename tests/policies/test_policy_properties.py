@@ -8,6 +8,7 @@ collected for; a suppressed End User's records are never released.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, date, datetime
 
 from hypothesis import given, settings
@@ -19,8 +20,10 @@ from policies import (
     CallerClass,
     Field,
     Identifier,
+    Outcome,
     PolicyEngine,
     Record,
+    RedactedField,
     Subject,
     Visibility,
     email_identifier,
@@ -165,3 +168,30 @@ def test_suppressed_subjects_are_never_kept(
         if suppressed & {i for s in record.subjects for i in s.identifiers}:
             assert not decision.allowed
     assert sum(d.allowed for d in decisions) == len(ENGINE.decide_page(page, ctx).kept)
+
+
+@settings(max_examples=300)
+@given(page=st.lists(records, max_size=8), drawn=contexts())
+def test_a_page_decision_sums_up_its_records_decisions(
+    page: list[Record], drawn: tuple[AccessContext, frozenset[Identifier]]
+) -> None:
+    """Kept records, drops per rule and located redactions: each record's own decision."""
+    ctx = drawn[0]
+    decisions = [ENGINE.decide(record, ctx) for record in page]
+
+    result = ENGINE.decide_page(page, ctx)
+
+    assert result.kept == [d.record for d in decisions if d.record is not None]
+    assert result.dropped == dict(
+        Counter(d.rule_id for d in decisions if d.outcome is Outcome.DROP)
+    )
+    assert result.redacted == [
+        RedactedField(record.id, redaction.field, redaction.rule_id)
+        for record, decision in zip(page, decisions, strict=True)
+        for redaction in decision.redactions
+    ]
+    assert all(
+        d.reason == f"{len(d.redactions)} value(s) withheld"
+        for d in decisions
+        if d.outcome is Outcome.REDACT
+    )
