@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 
 from gateway.api.requests import runtime_of, service_caller
-from gateway.api.responses import JSONResponse
+from gateway.api.responses import JSONResponse, isoformat
 from gateway.errors import InvalidParameter
 from gateway.records.service import RecordsPage, RecordsQuery
 from policies import Record, Subject
@@ -39,7 +39,7 @@ async def read_records(request: Request) -> JSONResponse:
 
 
 def _page(page: RecordsPage) -> dict[str, Any]:
-    fetched_at = page.fetched_at.isoformat()
+    fetched_at = isoformat(page.fetched_at)
     return {
         "records": [_record(record, fetched_at) for record in page.records],
         "next_cursor": page.next_cursor,
@@ -70,7 +70,7 @@ def _record(record: Record, fetched_at: str) -> dict[str, Any]:
         "subjects": [_subject(subject) for subject in record.subjects],
         "data": data,
         "categories": categories,
-        "occurred_at": record.occurred_at.isoformat() if record.occurred_at else None,
+        "occurred_at": isoformat(record.occurred_at) if record.occurred_at else None,
         "fetched_at": fetched_at,
     }
 

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette import responses
 
-from gateway.api.responses import JSONResponse
+from gateway.api.responses import JSONResponse, isoformat
 
 
 class _Visibility(enum.StrEnum):
@@ -87,3 +87,34 @@ def test_headers_are_starlettes() -> None:
     ours = JSONResponse(content, headers={"Cache-Control": "no-store"})
     theirs = responses.JSONResponse(content, headers={"Cache-Control": "no-store"})
     assert ours.headers.items() == theirs.headers.items()
+
+
+@given(st.datetimes(timezones=st.just(datetime.UTC)))
+def test_a_utc_time_is_written_as_isoformat_writes_it(moment: datetime.datetime) -> None:
+    """Every UTC datetime, years 1 to 9999, with and without microseconds."""
+    assert isoformat(moment) == moment.isoformat()
+
+
+_OFFSETS = st.timedeltas(
+    min_value=-datetime.timedelta(hours=23, minutes=59, seconds=59),
+    max_value=datetime.timedelta(hours=23, minutes=59, seconds=59),
+).map(datetime.timezone)
+
+
+@given(st.datetimes(timezones=st.none() | _OFFSETS))
+def test_any_other_time_is_written_as_isoformat_writes_it(moment: datetime.datetime) -> None:
+    """Naive times and every fixed offset, sub-minute ones (+05:30:15) included."""
+    assert isoformat(moment) == moment.isoformat()
+
+
+def test_a_utc_time_from_a_provider_is_written_by_isoformats_rules() -> None:
+    """``Z`` and ``+0000`` read as UTC; microseconds appear only when there are some."""
+    assert isoformat(datetime.datetime.fromisoformat("2025-03-01T07:00:00Z")) == (
+        "2025-03-01T07:00:00+00:00"
+    )
+    assert isoformat(datetime.datetime.fromisoformat("2025-03-04T10:00:00.000001+0000")) == (
+        "2025-03-04T10:00:00.000001+00:00"
+    )
+    assert isoformat(datetime.datetime(2025, 3, 4, 10, tzinfo=datetime.UTC, fold=1)) == (
+        "2025-03-04T10:00:00+00:00"
+    )
