@@ -79,6 +79,14 @@ Hooks a provider uses for its quirks (the gateway has no provider names in it):
     Takes a page body apart into items when ``items_path`` is not enough, e.g. to
     join X's ``includes.users`` onto each post so its normalizer sees the author.
 
+``NormalizeContext.drops`` with ``providers.assembly.without_content``
+    As soon as a normalizer knows an item's visibility: when ``ctx.drops(visibility)``
+    (the records service reads pages so, and drops whatever is neither public nor
+    direct), return ``without_content(ctx, id=..., visibility=...)`` instead of
+    assembling fields and subjects nobody reads. A normalizer without the check
+    is as correct, only slower; tests/providers holds every provider's reading
+    with it to the pinned full records and to their page decisions.
+
 ``Provider.kept_claims`` (:class:`KeptClaims`) with ``Resource.from_kept_claims``
     For a provider with no userinfo endpoint (Apple), the linked identity's
     claims are kept at connect time, sealed by the vault per connection: the
