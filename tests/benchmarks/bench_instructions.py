@@ -12,7 +12,7 @@ which ``bench_gateway.py`` still shows)::
 Without REPO (as ``make bench`` runs it) it counts the passthrough proxy and
 ``linkgate-postgres`` of this checkout, the latter twice: for a customer with
 no consent or suppression on record (the benchmark's customer, and the common
-case) and for one with a consent on record (``--subject-controls``: every
+case) and for one with a suppression on record (``--subject-controls``: every
 subject of the page is then hashed and looked up), and writes
 ``var/bench/bench_instructions.json`` with their ratios. Given checkouts (say a
 ``git worktree`` of the base commit and your change) it compares them and
@@ -34,12 +34,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import contract
-import httpx
 
 HERE = Path(__file__).resolve().parent
 WARMUP_REQUESTS = 200
@@ -47,14 +47,11 @@ WARMUP_REQUESTS = 200
 # flight its own upstream and database timeouts start to fire on a loaded machine.
 CONCURRENCY = 8
 PASSTHROUGH_PATH = "/v1/connections/c/records/posts"  # what bench_gateway sends it
-# A consent the page's records never name: the customer then has subject controls
-# on record, so every read hashes the page's subjects and looks them up, and
-# no record is dropped or kept differently because of it.
-CONSENT = {
-    "subject": {"emails": ["not-on-the-page@customer.example"]},
-    "purpose": "marketing.communications",
-    "evidence": "benchmark",
-}
+# The suppression of someone the page never names: the customer then has subject
+# controls on record, so every read hashes its page's subjects and looks them up
+# (a consent would not do: the benchmark's purpose needs none, so no lookup),
+# and no record is dropped or kept differently because of it.
+SUPPRESSED_HASH = "0" * 64
 
 
 def _harness(repo: Path) -> ModuleType:
@@ -70,23 +67,41 @@ def _harness(repo: Path) -> ModuleType:
     return module
 
 
-def _record_consent(records_url: str, key: str, customer: str) -> None:
-    """PUT ``CONSENT`` for ``customer`` through the gateway's own API."""
-    base = records_url.split("/v1/", 1)[0]
-    response = httpx.put(
-        f"{base}/v1/customers/{customer}/consents",
-        json=CONSENT,
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=600,  # the gateway runs under valgrind
-    )
-    if response.status_code != 200:
-        raise SystemExit(f"recording the benchmark's consent answered {response.status_code}")
+async def _suppress_someone_else(database_url: str, customer: str) -> None:
+    """A suppression row for ``customer``, written straight into the benchmark's database."""
+    from gateway.storage import create_engine
+    from gateway.storage.schema import subject_control_tables as t
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                t.suppressions.insert().values(
+                    id="sup_bench",
+                    customer_id=customer,
+                    kind="objection",
+                    purposes=[],
+                    reason="benchmark",
+                    created_at=datetime.now(UTC),
+                    created_by="bench",
+                )
+            )
+            await conn.execute(
+                t.suppression_subjects.insert().values(
+                    customer_id=customer,
+                    subject_hash=SUPPRESSED_HASH,
+                    suppression_id="sup_bench",
+                    scope="*",
+                )
+            )
+    finally:
+        await engine.dispose()
 
 
 def count(repo: Path, requests: int, target: str, subject_controls: bool = False) -> float:
     """Instructions per request of ``target`` (linkgate on a database, or the passthrough).
 
-    With ``subject_controls`` the benchmark's customer first gets a consent on record.
+    With ``subject_controls`` the benchmark's customer first gets a suppression on record.
     """
     bench = _harness(repo)
     out = Path(tempfile.mkdtemp(prefix="linkgate-callgrind-"))
@@ -146,7 +161,7 @@ def count(repo: Path, requests: int, target: str, subject_controls: bool = False
                 try:
                     with bench.linkgate(f"linkgate-{target}", url, upstream, Path(tmp)) as served:
                         if subject_controls:
-                            _record_consent(served.url, served.key, bench.CUSTOMER)
+                            asyncio.run(_suppress_someone_else(url, bench.CUSTOMER))
                         measure(served.pid, served.url, served.key)
                 finally:
                     if target == "postgres":
@@ -190,7 +205,7 @@ def main() -> int:
     parser.add_argument(
         "--subject-controls",
         action="store_true",
-        help="give the benchmark's customer a consent on record first (subject hashing and lookup)",
+        help="give the benchmark's customer a suppression first (subject hashing and lookup)",
     )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
