@@ -9,11 +9,13 @@ customer's row in ``audit_heads``, not by a global lock:
   ``SELECT … FOR UPDATE`` in the same order (no deadlock between two batches
   that share customers). On PostgreSQL that row lock is what serializes
   appends per customer across replicas.
-* on SQLite ``FOR UPDATE`` does not exist and is not rendered; the upsert is
-  the transaction's first statement and is a write, so the transaction holds
-  SQLite's single write lock from its first statement on (exactly what
-  ``BEGIN IMMEDIATE`` gives; an engine that already begins immediate loses
-  nothing). No read-then-upgrade, so no ``SQLITE_BUSY`` on upgrade.
+* on SQLite ``FOR UPDATE`` does not exist; an append (an outboxed one with
+  its outbox delete) begins ``IMMEDIATE``, so it holds SQLite's single write
+  lock from the start (no read-then-upgrade, so no ``SQLITE_BUSY`` on
+  upgrade), and runs whole on a plain connection's own thread
+  (:mod:`gateway.audit.sqlite_thread`): one hop, not one per statement.
+  Checkpoints and pruning still go through the engine, whose upsert is
+  their first statement and a write, which takes the same lock.
 
 Database and driver errors are translated here into
 :class:`~gateway.audit.errors.AuditUnavailable`; the transaction is rolled back
@@ -23,15 +25,17 @@ whole, so a failed append leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy import Table, and_, delete, func, or_, select, update
+import orjson
+from sqlalchemy import Table, and_, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -47,6 +51,7 @@ from gateway.audit.chain import (
 from gateway.audit.checkpoint import Checkpoint, CheckpointKeys, CheckpointSigner, prunable_up_to
 from gateway.audit.errors import AuditUnavailable, ChainBroken
 from gateway.audit.event import AuditEvent, EventDraft, OutboxEntry
+from gateway.audit.sqlite_thread import SQLiteThread
 from gateway.audit.tables import AuditTables
 
 __all__ = ["DEFAULT_SEARCH_LIMIT", "MAX_SEARCH_LIMIT", "AuditCursor", "AuditPage", "AuditStore"]
@@ -61,9 +66,12 @@ _UNAVAILABLE = (
     SQLAlchemyError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    sqlite3.Error,
     OSError,
     TimeoutError,
 )
+
+T = TypeVar("T")
 
 _REMEMBERED_HEADS = 100_000  # customers whose last head one process keeps
 
@@ -169,6 +177,34 @@ def _postgres_statements(
     return lock_heads, write, write_after
 
 
+def _sqlite_claim(tables: AuditTables, quote: Callable[[Table], str]) -> str:
+    """Delete outbox rows by id (a JSON array, taken apart by ``json_each``,
+    https://sqlite.org/json1.html#jeach), returning the ids deleted
+    (https://sqlite.org/lang_returning.html). One text for any number of ids."""
+    outbox = quote(tables.outbox)
+    return (
+        f"DELETE FROM {outbox} WHERE id IN (SELECT value FROM json_each(?)) "  # noqa: S608
+        "RETURNING id"
+    )
+
+
+def _sqlite_statements(
+    tables: AuditTables, quote: Callable[[Table], str]
+) -> tuple[str, str, str, str, str]:
+    """The SQLite append's statements: create a head, read it, write an event, a subject
+    row, move a head. Fixed texts, so sqlite3's statement cache prepares each once."""
+    heads, events, subjects = quote(tables.heads), quote(tables.events), quote(tables.subjects)
+    return (
+        f"INSERT INTO {heads} (customer_id, seq, hash, occurred_at) "  # noqa: S608
+        "VALUES (?, 0, ?, NULL) ON CONFLICT (customer_id) DO NOTHING",
+        f"SELECT seq, hash, occurred_at FROM {heads} WHERE customer_id = ?",  # noqa: S608
+        f"INSERT INTO {events} ({', '.join(_EVENT_COLUMNS)}) "  # noqa: S608
+        f"VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})",
+        f"INSERT INTO {subjects} (customer_id, subject_hash, seq) VALUES (?, ?, ?)",  # noqa: S608
+        f"UPDATE {heads} SET seq = ?, hash = ?, occurred_at = ? WHERE customer_id = ?",  # noqa: S608
+    )
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -261,6 +297,18 @@ class AuditStore:
         # The heads this process's last appends left, per customer (PostgreSQL):
         # the next batch for those customers tries the one-trip write first.
         self._last_heads: dict[str, tuple[int, str, datetime]] = {}
+        # SQLite: the held writer connection, the append's statements, and the
+        # conversions SQLAlchemy's DateTime makes for SQLite (the same stored text).
+        self._sqlite: SQLiteThread | None = None
+        self._sqlite_sql = _sqlite_statements(
+            tables, engine.dialect.identifier_preparer.format_table
+        )
+        self._sqlite_claim = _sqlite_claim(tables, engine.dialect.identifier_preparer.format_table)
+        stored_time = tables.heads.c.occurred_at.type.dialect_impl(engine.dialect)
+        self._sqlite_time: tuple[Callable[[Any], Any], Callable[[Any], Any]] = (
+            stored_time.bind_processor(engine.dialect) or (lambda value: value),
+            stored_time.result_processor(engine.dialect, None) or (lambda value: value),
+        )
 
     # -- append ----------------------------------------------------------------------------
 
@@ -274,7 +322,9 @@ class AuditStore:
         try:
             if self._engine.dialect.name == "postgresql":
                 return await self._append_postgres(drafts)
-            return await self._append_sqlite(drafts)
+            return await self._on_sqlite_thread(
+                lambda connection: self._write_sqlite(connection, drafts)
+            )
         except _UNAVAILABLE as exc:
             raise AuditUnavailable(f"audit append failed: {type(exc).__name__}") from exc
 
@@ -288,13 +338,17 @@ class AuditStore:
         The outbox row is the entry's idempotency key: present means "not in the
         chain yet", and it disappears in the very commit that puts the event in
         the chain, so no crash can leave an event both appended and pending, and
-        none is ever appended twice. The rows are deleted first: on PostgreSQL
+        none is ever appended twice. The rows are deleted first. On PostgreSQL
         that row-locks them, so a writer and a drain after the same entry
         serialize on it (``skip_locked``, for drains: take only rows nobody
-        holds, rather than wait); on SQLite the delete is the transaction's first
-        write, which takes the single write lock. The heads are locked after the
-        outbox rows by every transaction that locks both, and a drain never
-        waits for an outbox row, so the two locks cannot deadlock.
+        holds, rather than wait); the heads are locked after the outbox rows by
+        every transaction that locks both, and a drain never waits for an
+        outbox row, so the two locks cannot deadlock. On SQLite the delete, the
+        link and the write run whole on a plain connection's own thread in one
+        transaction begun ``IMMEDIATE``, which holds the single write lock
+        before the delete: a writer and a drain after the same entry serialize
+        on that lock, and the second finds the row gone (``skip_locked``
+        changes nothing there).
 
         An entry's event keeps ``written_at`` as its time unless the customer's
         chain already holds a later one (time never runs backwards within a
@@ -306,18 +360,13 @@ class AuditStore:
         try:
             if self._engine.dialect.name == "postgresql":
                 return await self._append_outboxed_postgres(items, ids, skip_locked)
-            async with self._engine.begin() as conn:
-                o = self._t.outbox
-                claimed = set(
-                    (await conn.execute(delete(o).where(o.c.id.in_(ids)).returning(o.c.id)))
-                    .scalars()
-                    .all()
-                )
-                kept, drafts, requested = _claimed_items(items, claimed)
-                linked = await self._write_sqlite(conn, drafts, requested) if drafts else []
+            # As text: SQLite 3.45 on reads a BLOB argument as its binary JSONB.
+            claim = orjson.dumps(ids).decode()
+            return await self._on_sqlite_thread(
+                lambda connection: self._write_outboxed_sqlite(connection, items, claim)
+            )
         except _UNAVAILABLE as exc:
             raise AuditUnavailable(f"audit append failed: {type(exc).__name__}") from exc
-        return _in_item_order(len(items), kept, linked)
 
     async def _append_outboxed_postgres(
         self, items: Sequence[EventDraft | OutboxEntry], ids: list[str], skip_locked: bool
@@ -351,8 +400,9 @@ class AuditStore:
         The group-commit writer holds one for its lifetime: a batch then pays
         neither the pool's checkout (and its ping) nor a wait behind request
         handlers for a free connection. A connection that fails an append is
-        dropped and the next append opens another. SQLite appends keep using
-        the pool (one file, one writer at a time anyway).
+        dropped and the next append opens another. On SQLite it is a plain
+        connection on a thread of its own (:class:`SQLiteThread`), outside the
+        pool: a batch is one hop to that thread instead of one per driver call.
         """
         self._holding = True
         try:
@@ -363,6 +413,7 @@ class AuditStore:
             # may already be disposed, and a connection checked in to a disposed
             # pool is never closed (its socket would be left to the collector).
             await self._drop_held(invalidate=True)
+            await self._drop_sqlite()
 
     async def _drop_held(self, *, invalidate: bool = False) -> None:
         held, self._held = self._held, None
@@ -487,29 +538,77 @@ class AuditStore:
             *_columns([(c, *heads[c]) for c in customers], 4),
         ]
 
-    async def _append_sqlite(self, drafts: Sequence[EventDraft]) -> list[AuditEvent]:
-        async with self._engine.begin() as conn:
-            return await self._write_sqlite(conn, drafts)
+    async def _on_sqlite_thread(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``body`` in one ``BEGIN IMMEDIATE`` transaction, in one hop to a connection's
+        own thread (:class:`SQLiteThread`).
 
-    async def _write_sqlite(
+        The thread is held for the writer's life inside :meth:`holding_connection`
+        (dropped after a failure, reopened by the next batch); otherwise one is
+        opened for this call alone.
+        """
+        if not self._holding:
+            thread = await SQLiteThread.open(self._reader)
+            try:
+                return await thread.write(body)
+            finally:
+                await thread.close()
+        if self._sqlite is None:
+            self._sqlite = await SQLiteThread.open(self._reader)
+        try:
+            return await self._sqlite.write(body)
+        except BaseException:
+            await self._drop_sqlite()
+            raise
+
+    async def _drop_sqlite(self) -> None:
+        thread, self._sqlite = self._sqlite, None
+        if thread is not None:
+            with contextlib.suppress(sqlite3.Error):
+                await thread.close()
+
+    def _write_outboxed_sqlite(
+        self, connection: sqlite3.Connection, items: Sequence[EventDraft | OutboxEntry], ids: str
+    ) -> list[AuditEvent | None]:
+        """Delete the entries' outbox rows, then link and write the claimed items at their
+        requested times; on the connection's thread, in its transaction."""
+        claimed = {row[0] for row in connection.execute(self._sqlite_claim, (ids,))}
+        kept, drafts, requested = _claimed_items(items, claimed)
+        linked = self._write_sqlite(connection, drafts, requested) if drafts else []
+        return _in_item_order(len(items), kept, linked)
+
+    def _write_sqlite(
         self,
-        conn: AsyncConnection,
+        connection: sqlite3.Connection,
         drafts: Sequence[EventDraft],
         requested: Sequence[datetime | None] | None = None,
     ) -> list[AuditEvent]:
+        """Create and read the heads, link, write; on the connection's thread, in its transaction.
+
+        The head upsert may not be the transaction's first write (an outboxed
+        append deletes first), but the transaction began IMMEDIATE, so it holds
+        the write lock from the start either way.
+        """
+        create_head, read_head, write_event, write_subject, move_head = self._sqlite_sql
+        to_db, from_db = self._sqlite_time
         customers = sorted({draft.customer_id for draft in drafts})
-        heads = await self._lock_heads(conn, customers)
-        linked, event_rows, subject_rows = self._link(drafts, heads, requested)
-        await conn.execute(self._t.events.insert(), event_rows)
-        if subject_rows:
-            await conn.execute(self._t.subjects.insert(), subject_rows)
+        connection.executemany(create_head, [(c, genesis_hash(c)) for c in customers])
+        heads: dict[str, tuple[int, str, datetime | None]] = {}
         for customer_id in customers:
-            seq, head_hash, last_time = heads[customer_id]
-            await conn.execute(
-                update(self._t.heads)
-                .where(self._t.heads.c.customer_id == customer_id)
-                .values(seq=seq, hash=head_hash, occurred_at=last_time)
+            seq, head_hash, last_time = connection.execute(read_head, (customer_id,)).fetchone()
+            heads[customer_id] = (seq, head_hash, _aware(from_db(last_time)))
+        linked, event_rows, subject_rows = self._link(drafts, heads, requested)
+        for row in event_rows:
+            row["occurred_at"] = to_db(row["occurred_at"])
+        connection.executemany(write_event, [_event_values(row) for row in event_rows])
+        if subject_rows:
+            connection.executemany(
+                write_subject,
+                [(r["customer_id"], r["subject_hash"], r["seq"]) for r in subject_rows],
             )
+        connection.executemany(
+            move_head,
+            [(heads[c][0], heads[c][1], to_db(heads[c][2]), c) for c in customers],
+        )
         return linked
 
     def _link(

@@ -18,6 +18,7 @@ from gateway.audit import (
     EventDraft,
     define_audit_tables,
 )
+from gateway.storage.engine import create_engine, writer
 
 MakeDraft = Callable[..., EventDraft]
 
@@ -171,3 +172,27 @@ async def test_writer_outlives_its_connection(
         await conn.run_sync(metadata.drop_all)
     assert event.seq == 2
     assert verified.ok
+
+
+async def test_sqlite_writer_waits_for_the_write_lock_within_the_engines_timeout(
+    database_url: str, tables: AuditTables, make_draft: MakeDraft
+) -> None:
+    """On SQLite the writer's own connection waits for a lock another connection holds,
+    as long as the engine's timeout and no longer: then AuditUnavailable, and the
+    next record commits once the lock is free."""
+    engine = create_engine(database_url, timeout=0.5)
+    store = AuditStore(writer(engine), tables, read_engine=engine)
+    try:
+        async with AuditWriter(store) as audit:
+            async with writer(engine).begin() as holder:  # BEGIN IMMEDIATE: the write lock
+                await holder.exec_driver_sql("SELECT 1")
+                waiting = asyncio.create_task(audit.record(make_draft()))
+                with pytest.raises(AuditUnavailable):
+                    await waiting
+                late = asyncio.create_task(audit.record(make_draft()))
+                await asyncio.sleep(0.05)
+            event = await late
+        verified = await store.verify("acme")
+    finally:
+        await engine.dispose()
+    assert (event.seq, verified.ok) == (1, True)
