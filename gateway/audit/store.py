@@ -24,6 +24,7 @@ whole, so a failed append leaves nothing behind.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from collections import defaultdict
@@ -295,7 +296,7 @@ class AuditStore:
         self._t = tables
         self._keys = keys or CheckpointKeys()
         self._clock = clock
-        self._holding = False
+        self._holder: asyncio.Task[Any] | None = None
         self._held: AsyncConnection | None = None
         self._pg_lock_heads, self._pg_write, self._pg_write_after = _postgres_statements(
             tables, engine.dialect.identifier_preparer.format_table
@@ -404,7 +405,8 @@ class AuditStore:
 
     @asynccontextmanager
     async def holding_connection(self) -> AsyncIterator[None]:
-        """Appends inside this block share one connection kept out of the pool.
+        """The calling task's appends inside this block share one connection kept out of
+        the pool.
 
         The group-commit writer holds one for its lifetime: a batch then pays
         neither the pool's checkout (and its ping) nor a wait behind request
@@ -412,17 +414,24 @@ class AuditStore:
         dropped and the next append opens another. On SQLite it is a plain
         connection on a thread of its own (:class:`SQLiteThread`), outside the
         pool: a batch is one hop to that thread instead of one per driver call.
+        Other tasks' appends meanwhile (the outbox drain's) take a connection of
+        their own: asyncpg runs one operation at a time on a connection, and
+        a second one started under the writer's breaks both.
         """
-        self._holding = True
+        self._holder = asyncio.current_task()
         try:
             yield
         finally:
-            self._holding = False
+            self._holder = None
             # Closed outright rather than checked in: at shutdown the engine's pool
             # may already be disposed, and a connection checked in to a disposed
             # pool is never closed (its socket would be left to the collector).
             await self._drop_held(invalidate=True)
             await self._drop_sqlite()
+
+    def _holding_here(self) -> bool:
+        """Whether this task is the one inside :meth:`holding_connection`."""
+        return self._holder is not None and asyncio.current_task() is self._holder
 
     async def _drop_held(self, *, invalidate: bool = False) -> None:
         held, self._held = self._held, None
@@ -436,7 +445,7 @@ class AuditStore:
     @asynccontextmanager
     async def _postgres_connection(self) -> AsyncIterator[Any]:
         """The asyncpg connection under a held or a pooled SQLAlchemy connection."""
-        if not self._holding:
+        if not self._holding_here():
             async with self._engine.connect() as conn:
                 yield await _driver(conn)
             return
@@ -555,7 +564,7 @@ class AuditStore:
         (dropped after a failure, reopened by the next batch); otherwise one is
         opened for this call alone.
         """
-        if not self._holding:
+        if not self._holding_here():
             thread = await SQLiteThread.open(self._reader)
             try:
                 return await thread.write(body)

@@ -193,3 +193,31 @@ async def test_replicas_draining_at_once_append_each_entry_once(
             f"con_{n}" for n in range(60) if customers[n % 2] == customer_id
         )
         assert (await stores[0].verify(customer_id)).ok
+
+
+async def test_a_drain_while_the_writer_appends_takes_a_connection_of_its_own(
+    engine: AsyncEngine, tables: AuditTables, store: AuditStore, make_draft: MakeDraft
+) -> None:
+    """The periodic drain runs beside the writer, on the same store: neither breaks the
+    other's appends, and every event is in the chain once."""
+    async with AuditWriter(store) as writer:
+        outbox = AuditOutbox(engine, tables, store, writer)
+        async with engine.begin() as conn:
+            for n in range(100):
+                await outbox.add(conn, refreshed(connection_id=f"con_{n}"))
+
+        async def records() -> list[object]:
+            return [await writer.record(make_draft()) for _ in range(100)]
+
+        async def drains() -> int:
+            return sum([await outbox.drain(batch=5) for _ in range(3)])
+
+        read, more_read, drained = await asyncio.gather(records(), records(), drains())
+    assert (len(read) + len(more_read), drained) == (200, 100)
+    events = await chain(store)
+    assert sorted(c for a, c in events if a == "connection.refreshed") == sorted(
+        f"con_{n}" for n in range(100)
+    )
+    assert len(events) == 300
+    assert await outbox_rows(engine, tables) == 0
+    assert (await store.verify("acme")).ok
