@@ -215,6 +215,14 @@ def _sqlite_statements(
     )
 
 
+def _json_each_argument(rows: object) -> str:
+    """``rows`` as the JSON array a ``json_each(?)`` statement takes apart.
+
+    As text: SQLite 3.45 and later read a BLOB argument as its binary JSONB.
+    """
+    return orjson.dumps(rows).decode()
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -370,8 +378,7 @@ class AuditStore:
         try:
             if self._engine.dialect.name == "postgresql":
                 return await self._append_outboxed_postgres(items, ids, skip_locked)
-            # As text: SQLite 3.45 on reads a BLOB argument as its binary JSONB.
-            claim = orjson.dumps(ids).decode()
+            claim = _json_each_argument(ids)
             return await self._on_sqlite_thread(
                 lambda connection: self._write_outboxed_sqlite(connection, items, claim)
             )
@@ -617,12 +624,11 @@ class AuditStore:
         linked, event_rows, subject_rows = self._link(drafts, heads, requested)
         for row in event_rows:
             row["occurred_at"] = to_db(row["occurred_at"])
-        # As text: SQLite 3.45 on reads a BLOB argument as its binary JSONB.
-        events = orjson.dumps([_event_values(row) for row in event_rows]).decode()
+        events = _json_each_argument([_event_values(row) for row in event_rows])
         connection.execute(write_event, (events,))
         if subject_rows:
             subjects = [(r["customer_id"], r["subject_hash"], r["seq"]) for r in subject_rows]
-            connection.execute(write_subject, (orjson.dumps(subjects).decode(),))
+            connection.execute(write_subject, (_json_each_argument(subjects),))
         connection.executemany(
             move_head,
             [(heads[c][0], heads[c][1], to_db(heads[c][2]), c) for c in customers],
