@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from sqlalchemy import text
+
 from gateway.callers import CallerKind, create_caller
+from gateway.errors import PROBLEM_BASE
 from gateway.storage import create_engine
+from gateway.storage.schema import subject_control_tables
 from gateway.subject_controls.lookup import PRESENCE_TTL
 from policies import email_identifier, provider_user_identifier
 from policies.vocabulary import CallerClass
@@ -128,3 +132,42 @@ async def test_an_objection_to_marketing_leaves_the_service_untouched(stack: Sta
     assert (marketing["records"], marketing["dropped"]["suppression"]) == ([], 1)
     service = await _posts(stack, "essential.service")
     assert JANE_POST in [record["id"] for record in service["records"]]
+
+
+async def test_no_records_leave_when_suppressions_cannot_be_read(stack: Stack) -> None:
+    """With a suppression on record and its table unreadable: 503 subject-controls-unavailable,
+    no records and no subject in the body (fail closed), for the customer's every purpose."""
+    await stack.link()
+    async for stores in open_stores(
+        stack.settings.database_url, stack.settings.secret_key.encode()
+    ):
+        await stores.suppressions.add(
+            CUSTOMER, (email_identifier(JANE_EMAIL),), kind="erasure",
+            reason="processor request pr_43", actor=make_actor(),
+        )  # fmt: skip
+    await asyncio.sleep(PRESENCE_TTL)  # another process's write: see above
+    dropped = await _posts(stack, "essential.service")
+    assert dropped["dropped"]["suppression"] == 1
+
+    table = subject_control_tables.suppression_subjects.name
+    engine = create_engine(stack.settings.database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"ALTER TABLE {table} RENAME TO {table}_gone"))
+    finally:
+        await engine.dispose()
+    async with stack.api() as api:
+        [connection] = (await api.get("/v1/connections", params={"customer_id": CUSTOMER})).json()[
+            "connections"
+        ]
+        response = await api.get(
+            f"/v1/connections/{connection['id']}/records/posts",
+            params={"purpose": "essential.service", "limit": "25"},
+        )
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["type"] == PROBLEM_BASE + "subject-controls-unavailable"
+    assert "records" not in body
+    assert "jane" not in response.text.lower()
+    assert "hmac-sha256" not in response.text
