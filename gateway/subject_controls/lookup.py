@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Select, exists, select
+import asyncpg
+from sqlalchemy import Select, Table, exists, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit import SubjectHasher
 from gateway.errors import SubjectControlsUnavailable
@@ -50,6 +51,54 @@ _CHUNK = 500
 # replica can go unapplied here. Recording one through this process applies at once.
 PRESENCE_TTL = 2.0
 PRESENCE_SIZE = 4096
+
+# What a failed read can raise: SQLAlchemy's wrapping (SQLite, the pool, the
+# checkout ping) or, on PostgreSQL's driver connection, asyncpg and the socket.
+_UNAVAILABLE = (
+    SQLAlchemyError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _PostgresLookups:
+    """The lookup's statements as PostgreSQL text, built once per engine.
+
+    Run on asyncpg's own connection (as the audit append does): the page's
+    hashes travel as one ``text[]`` parameter, so the text never changes with
+    the page and asyncpg's prepared statement is reused, and the read is one
+    round trip without SQLAlchemy's statement compilation, expanding IN,
+    BEGIN and ROLLBACK. ``= ANY($2)`` uses the primary key's (customer_id,
+    subject_hash) prefix like ``IN`` does
+    (https://www.postgresql.org/docs/current/functions-comparisons.html).
+    """
+
+    suppressed: str
+    consented: str
+
+
+def _postgres_lookups(
+    tables: SubjectControlTables, quote: Callable[[Table], str]
+) -> _PostgresLookups:
+    # Only table names (quoted by the dialect) and constant column names are
+    # interpolated; every value travels as a bind parameter.
+    subjects = quote(tables.suppression_subjects)
+    consent_subjects, consents = quote(tables.consent_subjects), quote(tables.consents)
+    return _PostgresLookups(
+        suppressed=(
+            f"SELECT subject_hash, scope FROM {subjects} "  # noqa: S608
+            "WHERE customer_id = $1 AND subject_hash = ANY($2::text[])"
+        ),
+        consented=(
+            f"SELECT s.subject_hash, c.purpose FROM {consent_subjects} AS s "  # noqa: S608
+            f"JOIN {consents} AS c ON c.id = s.consent_id "
+            "WHERE s.customer_id = $1 AND s.subject_hash = ANY($2::text[]) "
+            "AND c.withdrawn_at IS NULL"
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +259,11 @@ class SubjectControls:
         self._tables = tables
         self._hasher = hasher
         self._presence = presence  # None: always look (no staleness at all)
+        self._postgres = (
+            _postgres_lookups(tables, engine.dialect.identifier_preparer.format_table)
+            if engine.dialect.name == "postgresql"
+            else None
+        )
 
     async def for_records(
         self,
@@ -255,21 +309,25 @@ class SubjectControls:
                     return PageControls(purpose, hashes, frozenset(), {})
             # The lookup needs every hash of the page.
             digests = sorted({hashes[identifier] for identifier in hashes})
+            want_scopes = known is None or known.suppressions
+            want_consents = consent_required and (known is None or known.consents)
             async with self._engine.connect() as conn:
-                for start in range(0, len(digests), _CHUNK):
-                    chunk = digests[start : start + _CHUNK]
-                    if known is None or known.suppressions:
-                        found = await conn.execute(self._suppressed(customer_id, chunk))
-                        for digest, scope in found:
-                            scopes.setdefault(digest, set()).add(scope)
-                    if not consent_required or (known is not None and not known.consents):
-                        continue
-                    given = await conn.execute(self._consented(customer_id, chunk))
-                    for digest, consent_purpose in given:
-                        # Consent to a purpose covers its more specific purposes.
-                        if is_within(purpose, consent_purpose):
-                            consented.add(digest)
-        except SQLAlchemyError as exc:
+                if self._postgres is not None:
+                    rows = await self._read_postgres(
+                        self._postgres, conn, customer_id, digests, want_scopes, want_consents
+                    )
+                else:
+                    rows = await self._read_chunked(
+                        conn, customer_id, digests, want_scopes, want_consents
+                    )
+            found, given = rows
+            for digest, scope in found:
+                scopes.setdefault(digest, set()).add(scope)
+            for digest, consent_purpose in given:
+                # Consent to a purpose covers its more specific purposes.
+                if is_within(purpose, consent_purpose):
+                    consented.add(digest)
+        except _UNAVAILABLE as exc:
             # Not knowing who is suppressed means releasing nothing (fail closed).
             raise SubjectControlsUnavailable(
                 f"consents and suppressions cannot be read ({type(exc).__name__})"
@@ -280,6 +338,54 @@ class SubjectControls:
             consented_hashes=frozenset(consented),
             suppressed_scopes={d: frozenset(s) for d, s in scopes.items()},
         )
+
+    @staticmethod
+    async def _read_postgres(
+        statements: _PostgresLookups,
+        conn: AsyncConnection,
+        customer_id: str,
+        digests: list[str],
+        want_scopes: bool,
+        want_consents: bool,
+    ) -> tuple[list[Any], list[Any]]:
+        """Both reads on asyncpg's connection under ``conn`` (:class:`_PostgresLookups`)."""
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        try:
+            found = (
+                await driver.fetch(statements.suppressed, customer_id, digests)
+                if want_scopes
+                else []
+            )
+            given = (
+                await driver.fetch(statements.consented, customer_id, digests)
+                if want_consents
+                else []
+            )
+        except BaseException:
+            # Whatever failed (the server, the network, a timeout, a cancel), the
+            # pool gets a fresh connection rather than this one back.
+            await conn.invalidate()
+            raise
+        return found, given
+
+    async def _read_chunked(
+        self,
+        conn: AsyncConnection,
+        customer_id: str,
+        digests: list[str],
+        want_scopes: bool,
+        want_consents: bool,
+    ) -> tuple[list[Any], list[Any]]:
+        """Both reads through SQLAlchemy Core, ``IN`` lists of at most :data:`_CHUNK`."""
+        found: list[Any] = []
+        given: list[Any] = []
+        for start in range(0, len(digests), _CHUNK):
+            chunk = digests[start : start + _CHUNK]
+            if want_scopes:
+                found.extend(await conn.execute(self._suppressed(customer_id, chunk)))
+            if want_consents:
+                given.extend(await conn.execute(self._consented(customer_id, chunk)))
+        return found, given
 
     async def _read_presence(self, customer_id: str) -> Presence:
         # Both answers in one round trip; each EXISTS stops at the first row of the
