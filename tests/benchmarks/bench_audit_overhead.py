@@ -71,9 +71,15 @@ LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 # -- the gateway process -------------------------------------------------------------------
 
 
-async def _no_append(_store: object, drafts: Sequence[object]) -> list[None]:
+# What the no-op append answers for each draft. Not None: the writer reads None as
+# "the store skipped this draft" (an outbox entry a drain appended first) and
+# fails a plain record() with it, which made every unaudited request a 503.
+_NOT_WRITTEN = object()
+
+
+async def _no_append(_store: object, drafts: Sequence[object]) -> list[object]:
     """Stands in for ``AuditStore.append``: nothing is hashed, linked or written."""
-    return [None for _ in drafts]
+    return [_NOT_WRITTEN for _ in drafts]
 
 
 def role_serve(variant: str, argv: list[str]) -> int:
@@ -201,6 +207,12 @@ def _rows(label: str, cells: dict[tuple[str, int], Measurement]) -> list[dict[st
             rows.append(row(names["unaudited"], unaudited, unit))
             rows.append(row(names["audited"], audited, unit, (names["unaudited"], unaudited)))
         errors = sum(cells[(v, concurrency)].errors for v in VARIANTS)
+        if errors:
+            # A failed request is a fast one: the figures would flatter that variant.
+            raise SystemExit(
+                f"{label} c={concurrency}: {errors} answers were not 200;"
+                " see the gateway's log lines above (a variant that errors measures nothing)"
+            )
         rows.append(row(f"{label} c={concurrency} non-200 answers", errors, "count"))
     return rows
 
