@@ -109,6 +109,19 @@ def _verified(delivery: Delivery) -> dict[str, Any]:
     return delivery.event
 
 
+async def _attempts_once_recorded(stack: Stack, count: int) -> list[dict[str, Any]]:
+    """The delivery attempts, once the gateway has recorded ``count`` of them.
+
+    The gateway records an attempt after the receiver has answered it, so the
+    receiver can hold the body before the row that says it was accepted exists.
+    """
+    deadline = time.monotonic() + WAIT
+    while len(attempts := await _attempts(stack)) < count:
+        assert time.monotonic() < deadline, f"{len(attempts)} of {count} attempts recorded"
+        await asyncio.sleep(0.05)
+    return attempts
+
+
 async def _attempts(stack: Stack) -> list[dict[str, Any]]:
     engine = create_engine(stack.settings.database_url)
     try:
@@ -192,7 +205,7 @@ async def test_a_receiver_that_fails_twice_gets_the_webhook_on_the_third_attempt
         await api.delete(f"/v1/connections/{connection_id}")
     [delivery] = await receiver.wait_for(1)
     assert _verified(delivery)["type"] == "connection.revoked"
-    attempts = await _attempts(stack)
+    attempts = await _attempts_once_recorded(stack, 3)
     assert [(a["attempt"], a["status_code"]) for a in attempts] == [(1, 500), (2, 500), (3, 204)]
     assert [a["next_attempt_at"] is not None for a in attempts] == [True, True, False]
     assert receiver.calls == 3
@@ -206,10 +219,7 @@ async def test_a_delivery_is_abandoned_after_the_last_attempt(
     connection_id = await _connection_id(stack)
     async with stack.api() as api:
         await api.delete(f"/v1/connections/{connection_id}")
-    deadline = time.monotonic() + WAIT
-    while len(await _attempts(stack)) < 2:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+    await _attempts_once_recorded(stack, 2)
     await asyncio.sleep(0.5)
     engine = create_engine(database_url)
     try:
