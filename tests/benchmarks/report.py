@@ -8,7 +8,7 @@ tests/benchmarks/contract.py) and prints the table. ``make bench`` runs it with
 A full run takes about 8 minutes on the 2-core machine the README names
 (audit search at 1,000,000 events about 3, the audited-vs-unaudited gateway
 about 2, the gateway table with its 10,000-request memory figure about 1.5,
-the instruction count under callgrind about 1);
+the instruction count under callgrind about 1, the commit floor a few seconds);
 ``--quick`` (``make bench-quick``) passes each script smaller sizes and takes
 about 3 minutes: its figures are noisier and not the ones to publish.
 
@@ -48,13 +48,15 @@ SCRIPTS = (
     Script("audit_overhead", quick=("--seconds", "1", "--rounds", "1")),
     Script("gateway", quick=("--seconds", "1", "--rss-requests", "1000", "--cpu-requests", "300")),
     Script("instructions", quick=("--requests", "100")),
+    Script("commit_floor", quick=("--commits", "400")),
 )
 
 # The issue's goals for the hot path (figure, test, what it says).
+C1_GOAL = "linkgate-postgres c=1 p50 added over passthrough"
 GOALS = (
     ("linkgate-postgres c=32 req/s", "ratio", ">=", 0.5, "throughput at c=32 ≥ 0.5x passthrough"),
     (
-        "linkgate-postgres c=1 p50 added over passthrough",
+        C1_GOAL,
         "value",
         "<=",
         0.5,
@@ -129,6 +131,15 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _disk_floor(by_figure: dict[tuple[str, str], dict[str, Any]], bound: float) -> str:
+    """What the disk alone adds at c=1: every read there waits for one durable commit."""
+    flush = by_figure.get(("commit_floor", "PostgreSQL flush added to a commit, p50"))
+    if flush is None:
+        return ""
+    verdict = "more than the goal allows" if flush["value"] > bound else "within the goal"
+    return f"; this disk's flush alone adds {flush['value']:.2f} ms to a commit, {verdict}"
+
+
 def goals(rows: list[dict[str, Any]]) -> list[str]:
     by_figure = {(r["benchmark"], r["figure"]): r for r in rows}
     out = []
@@ -139,7 +150,8 @@ def goals(rows: list[dict[str, Any]]) -> list[str]:
             continue
         actual = row[field]
         met = actual >= bound if sense == ">=" else actual <= bound
-        out.append(f"- {text}: {'met' if met else 'NOT met'} ({field} {actual:.2f})")
+        floor = _disk_floor(by_figure, bound) if figure == C1_GOAL else ""
+        out.append(f"- {text}: {'met' if met else 'NOT met'} ({field} {actual:.2f}){floor}")
     for row in rows:
         if row["figure"].startswith("refresh-storm token requests"):
             met = row["value"] == 1
