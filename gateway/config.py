@@ -10,6 +10,7 @@ an operator fixes them all in one round.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -41,6 +42,11 @@ DEFAULT_WEBHOOK_MAX_ATTEMPTS = 12  # then the delivery is abandoned
 DEFAULT_WEBHOOK_BACKOFF = 30.0  # seconds before the second attempt; doubles per failure
 DEFAULT_AUDIT_CHECKPOINT_INTERVAL = 300.0  # seconds between signed audit checkpoints
 DEFAULT_AUDIT_RETENTION_DAYS = 400
+# The audit outbox (gateway.audit.outbox): seconds between drains of what an
+# append left behind, and the age an entry must reach before a periodic drain
+# takes it from the writer that holds it (the drain at startup takes all).
+DEFAULT_AUDIT_OUTBOX_DRAIN_INTERVAL = 30.0
+DEFAULT_AUDIT_OUTBOX_DRAIN_GRACE = 30.0
 # The share of traces exported over OTLP (besides denials, errors and traces
 # the caller samples); every request is recorded for its audit event anyway.
 DEFAULT_TRACE_EXPORT_RATIO = 1.0
@@ -88,6 +94,8 @@ class Settings:
     audit_checkpoint_interval: float = DEFAULT_AUDIT_CHECKPOINT_INTERVAL
     audit_retention_days: int = DEFAULT_AUDIT_RETENTION_DAYS
     audit_verifier_keys: tuple[str, ...] = ()  # "name+hash+base64key" per signed-note
+    audit_outbox_drain_interval: float = DEFAULT_AUDIT_OUTBOX_DRAIN_INTERVAL
+    audit_outbox_drain_grace: float = DEFAULT_AUDIT_OUTBOX_DRAIN_GRACE
     return_url_allowlist: tuple[str, ...] = ()
     connect_session_ttl: int = DEFAULT_CONNECT_SESSION_TTL
     state_ttl: int = DEFAULT_STATE_TTL
@@ -132,6 +140,8 @@ _ENV: dict[str, tuple[str, str]] = {
     "LINKGATE_AUDIT_CHECKPOINT_INTERVAL": ("audit_checkpoint_interval", "float"),
     "LINKGATE_AUDIT_RETENTION_DAYS": ("audit_retention_days", "int"),
     "LINKGATE_AUDIT_VERIFIER_KEYS": ("audit_verifier_keys", "list"),
+    "LINKGATE_AUDIT_OUTBOX_DRAIN_INTERVAL": ("audit_outbox_drain_interval", "float"),
+    "LINKGATE_AUDIT_OUTBOX_DRAIN_GRACE": ("audit_outbox_drain_grace", "float"),
     "LINKGATE_RETURN_URL_ALLOWLIST": ("return_url_allowlist", "list"),
     "LINKGATE_CONNECT_SESSION_TTL": ("connect_session_ttl", "int"),
     "LINKGATE_STATE_TTL": ("state_ttl", "int"),
@@ -248,6 +258,13 @@ def _audit_problems(settings: Settings) -> list[str]:
     problems: list[str] = []
     if settings.audit_checkpoint_interval <= 0:
         problems.append("LINKGATE_AUDIT_CHECKPOINT_INTERVAL: must be positive")
+    if not 0 < settings.audit_outbox_drain_interval < math.inf:  # NaN included
+        problems.append("LINKGATE_AUDIT_OUTBOX_DRAIN_INTERVAL: a positive number of seconds")
+    if not 0 <= settings.audit_outbox_drain_grace < math.inf:
+        problems.append(
+            "LINKGATE_AUDIT_OUTBOX_DRAIN_GRACE: must not be negative "
+            "(0 lets a periodic drain take an entry its writer is still appending)"
+        )
     if settings.audit_retention_days < MIN_AUDIT_RETENTION_DAYS:
         problems.append(
             f"LINKGATE_AUDIT_RETENTION_DAYS: at least {MIN_AUDIT_RETENTION_DAYS} "

@@ -122,7 +122,12 @@ async def open_runtime(
             AsyncExitStack() as stack,
         ):
             # Before anything is served: what a crashed process left in the outbox.
-            await stack.enter_async_context(audit_outbox.draining())
+            await stack.enter_async_context(
+                audit_outbox.draining(
+                    interval=settings.audit_outbox_drain_interval,
+                    grace=settings.audit_outbox_drain_grace,
+                )
+            )
             registry = await load_providers(settings, oauth_http)
             sessions = ConnectSessionStore(
                 engine,

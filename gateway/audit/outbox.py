@@ -51,8 +51,6 @@ from gateway.audit.writer import AuditWriter
 
 __all__ = [
     "DEFAULT_DRAIN_BATCH",
-    "DEFAULT_DRAIN_GRACE",
-    "DEFAULT_DRAIN_INTERVAL",
     "AuditOutbox",
     "decode_draft",
     "encode_draft",
@@ -60,11 +58,6 @@ __all__ = [
 
 log = structlog.get_logger("gateway.audit")
 
-DEFAULT_DRAIN_INTERVAL = 30.0  # seconds between looks at the outbox
-# A periodic drain leaves entries younger than this to the writer that holds
-# them (it appends within milliseconds); taking them would be correct too,
-# only contended. The drain at startup takes everything.
-DEFAULT_DRAIN_GRACE = 30.0
 DEFAULT_DRAIN_BATCH = 200
 
 _DRAFT_NAMES = tuple(f.name for f in fields(EventDraft))
@@ -206,10 +199,14 @@ class AuditOutbox:
         # A naive written_at (SQLite) is UTC; the store reads it so.
         return OutboxEntry(id=row.id, draft=draft, written_at=row.written_at)
 
-    async def run(
-        self, *, interval: float = DEFAULT_DRAIN_INTERVAL, grace: float = DEFAULT_DRAIN_GRACE
-    ) -> None:
-        """Drain every ``interval`` seconds until cancelled; a failed round costs one round."""
+    async def run(self, *, interval: float, grace: float) -> None:
+        """Drain every ``interval`` seconds until cancelled; a failed round costs one round.
+
+        Each round takes only entries older than ``grace`` seconds: younger ones
+        belong to a writer that appends them within milliseconds (taking them
+        would be correct too, only contended). Both come from the settings
+        (``LINKGATE_AUDIT_OUTBOX_DRAIN_INTERVAL`` and ``_GRACE``).
+        """
         while True:
             await asyncio.sleep(interval)
             await self._drain_logged(self._clock() - timedelta(seconds=grace))
@@ -223,10 +220,8 @@ class AuditOutbox:
             log.error("audit.outbox_drain_failed", error=type(exc).__name__)
 
     @contextlib.asynccontextmanager
-    async def draining(
-        self, *, interval: float = DEFAULT_DRAIN_INTERVAL, grace: float = DEFAULT_DRAIN_GRACE
-    ) -> AsyncIterator[AuditOutbox]:
-        """Drain what an earlier process left, then keep draining in the background.
+    async def draining(self, *, interval: float, grace: float) -> AsyncIterator[AuditOutbox]:
+        """Drain what an earlier process left, then keep draining in the background (:meth:`run`).
 
         The first drain runs before the block is entered, so a gateway serves
         nothing until the events a crash left behind are in the chain (or, if

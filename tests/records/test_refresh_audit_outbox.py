@@ -7,6 +7,10 @@ chain is broken at that moment (its table renamed away, as an unwritable
 database looks to the gateway), then mended; a new runtime on the same
 database (this process restarted, or another replica starting) drains the
 event into the chain exactly once, at the time the refresh committed.
+
+The live gateway's periodic drain is set to an hour: on a slow machine its
+default round (every 30 s, entries older than 30 s) could take the entry
+before the test reads it, and the row the test looks at would be gone.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 from datetime import UTC
 
 import httpx
+import pytest
 from sqlalchemy import func, select, text
 
 from gateway.audit import AuditStore
@@ -21,8 +26,17 @@ from gateway.audit.outbox import decode_draft
 from gateway.errors import PROBLEM_BASE
 from gateway.runtime import open_runtime
 from gateway.storage import audit_tables, create_engine
-from tests.gateway.conftest import CUSTOMER, Stack
+from tests.conftest import Servers
+from tests.gateway.conftest import CUSTOMER, Stack, build_stack
 from tests.records.test_records_api import _linked, _read, _sandbox_stats
+
+
+@pytest.fixture
+async def stack(database_url: str, servers: Servers) -> Stack:
+    """The live stack, its gateway draining the outbox only at startup within a test's time."""
+    return await build_stack(
+        database_url, servers, auto_approve=True, audit_outbox_drain_interval=3600.0
+    )
 
 
 async def _rename(stack: Stack, old: str, new: str) -> None:
