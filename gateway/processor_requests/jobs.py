@@ -94,9 +94,7 @@ class ProcessorJobs:
         runtime = self._runtime
         while True:
             try:
-                await purge(
-                    runtime.engine, request_store(runtime), runtime.audit, runtime.policy.policy
-                )
+                await purge(runtime.engine, runtime.audit_outbox, runtime.policy.policy)
             except (LinkgateError, SQLAlchemyError, OSError) as exc:
                 log.warning("retention.purge_failed", problem=type(exc).__name__)
             await asyncio.sleep(self._purge_interval)

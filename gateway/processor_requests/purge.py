@@ -15,9 +15,17 @@ or anonymize it." Periods come from the policy data
   deleted at once (they hold a sealed PKCE verifier and nonce);
 * downloads of finished processor requests older than ``user``'s period.
 
-Each customer's deletions are one ``retention.purged`` event per kind of data,
-with the count (``resource`` names the kind). Safe on several replicas: each
-statement deletes only what is still there.
+Each customer's deletion of each kind of data is one transaction that also
+writes its ``retention.purged`` event (``resource`` names the kind,
+``record_count`` the rows) into the audit outbox (:mod:`gateway.audit.outbox`):
+the deletion and the record of it commit together or not at all, and the
+event is appended to the chain right after (or, if that append fails or the
+process dies first, by the outbox's drain). A deletion is never without its
+record, whatever fails in between.
+
+Safe on several replicas: each statement deletes only what is still there
+and counts what it deleted itself (``RETURNING``), so two purges at once
+delete each row once and record it once.
 """
 
 from __future__ import annotations
@@ -25,23 +33,33 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import delete, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import (
+    ColumnElement,
+    Delete,
+    Select,
+    Table,
+    Update,
+    and_,
+    delete,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway import audit
-from gateway.audit import Action, AuditWriter, EventDraft, Outcome
+from gateway.audit import Action, AuditOutbox, EventDraft, Outcome
 from gateway.connections import Status
-from gateway.errors import AuditUnavailable
 from gateway.observability import current_trace_id
-from gateway.processor_requests.store import RequestStore
 from gateway.storage.engine import writer
 from gateway.storage.schema import (
     account_claims,
     connect_sessions,
     connections,
     oauth_states,
+    processor_request_tables,
     provider_tokens,
 )
 from policies import Policy
@@ -57,9 +75,12 @@ BUNDLES_CATEGORY = "user"
 
 @dataclass(slots=True)
 class PurgeReport:
-    """Per kind of data, per customer, how many were deleted."""
+    """Per kind of data, per customer, how many were deleted; and how many of their
+    ``retention.purged`` events this run could not append (they wait in the audit
+    outbox for its drain)."""
 
     deleted: dict[str, dict[str, int]] = field(default_factory=dict)
+    events_outboxed: int = 0
 
     def add(self, kind: str, customer_id: str, count: int) -> None:
         if count:
@@ -70,10 +91,22 @@ class PurgeReport:
         return {kind: sum(per.values()) for kind, per in sorted(self.deleted.items())}
 
 
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """One kind of data past retention: which customers have some, and one customer's deletion.
+
+    ``delete`` is an UPDATE or DELETE ... RETURNING limited to the customer:
+    it counts only the rows this statement changed.
+    """
+
+    name: str
+    customers: Select[Any]
+    delete: Callable[[str], Update | Delete]
+
+
 async def purge(
     engine: AsyncEngine,
-    store: RequestStore,
-    audit_writer: AuditWriter,
+    outbox: AuditOutbox,
     policy: Policy,
     *,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -81,92 +114,143 @@ async def purge(
     """One pass over everything the gateway stores with a retention period."""
     moment = now()
     report = PurgeReport()
-    await _dead_connections(engine, policy, moment, report)
-    await _expired_sessions(engine, moment, report)
-    bundle_days = policy.retention_days(BUNDLES_CATEGORY)
-    if bundle_days is not None:
-        for customer_id, count in (
-            await store.purge_files(moment - timedelta(days=bundle_days))
-        ).items():
-            report.add("processor_request_files", customer_id, count)
-    for kind, per_customer in report.deleted.items():
-        for customer_id, count in per_customer.items():
-            await _audit(audit_writer, customer_id, kind, count)
+    for kind in _kinds(policy, moment):
+        async with engine.connect() as conn:
+            customers = sorted({str(c) for c in (await conn.execute(kind.customers)).scalars()})
+        for customer_id in customers:
+            async with writer(engine).begin() as conn:
+                count = await _delete(conn, kind, customer_id)
+                entry = (
+                    await outbox.add(conn, _purged(customer_id, kind.name, count))
+                    if count
+                    else None
+                )
+            if entry is None:
+                continue  # another replica's purge took them meanwhile
+            report.add(kind.name, customer_id, count)
+            if await outbox.deliver(entry) is None:
+                report.events_outboxed += 1
     log.info("retention.purged", **report.totals())
     return report
 
 
-async def _dead_connections(
-    engine: AsyncEngine, policy: Policy, moment: datetime, report: PurgeReport
-) -> None:
+async def _delete(conn: AsyncConnection, kind: _Kind, customer_id: str) -> int:
+    return len((await conn.execute(kind.delete(customer_id))).all())
+
+
+def _kinds(policy: Policy, moment: datetime) -> list[_Kind]:
+    """In deletion order: a session's states go before the session."""
+    kinds: list[_Kind] = []
+    token_days = policy.retention_days(TOKENS_CATEGORY)
+    if token_days is not None:
+        kinds.extend(_dead_connection_kinds(moment - timedelta(days=token_days)))
+    kinds.extend(_expired_session_kinds(moment))
+    bundle_days = policy.retention_days(BUNDLES_CATEGORY)
+    if bundle_days is not None:
+        kinds.append(_request_files_kind(moment - timedelta(days=bundle_days)))
+    return kinds
+
+
+def _dead_connection_kinds(cutoff: datetime) -> list[_Kind]:
     """A dead connection's tokens (its own and its scoped ones, e.g. Page tokens) and
     the identity claims kept beside them, once past ``user.authorization``'s period."""
-    days = policy.retention_days(TOKENS_CATEGORY)
-    if days is None:
-        return
     c = connections
-    dead = select(c.c.id).where(
-        c.c.status.in_([Status.REVOKED.value, Status.NEEDS_REAUTH.value]),
-        c.c.updated_at < moment - timedelta(days=days),
-    )
-    async with writer(engine).begin() as conn:
-        owners = dict(
-            (
-                await conn.execute(
-                    select(c.c.id, c.c.customer_id).where(
-                        c.c.id.in_(dead),
-                        or_(c.c.access_token.is_not(None), c.c.refresh_token.is_not(None)),
-                    )
-                )
-            ).all()
+
+    def dead(*where: ColumnElement[bool]) -> Select[tuple[str]]:
+        return select(c.c.id).where(
+            c.c.status.in_([Status.REVOKED.value, Status.NEEDS_REAUTH.value]),
+            c.c.updated_at < cutoff,
+            *where,
         )
-        if owners:
-            await conn.execute(
+
+    holds_tokens = or_(c.c.access_token.is_not(None), c.c.refresh_token.is_not(None))
+    kinds = [
+        _Kind(
+            "connection_tokens",
+            select(c.c.customer_id).where(c.c.id.in_(dead(holds_tokens))),
+            lambda customer_id: (
                 update(c)
-                .where(c.c.id.in_(list(owners)))
+                .where(c.c.id.in_(dead(c.c.customer_id == customer_id, holds_tokens)))
                 .values(access_token=None, refresh_token=None, token_expires_at=None)
-            )
-        kinds = {"connection_tokens": list(owners)}
-        for kind, table in (("scoped_tokens", provider_tokens), ("account_claims", account_claims)):
-            deleted = await conn.execute(
-                delete(table)
-                .where(table.c.connection_id.in_(dead))
-                .returning(table.c.connection_id)
-            )
-            kinds[kind] = list(deleted.scalars())
-        customers = dict(
-            (await conn.execute(select(c.c.id, c.c.customer_id).where(c.c.id.in_(dead)))).all()
+                .returning(c.c.id)
+            ),
         )
-    for kind, connection_ids in kinds.items():
-        for connection_id in connection_ids:
-            report.add(kind, customers[connection_id], 1)
+    ]
+
+    def kept_beside(name: str, table: Table) -> _Kind:
+        return _Kind(
+            name,
+            select(c.c.customer_id).where(
+                c.c.id.in_(dead()), c.c.id.in_(select(table.c.connection_id))
+            ),
+            lambda customer_id: (
+                delete(table)
+                .where(table.c.connection_id.in_(dead(c.c.customer_id == customer_id)))
+                .returning(table.c.connection_id)
+            ),
+        )
+
+    return [
+        *kinds,
+        kept_beside("scoped_tokens", provider_tokens),
+        kept_beside("account_claims", account_claims),
+    ]
 
 
-async def _expired_sessions(engine: AsyncEngine, moment: datetime, report: PurgeReport) -> None:
+def _expired_session_kinds(moment: datetime) -> list[_Kind]:
     s, o = connect_sessions, oauth_states
-    async with writer(engine).begin() as conn:
-        states = (
-            await conn.execute(
-                select(o.c.state_hash, s.c.customer_id)
-                .join(s, s.c.id == o.c.session_id)
-                .where(or_(o.c.expires_at < moment, s.c.expires_at < moment))
-            )
-        ).all()
-        if states:
-            await conn.execute(delete(o).where(o.c.state_hash.in_([r.state_hash for r in states])))
-        sessions = (
-            await conn.execute(select(s.c.id, s.c.customer_id).where(s.c.expires_at < moment))
-        ).all()
-        if sessions:
-            await conn.execute(delete(s).where(s.c.id.in_([r.id for r in sessions])))
-    for row in states:
-        report.add("oauth_states", row.customer_id, 1)
-    for row in sessions:
-        report.add("connect_sessions", row.customer_id, 1)
+    expired_sessions = select(s.c.id).where(s.c.expires_at < moment)
+
+    def expired_states(*where: ColumnElement[bool]) -> ColumnElement[bool]:
+        return and_(
+            o.c.session_id.in_(select(s.c.id).where(*where)),
+            or_(o.c.expires_at < moment, o.c.session_id.in_(expired_sessions)),
+        )
+
+    return [
+        _Kind(
+            "oauth_states",
+            select(s.c.customer_id).join(o, o.c.session_id == s.c.id).where(expired_states()),
+            lambda customer_id: (
+                delete(o)
+                .where(expired_states(s.c.customer_id == customer_id))
+                .returning(o.c.state_hash)
+            ),
+        ),
+        _Kind(
+            "connect_sessions",
+            select(s.c.customer_id).where(s.c.expires_at < moment),
+            lambda customer_id: (
+                delete(s)
+                .where(s.c.customer_id == customer_id, s.c.expires_at < moment)
+                .returning(s.c.id)
+            ),
+        ),
+    ]
 
 
-async def _audit(audit_writer: AuditWriter, customer_id: str, kind: str, count: int) -> None:
-    draft = EventDraft(
+def _request_files_kind(finished_before: datetime) -> _Kind:
+    """Downloads (portability bundles) of requests finished before the cut-off."""
+    r, b = processor_request_tables.requests, processor_request_tables.bundles
+
+    def finished(*where: ColumnElement[bool]) -> Select[tuple[str]]:
+        return select(r.c.id).where(
+            r.c.finished_at.is_not(None), r.c.finished_at < finished_before, *where
+        )
+
+    return _Kind(
+        "processor_request_files",
+        select(r.c.customer_id).where(r.c.id.in_(finished()), r.c.id.in_(select(b.c.request_id))),
+        lambda customer_id: (
+            delete(b)
+            .where(b.c.request_id.in_(finished(r.c.customer_id == customer_id)))
+            .returning(b.c.request_id)
+        ),
+    )
+
+
+def _purged(customer_id: str, kind: str, count: int) -> EventDraft:
+    return EventDraft(
         customer_id=customer_id,
         action=Action.RETENTION_PURGED,
         outcome=Outcome.ALLOWED,
@@ -175,7 +259,3 @@ async def _audit(audit_writer: AuditWriter, customer_id: str, kind: str, count: 
         record_count=count,
         trace_id=current_trace_id(),
     )
-    try:
-        await audit_writer.record(draft)
-    except audit.AuditUnavailable as exc:
-        raise AuditUnavailable(str(exc)) from None

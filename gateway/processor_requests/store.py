@@ -531,23 +531,6 @@ class RequestStore:
             deleted = await conn.execute(delete(b).where(b.c.request_id.in_(ids)))
         return int(deleted.rowcount or 0)
 
-    async def purge_files(self, finished_before: datetime) -> dict[str, int]:
-        """Delete downloads of requests finished before the cut-off; count per customer."""
-        r, b = self._t.requests, self._t.bundles
-        counts: dict[str, int] = {}
-        async with self._writer.begin() as conn:
-            rows = await conn.execute(
-                select(r.c.id, r.c.customer_id)
-                .join(b, b.c.request_id == r.c.id)
-                .where(r.c.finished_at.is_not(None), r.c.finished_at < finished_before)
-            )
-            found = rows.all()
-            for row in found:
-                counts[row.customer_id] = counts.get(row.customer_id, 0) + 1
-            if found:
-                await conn.execute(delete(b).where(b.c.request_id.in_({x.id for x in found})))
-        return counts
-
 
 def _from_row(row: Any) -> ProcessorRequest:
     return ProcessorRequest(

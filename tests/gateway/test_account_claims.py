@@ -13,7 +13,6 @@ from gateway.account_claims import CLAIMS_ROW
 from gateway.connections import Connection, ConnectionStore, Status
 from gateway.key_rotation import rotate_vault
 from gateway.oauth import TokenSet
-from gateway.processor_requests.jobs import services
 from gateway.processor_requests.purge import purge
 from gateway.runtime import Runtime, open_runtime
 from gateway.storage import account_claims, connections
@@ -99,9 +98,7 @@ async def test_the_purge_deletes_claims_of_dead_connections_only(runtime: Runtim
             )
         )
 
-    report = await purge(
-        runtime.engine, services(runtime).store, runtime.audit, runtime.policy.policy
-    )
+    report = await purge(runtime.engine, runtime.audit_outbox, runtime.policy.policy)
 
     assert report.deleted["account_claims"] == {"acme": 1}
     assert await _kept(runtime) == [alive.id]

@@ -15,7 +15,6 @@ import httpx
 from sqlalchemy import select
 
 from gateway.audit import Action
-from gateway.processor_requests.jobs import services
 from gateway.processor_requests.purge import PurgeReport, purge
 from gateway.runtime import Runtime, open_runtime
 from gateway.storage import connections
@@ -57,11 +56,7 @@ async def _tokens(runtime: Runtime, connection_id: str) -> tuple[str | None, byt
 async def _purge(runtime: Runtime, days_later: int) -> PurgeReport:
     later = datetime.now(UTC) + timedelta(days=days_later)
     return await purge(
-        runtime.engine,
-        services(runtime).store,
-        runtime.audit,
-        runtime.policy.policy,
-        now=lambda: later,
+        runtime.engine, runtime.audit_outbox, runtime.policy.policy, now=lambda: later
     )
 
 

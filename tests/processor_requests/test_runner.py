@@ -172,9 +172,7 @@ async def test_the_purge_deletes_expired_sessions_and_audits_it(runtime: Runtime
                 expires_at=past,
             )
         )
-    report = await purge(
-        runtime.engine, services(runtime).store, runtime.audit, runtime.policy.policy
-    )
+    report = await purge(runtime.engine, runtime.audit_outbox, runtime.policy.policy)
     assert report.totals() == {"connect_sessions": 1}
     page = await runtime.audit_store.search([CUSTOMER], action=Action.RETENTION_PURGED.value)
     assert [(e.resource, e.record_count) for e in page.events] == [("connect_sessions", 1)]
