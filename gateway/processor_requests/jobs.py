@@ -45,7 +45,6 @@ def request_store(runtime: Runtime) -> RequestStore:
         processor_request_tables,
         vault=runtime.vault,
         hasher=runtime.subjects,
-        audit=runtime.audit,
         outbox=runtime.audit_outbox,
     )
 

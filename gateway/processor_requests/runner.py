@@ -1,10 +1,16 @@
 """Runs processor requests step by step, resumably.
 
 For one claimed request: read the steps already recorded, run the others in
-order, and after each one append its ``processor_request.step`` audit event,
-then record it done. A restart (another replica, after the lease lapses)
-skips what is recorded, so no step is done twice; a step that ran but was
-not yet recorded is idempotent (:mod:`~gateway.processor_requests.steps`).
+order, and record each one done in one transaction with its
+``processor_request.step`` audit event (into the audit outbox, appended to the
+chain right after the commit) and, for a step that is a database change, the
+change itself (:meth:`~gateway.processor_requests.store.RequestStore.complete_step`).
+A restart (another replica, after the lease lapses) skips what is recorded,
+so no step is recorded, or its event appended, twice. A step that acts on its
+own (it calls a provider, so its effect cannot share the transaction) and ran
+but was not yet recorded runs again and is idempotent
+(:mod:`~gateway.processor_requests.steps`); its event is still written once,
+with its completion mark.
 
 A step that fails is retried later (the lease is set to lapse after a
 back-off), up to ``max_attempts``; then the request is ``failed`` with the
@@ -14,16 +20,18 @@ that refuses the request (bad input found while running) rejects it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.errors import BadRequest, LinkgateError
 from gateway.processor_requests.machine import Status
-from gateway.processor_requests.steps import Services, result_of, steps_for
-from gateway.processor_requests.store import DEFAULT_LEASE, ProcessorRequest
+from gateway.processor_requests.steps import Output, Services, Step, result_of, steps_for
+from gateway.processor_requests.store import DEFAULT_LEASE, ProcessorRequest, StepChange
 from gateway.vault import VaultError
 
 __all__ = ["DEFAULT_MAX_ATTEMPTS", "Runner"]
@@ -88,24 +96,40 @@ class Runner:
             if self._progress:
                 self._progress(request, step.name, index, len(plan))
             try:
-                output = await step.run(self._services, request, done)
-                await store.record_step(
-                    request,
-                    step.name,
-                    actor_id=request.id,
-                    actor_class=request.filed_class,
-                    count=int(output.get("count", 0)),
-                )
+                output = await self._complete(request, step, done)
             except BadRequest as exc:
                 return await self._finish(request, Status.REJECTED, reason=exc.detail)
             except (LinkgateError, SQLAlchemyError, VaultError, OSError) as exc:
                 return await self._later(request, step.name, exc)
-            await store.complete_step(request, step.name, output)
-            done[step.name] = output
+            if output is None:  # a concurrent resume recorded it first: take its output
+                output = (await store.done_steps(request.id))[step.name]
+            done[step.name] = dict(output)
             ran += 1
             await store.extend(request, self._lease)
         return await self._finish(
             request, Status.COMPLETED, result=result_of(request, done, store.clock())
+        )
+
+    async def _complete(
+        self, request: ProcessorRequest, step: Step, done: Mapping[str, Output]
+    ) -> Mapping[str, Any] | None:
+        """Run ``step`` and record it; its output, or None if it was already recorded."""
+        services = self._services
+        change: StepChange
+        if step.change is not None:
+            step_change = step.change
+
+            async def change(conn: AsyncConnection) -> Output:
+                return await step_change(services, request, done, conn)
+        else:
+            assert step.run is not None  # Step holds exactly one of the two
+            output = await step.run(services, request, done)
+
+            async def change(_conn: AsyncConnection) -> Output:
+                return output
+
+        return await self._store.complete_step(
+            request, step.name, change, actor_id=request.id, actor_class=request.filed_class
         )
 
     async def _later(

@@ -1,9 +1,24 @@
 """What each kind of request does, as lists of named, idempotent steps.
 
 The runner (:mod:`~gateway.processor_requests.runner`) records each finished
-step; a resumed request skips those, and a step that ran but was not yet
-recorded may run again, so each step is written to be harmless the second
-time (look before adding, delete what is there, overwrite the same file).
+step, with its audit event, in one transaction
+(:meth:`~gateway.processor_requests.store.RequestStore.complete_step`); a
+resumed request skips those. A step is one of two shapes:
+
+* a *change* (:attr:`Step.change`): its database change is made on the
+  connection of that same transaction, so the change, its event and its
+  completion mark commit together or not at all (``lift_suppressions``,
+  ``delete_stored_files``);
+* a *run* (:attr:`Step.run`): it acts on its own before the transaction,
+  because it calls a provider (revocation at ``disconnect_account_holder`` and
+  ``suppress_account_holder_connections``; the live fetch of
+  ``fetch_and_bundle``, which must not hold a write transaction open across a
+  walk of every connection) or a store that commits its own change with its
+  own audit event (suppressions, consents), or because it only reads. A run
+  that acted but was not yet recorded when the process died runs again on
+  resume, so each is written to be harmless the second time (look before
+  adding, skip a connection already revoked or suppressed, overwrite the same
+  file); its step event is still recorded once, with the completion mark.
 
 Step outputs are JSON kept with the request: counts, ids of gateway objects
 and provider names, never an End User identifier.
@@ -44,6 +59,7 @@ from typing import Any
 import httpx
 import structlog
 from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit import AuditEvent, AuditStore, AuditWriter, SubjectHasher
 from gateway.callers import Caller, CallerKind
@@ -58,12 +74,11 @@ from gateway.processor_requests.store import ProcessorRequest, RequestStore
 from gateway.processor_requests.stored_claims import claims_export, claims_summary
 from gateway.provider_registry import ProviderRegistry
 from gateway.records import RecordsService
-from gateway.storage.engine import writer
 from gateway.storage.schema import subject_control_tables
 from gateway.subject_controls import ConsentStore, SuppressionKind, SuppressionStore
 from policies import CallerClass, InvalidIdentifier, email_identifier, provider_user_identifier
 
-__all__ = ["PORTABILITY_PURPOSE", "Services", "Step", "result_of", "steps_for"]
+__all__ = ["PORTABILITY_PURPOSE", "Output", "Services", "Step", "result_of", "steps_for"]
 
 log = structlog.get_logger(__name__)
 
@@ -106,12 +121,23 @@ class Services:
 
 
 StepFn = Callable[[Services, ProcessorRequest, Mapping[str, Output]], Awaitable[Output]]
+ChangeFn = Callable[
+    [Services, ProcessorRequest, Mapping[str, Output], AsyncConnection], Awaitable[Output]
+]
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
+    """A named step: exactly one of ``run`` (acts on its own, before its completion is
+    recorded) or ``change`` (acts on the connection of the transaction that records it)."""
+
     name: str
-    run: StepFn
+    run: StepFn | None = None
+    change: ChangeFn | None = None
+
+    def __post_init__(self) -> None:
+        if (self.run is None) == (self.change is None):
+            raise ValueError(f"step {self.name}: give run or change, not both or neither")
 
 
 # -- shared ------------------------------------------------------------------------
@@ -325,7 +351,10 @@ async def suppress(
 
 
 async def lift_suppressions(
-    services: Services, request: ProcessorRequest, _done: Mapping[str, Output]
+    _services: Services,
+    request: ProcessorRequest,
+    _done: Mapping[str, Output],
+    conn: AsyncConnection,
 ) -> Output:
     """Undo earlier restrictions (or objections) of the subject, for the named purposes or all.
 
@@ -335,42 +364,41 @@ async def lift_suppressions(
     """
     t = subject_control_tables
     hashes = list(request.subject_hashes)
-    async with writer(services.engine).begin() as conn:
-        ids = (
-            (
-                await conn.execute(
-                    select(t.suppressions.c.id)
-                    .join(
-                        t.suppression_subjects,
-                        t.suppression_subjects.c.suppression_id == t.suppressions.c.id,
-                    )
-                    .where(
-                        t.suppressions.c.customer_id == request.customer_id,
-                        t.suppressions.c.kind == request.kind.value,
-                        t.suppression_subjects.c.subject_hash.in_(hashes),
-                    )
-                    .distinct()
-                )
-            )
-            .scalars()
-            .all()
-        )
-        lifted = 0
-        if ids:
-            rows = delete(t.suppression_subjects).where(
-                t.suppression_subjects.c.suppression_id.in_(ids)
-            )
-            if request.purposes:
-                rows = rows.where(t.suppression_subjects.c.scope.in_(list(request.purposes)))
-            lifted = int((await conn.execute(rows)).rowcount or 0)
-            remaining = select(t.suppression_subjects.c.suppression_id).where(
-                t.suppression_subjects.c.suppression_id.in_(ids)
-            )
+    ids = (
+        (
             await conn.execute(
-                delete(t.suppressions).where(
-                    t.suppressions.c.id.in_(ids), t.suppressions.c.id.not_in(remaining)
+                select(t.suppressions.c.id)
+                .join(
+                    t.suppression_subjects,
+                    t.suppression_subjects.c.suppression_id == t.suppressions.c.id,
                 )
+                .where(
+                    t.suppressions.c.customer_id == request.customer_id,
+                    t.suppressions.c.kind == request.kind.value,
+                    t.suppression_subjects.c.subject_hash.in_(hashes),
+                )
+                .distinct()
             )
+        )
+        .scalars()
+        .all()
+    )
+    lifted = 0
+    if ids:
+        rows = delete(t.suppression_subjects).where(
+            t.suppression_subjects.c.suppression_id.in_(ids)
+        )
+        if request.purposes:
+            rows = rows.where(t.suppression_subjects.c.scope.in_(list(request.purposes)))
+        lifted = int((await conn.execute(rows)).rowcount or 0)
+        remaining = select(t.suppression_subjects.c.suppression_id).where(
+            t.suppression_subjects.c.suppression_id.in_(ids)
+        )
+        await conn.execute(
+            delete(t.suppressions).where(
+                t.suppressions.c.id.in_(ids), t.suppressions.c.id.not_in(remaining)
+            )
+        )
     return {"count": lifted, "suppressions": len(ids), "scopes_lifted": lifted}
 
 
@@ -440,10 +468,15 @@ async def suppress_account_holder_connections(
 
 
 async def delete_stored_files(
-    services: Services, request: ProcessorRequest, _done: Mapping[str, Output]
+    services: Services,
+    request: ProcessorRequest,
+    _done: Mapping[str, Output],
+    conn: AsyncConnection,
 ) -> Output:
     """Delete earlier downloads (portability bundles) about the subject."""
-    deleted = await services.store.delete_files_about(request.customer_id, request.subject_hashes)
+    deleted = await services.store.delete_files_about(
+        conn, request.customer_id, request.subject_hashes
+    )
     return {"count": deleted, "files_deleted": deleted}
 
 
@@ -476,7 +509,7 @@ _PLANS: Mapping[Kind, tuple[Step, ...]] = {
         Step("suppress", suppress),
         Step("withdraw_consents", withdraw_consents),
         Step("disconnect_account_holder", disconnect_account_holder),
-        Step("delete_stored_files", delete_stored_files),
+        Step("delete_stored_files", change=delete_stored_files),
     ),
     Kind.RESTRICTION: (Step("suppress", suppress),),
     Kind.OBJECTION: (Step("suppress", suppress),),
@@ -489,7 +522,7 @@ _PLANS: Mapping[Kind, tuple[Step, ...]] = {
         Step("suppress_account_holder_connections", suppress_account_holder_connections),
     ),
 }
-_LIFT = (Step("lift_suppressions", lift_suppressions),)
+_LIFT = (Step("lift_suppressions", change=lift_suppressions),)
 
 
 def steps_for(request: ProcessorRequest) -> tuple[Step, ...]:

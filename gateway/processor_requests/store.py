@@ -3,6 +3,10 @@
 Each state change and each step is a ``processor_request.step`` audit event
 whose ``resource`` reads ``processor_request/<id>/<step>`` and whose subjects
 are the request's keyed identifier hashes (privacy notice, "accountable").
+Each is written into the audit outbox (:mod:`gateway.audit.outbox`) by the
+transaction that makes its change (a step's completion mark, and the step's
+own database change where it has one; see :meth:`RequestStore.complete_step`),
+so no change stands without its event and no event is appended twice.
 
 Claiming is safe with several replicas: on PostgreSQL the runner selects the
 next due row ``FOR UPDATE SKIP LOCKED`` (two replicas never take the same
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,11 +28,10 @@ from typing import Any
 import structlog
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway import audit
-from gateway.audit import Action, AuditOutbox, AuditWriter, EventDraft, Outcome, SubjectHasher
-from gateway.errors import AuditUnavailable, Conflict, InvalidParameter, NotFound
+from gateway.audit import Action, AuditOutbox, EventDraft, Outcome, SubjectHasher
+from gateway.errors import Conflict, InvalidParameter, NotFound
 from gateway.observability import current_trace_id
 from gateway.processor_requests.machine import (
     OPEN,
@@ -47,9 +50,19 @@ from gateway.subject_controls import hash_identifiers
 from gateway.vault import KeyRing
 from policies import Identifier, IdentifierKind
 
-__all__ = ["DuplicateRequest", "Filing", "ProcessorRequest", "RequestStore", "StoredFile"]
+__all__ = [
+    "DuplicateRequest",
+    "Filing",
+    "ProcessorRequest",
+    "RequestStore",
+    "StepChange",
+    "StoredFile",
+]
 
 log = structlog.get_logger(__name__)
+
+# A step's own database change, made in its completion transaction; returns its output.
+StepChange = Callable[[AsyncConnection], Awaitable[Mapping[str, Any]]]
 
 MAX_LIST = 200
 DEFAULT_LEASE = timedelta(minutes=5)
@@ -147,7 +160,6 @@ class RequestStore:
         *,
         vault: KeyRing,
         hasher: SubjectHasher,
-        audit: AuditWriter,
         outbox: AuditOutbox,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -156,8 +168,7 @@ class RequestStore:
         self._t = tables
         self._vault = vault
         self._hasher = hasher
-        self._audit = audit  # a step the runner took
-        self._outbox = outbox  # filing, verifying, finishing: audited with the change
+        self._outbox = outbox  # every change commits with its audit event
         self.clock = clock
 
     # -- filing and reading ------------------------------------------------------
@@ -427,40 +438,52 @@ class RequestStore:
             return {row.step: dict(row.output) for row in rows}
 
     async def complete_step(
-        self, request: ProcessorRequest, step: str, output: Mapping[str, Any]
-    ) -> bool:
-        """Record ``step`` as done; False when it already was (a concurrent resume)."""
+        self,
+        request: ProcessorRequest,
+        step: str,
+        change: StepChange,
+        *,
+        actor_id: str,
+        actor_class: str | None,
+    ) -> Mapping[str, Any] | None:
+        """Record ``step`` as done, with its audit event, in one transaction with ``change``.
+
+        ``change`` makes the step's own database change on the transaction's
+        connection (or none) and returns the step's output. The change, the
+        step's completion mark and its ``processor_request.step`` event (keyed
+        subject hashes only; privacy notice, "accountable"), committed into the
+        audit outbox, commit together or not at all; the event is appended to
+        the chain after the commit (or by the outbox's drain if that fails).
+
+        Returns the output, or ``None`` when the step was already recorded (a
+        concurrent resume): then nothing of this call is kept, its change and
+        event included, so a step's event is in the chain exactly once.
+        """
         s = self._t.steps
         try:
             async with self._writer.begin() as conn:
+                output = dict(await change(conn))
                 await conn.execute(
                     insert(s).values(
                         request_id=request.id,
                         step=step,
                         completed_at=self.clock(),
-                        output=dict(output),
+                        output=output,
                     )
                 )
+                draft = self._step_draft(
+                    request,
+                    step,
+                    actor_id,
+                    actor_class,
+                    Outcome.ALLOWED,
+                    count=int(output.get("count", 0)),
+                )
+                entry = await self._outbox.add(conn, draft)
         except IntegrityError:
-            return False
-        return True
-
-    async def record_step(
-        self,
-        request: ProcessorRequest,
-        step: str,
-        *,
-        actor_id: str,
-        actor_class: str | None,
-        count: int = 0,
-        outcome: Outcome = Outcome.ALLOWED,
-    ) -> None:
-        """The step's audit event: keyed subject hashes only (privacy notice, "accountable")."""
-        draft = self._step_draft(request, step, actor_id, actor_class, outcome, count)
-        try:
-            await self._audit.record(draft)
-        except audit.AuditUnavailable as exc:
-            raise AuditUnavailable(str(exc)) from None
+            return None
+        await self._outbox.deliver(entry)
+        return output
 
     @staticmethod
     def _step_draft(
@@ -517,18 +540,20 @@ class RequestStore:
         content = self._vault.open(row.content, row=_bundle_row(request_id, name)).encode()
         return StoredFile(row.name, row.media_type, row.sha256, row.bytes), content
 
-    async def delete_files_about(self, customer_id: str, hashes: Sequence[str]) -> int:
-        """Delete every stored download of the customer whose subject shares a hash."""
+    async def delete_files_about(
+        self, conn: AsyncConnection, customer_id: str, hashes: Sequence[str]
+    ) -> int:
+        """Delete, in ``conn``'s transaction, every stored download of the customer whose
+        subject shares a hash; how many."""
         r, b = self._t.requests, self._t.bundles
         wanted = set(hashes)
-        async with self._writer.begin() as conn:
-            rows = await conn.execute(
-                select(r.c.id, r.c.subject_hashes).where(r.c.customer_id == customer_id)
-            )
-            ids = [row.id for row in rows if wanted & set(row.subject_hashes)]
-            if not ids:
-                return 0
-            deleted = await conn.execute(delete(b).where(b.c.request_id.in_(ids)))
+        rows = await conn.execute(
+            select(r.c.id, r.c.subject_hashes).where(r.c.customer_id == customer_id)
+        )
+        ids = [row.id for row in rows if wanted & set(row.subject_hashes)]
+        if not ids:
+            return 0
+        deleted = await conn.execute(delete(b).where(b.c.request_id.in_(ids)))
         return int(deleted.rowcount or 0)
 
 

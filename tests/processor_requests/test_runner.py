@@ -38,7 +38,6 @@ def _later(runtime: Runtime, minutes: int) -> Services:
         processor_request_tables,
         vault=runtime.vault,
         hasher=runtime.subjects,
-        audit=runtime.audit,
         outbox=runtime.audit_outbox,
         clock=lambda: datetime.now(UTC) + timedelta(minutes=minutes),
     )
