@@ -155,22 +155,25 @@ def _dead_connection_kinds(cutoff: datetime) -> list[_Kind]:
     """A dead connection's tokens (its own and its scoped ones, e.g. Page tokens) and
     the identity claims kept beside them, once past ``user.authorization``'s period."""
     c = connections
+    is_dead = and_(
+        c.c.status.in_([Status.REVOKED.value, Status.NEEDS_REAUTH.value]),
+        c.c.updated_at < cutoff,
+    )
 
     def dead(*where: ColumnElement[bool]) -> Select[tuple[str]]:
-        return select(c.c.id).where(
-            c.c.status.in_([Status.REVOKED.value, Status.NEEDS_REAUTH.value]),
-            c.c.updated_at < cutoff,
-            *where,
-        )
+        return select(c.c.id).where(is_dead, *where)
 
     holds_tokens = or_(c.c.access_token.is_not(None), c.c.refresh_token.is_not(None))
     kinds = [
         _Kind(
             "connection_tokens",
-            select(c.c.customer_id).where(c.c.id.in_(dead(holds_tokens))),
+            select(c.c.customer_id).where(is_dead, holds_tokens),
+            # The conditions on the updated row itself, not a subquery of its table:
+            # PostgreSQL rechecks them on a row another purge changed meanwhile
+            # (READ COMMITTED), so that row is neither updated nor counted again.
             lambda customer_id: (
                 update(c)
-                .where(c.c.id.in_(dead(c.c.customer_id == customer_id, holds_tokens)))
+                .where(c.c.customer_id == customer_id, is_dead, holds_tokens)
                 .values(access_token=None, refresh_token=None, token_expires_at=None)
                 .returning(c.c.id)
             ),

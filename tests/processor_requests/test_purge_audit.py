@@ -22,16 +22,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import make_url
 
 from gateway.audit import Action, EventDraft, Outcome
 from gateway.config import Settings
+from gateway.connections import Status
+from gateway.oauth import TokenSet
 from gateway.processor_requests.purge import purge
 from gateway.runtime import Runtime, open_runtime
 from gateway.storage import audit_tables, create_engine
 from gateway.storage.migrate import upgrade
-from gateway.storage.schema import connect_sessions, oauth_states
+from gateway.storage.schema import connect_sessions, connections, oauth_states
+from providers.base import Account
 from tests.conftest import _admin, make_settings
 from tests.gateway.conftest import CUSTOMER
 from tests.trust.test_refresh_crash import _until_only_backend
@@ -168,31 +171,48 @@ async def test_a_purge_whose_audit_append_fails_still_records_each_deletion_once
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+async def _dead_connection(runtime: Runtime, subject: str) -> None:
+    """A linked connection with tokens and kept claims, in needs_reauth for a month."""
+    connection, _ = await runtime.connections.link(
+        customer_id=CUSTOMER, provider="apple",
+        account=Account(subject=subject, name="Ada", issuer="https://appleid.apple.com"),
+        tokens=TokenSet(access_token="at", token_type="Bearer", expires_at=None,
+                        refresh_token="rt"),
+        scopes=("name", "email"),
+    )  # fmt: skip
+    await runtime.connections.claims.keep(connection.id, {"sub": subject})
+    async with runtime.engine.begin() as conn:
+        await conn.execute(
+            update(connections)
+            .where(connections.c.id == connection.id)
+            .values(
+                status=Status.NEEDS_REAUTH.value,
+                updated_at=datetime.now(UTC) - timedelta(days=30),
+            )
+        )
+
+
 async def test_two_purges_at_once_delete_and_record_each_row_once(
     runtime: Runtime, settings: Settings
 ) -> None:
-    """Two replicas purging together: every expired session is deleted by one of them and
-    recorded by that one alone."""
-    for _ in range(3):
+    """Two replicas purging together: every expired session and dead connection's tokens
+    and claims are deleted by one of them and recorded by that one alone."""
+    for n in range(3):
         await _expired_session(runtime, CUSTOMER, with_state=True)
+        await _dead_connection(runtime, f"subject-{n}")
+    kinds = ("account_claims", "connect_sessions", "connection_tokens", "oauth_states")
     async with open_runtime(settings) as other_replica:
         reports = await asyncio.gather(
             purge(runtime.engine, runtime.audit_outbox, runtime.policy.policy),
             purge(other_replica.engine, other_replica.audit_outbox, other_replica.policy.policy),
         )
-    deleted = {
-        kind: sum(r.totals().get(kind, 0) for r in reports)
-        for kind in ("connect_sessions", "oauth_states")
+    deleted = {kind: sum(r.totals().get(kind, 0) for r in reports) for kind in kinds}
+    assert deleted == dict.fromkeys(kinds, 3)
+    page = await runtime.audit_store.search([CUSTOMER], action=Action.RETENTION_PURGED.value)
+    recorded = {
+        kind: sum(e.record_count for e in page.events if e.resource == kind) for kind in kinds
     }
-    assert deleted == {"connect_sessions": 3, "oauth_states": 3}
-    events = [
-        e
-        for e in (
-            await runtime.audit_store.search([CUSTOMER], action=Action.RETENTION_PURGED.value)
-        ).events
-    ]
-    assert sum(e.record_count for e in events if e.resource == "connect_sessions") == 3
-    assert sum(e.record_count for e in events if e.resource == "oauth_states") == 3
+    assert recorded == dict.fromkeys(kinds, 3)
     assert (await runtime.audit_store.verify(CUSTOMER)).ok
 
 
