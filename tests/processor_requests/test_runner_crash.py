@@ -5,7 +5,8 @@ On SQLite the completion's table is made unwritable the moment a step starts (a
 fault between the step and its mark); on PostgreSQL ``linkgate requests run`` is
 killed (SIGKILL) while its completion waits on a lock. Either way a later runner
 resumes the request: each step's ``processor_request.step`` event is in the
-chain once, and the chain verifies.
+chain once, and the chain verifies. With the audit log down an erasure still
+runs, its step events committed with the steps and appended once by the drain.
 """
 
 from __future__ import annotations
@@ -170,3 +171,23 @@ async def _until_waiting_on(conn: asyncpg.Connection, table: str) -> None:
         if waiting:
             return
         await asyncio.sleep(0.02)
+
+
+async def test_an_erasure_run_while_the_audit_log_is_down_is_audited_once_by_the_drain(
+    database_url: str,
+) -> None:
+    """Erasure protects the End User, so it proceeds with the audit log down: each step's
+    event is committed with the step and appended once when the log is back."""
+    async with open_runtime(make_settings(database_url)) as runtime:
+        await runtime.audit.stop()  # every append fails from here on
+        filed = await _file_erasure(runtime)
+
+        [finished] = await Runner(services(runtime)).run_all()
+
+        assert finished.status is Status.COMPLETED
+        assert (await runtime.suppressions.counts(CUSTOMER))["erasure"] == 1
+        assert await _step_events(runtime, filed.id) == []
+        await runtime.audit_outbox.drain()
+        assert await runtime.audit_outbox.drain() == 0
+        assert await _step_events(runtime, filed.id) == ERASURE_EVENTS
+        assert (await runtime.audit_store.verify(CUSTOMER)).ok
