@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import insert, text
 
 from gateway.cli import main
+from gateway.storage import create_engine
+from gateway.storage.schema import connect_sessions
 from gateway.vault import generate_key_entry
 from tests.conftest import quiet_structlog
 
@@ -58,3 +63,54 @@ def test_purge_reports_what_it_deleted(env: str, capsys: pytest.CaptureFixture[s
     """On an empty database the purge says nothing is past retention."""
     assert main(["purge"]) == 0
     assert "nothing is past retention" in capsys.readouterr().out
+
+
+def test_purge_with_the_audit_log_unwritable_deletes_and_says_where_the_events_wait(
+    env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The chain cannot be written: the purge still deletes, says its events wait in the
+    audit outbox, and the next command's start appends them; the chain verifies."""
+    asyncio.run(_expired_session(env))
+    asyncio.run(_execute(env, "ALTER TABLE audit_events RENAME TO audit_events_gone"))
+    code = main(["purge"])
+    purged = capsys.readouterr()
+    asyncio.run(_execute(env, "ALTER TABLE audit_events_gone RENAME TO audit_events"))
+    main(["requests", "list", "--customer", "acme"])  # any command's start drains the outbox
+    capsys.readouterr()
+    verified = main(["audit", "verify", "--customer", "acme"])
+
+    assert code == 0
+    assert "deleted 1 connect sessions" in purged.out
+    assert "1 retention.purged event(s) are not in the audit log yet" in purged.err
+    assert "audit outbox" in purged.err
+    assert verified == 0
+    assert "acme: ok, 1 events" in capsys.readouterr().out
+
+
+async def _expired_session(database_url: str) -> None:
+    past = datetime.now(UTC) - timedelta(hours=1)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(connect_sessions).values(
+                    id="cs_old",
+                    token_hash="0" * 64,
+                    customer_id="acme",
+                    providers=[],
+                    created_by="svc_test",
+                    created_at=past - timedelta(minutes=15),
+                    expires_at=past,
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+async def _execute(database_url: str, statement: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
