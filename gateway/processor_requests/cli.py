@@ -156,9 +156,9 @@ async def _purge(_args: argparse.Namespace) -> int:
     if report.events_outboxed:
         # Committed with their deletions, so not lost: the outbox's drain appends them.
         print(
-            f"linkgate: {report.events_outboxed} retention.purged event(s) are not in the "
-            "audit log yet (it could not be written, see audit.outboxed); they wait in the "
-            "audit outbox and the next gateway start or drain appends them",
+            f"linkgate: {report.events_outboxed} retention.purged event(s) were not appended "
+            "by this run (see audit.outboxed in the log); committed with their deletions in "
+            "the audit outbox, they are appended by the next gateway start or outbox drain",
             file=sys.stderr,
         )
     return 0

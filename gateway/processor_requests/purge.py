@@ -76,8 +76,9 @@ BUNDLES_CATEGORY = "user"
 @dataclass(slots=True)
 class PurgeReport:
     """Per kind of data, per customer, how many were deleted; and how many of their
-    ``retention.purged`` events this run could not append (they wait in the audit
-    outbox for its drain)."""
+    ``retention.purged`` events this run did not append itself: the audit log
+    refused them (``audit.outboxed`` is logged; they wait in the audit outbox for
+    its drain) or, rarely, another replica's drain appended them first."""
 
     deleted: dict[str, dict[str, int]] = field(default_factory=dict)
     events_outboxed: int = 0

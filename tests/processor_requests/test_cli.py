@@ -81,7 +81,7 @@ def test_purge_with_the_audit_log_unwritable_deletes_and_says_where_the_events_w
 
     assert code == 0
     assert "deleted 1 connect sessions" in purged.out
-    assert "1 retention.purged event(s) are not in the audit log yet" in purged.err
+    assert "1 retention.purged event(s) were not appended by this run" in purged.err
     assert "audit outbox" in purged.err
     assert verified == 0
     assert "acme: ok, 1 events" in capsys.readouterr().out
