@@ -426,7 +426,15 @@ async def withdraw_consents(
 async def disconnect_account_holder(
     services: Services, request: ProcessorRequest, _done: Mapping[str, Output]
 ) -> Output:
-    """Revoke and delete every connection the subject linked as its account holder."""
+    """Revoke and delete every connection the subject linked as its account holder.
+
+    A run, not a change: revocation is a call to the provider, which no database
+    transaction can take back, so it happens before the step is recorded. A
+    resumed run skips a connection already revoked (its ``connection.deleted``
+    event was written before the revocation) and deletes what is left; the
+    step's own event is written once, with its completion mark. A connection
+    deleted by the run that died is no longer listed in the resumed run's output.
+    """
     deleted: list[str] = []
     for connection in await _account_holder_connections(services, request):
         if connection.status is not Status.REVOKED:
@@ -447,7 +455,13 @@ async def disconnect_account_holder(
 async def suppress_account_holder_connections(
     services: Services, request: ProcessorRequest, _done: Mapping[str, Output]
 ) -> Output:
-    """Revoke the account holder's tokens at the provider; the connection becomes ``suppressed``."""
+    """Revoke the account holder's tokens at the provider; the connection becomes ``suppressed``.
+
+    A run, not a change: the revocation is a call to the provider. A resumed run
+    skips a connection already ``suppressed`` and revokes again one whose status
+    change the dead run did not reach (revoking a token twice is harmless,
+    RFC 7009 §2.2); the step's event is written once, with its completion mark.
+    """
     changed: list[str] = []
     for connection in await _account_holder_connections(services, request):
         if connection.status is Status.SUPPRESSED:
