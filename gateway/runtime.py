@@ -6,7 +6,7 @@ Routes reach it as ``request.state.runtime``; nothing here is a global.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import httpx
@@ -29,6 +29,7 @@ from gateway.refresh import TokenRefresher
 from gateway.single_flight import LoadsInFlight
 from gateway.storage import audit_tables, create_engine, writer
 from gateway.storage.schema import subject_control_tables, webhook_tables
+from gateway.storage.wal import WalCheckpointer, sqlite_file
 from gateway.subject_controls import ConsentStore, SubjectControls, SuppressionStore
 from gateway.subject_controls.lookup import ControlsPresence
 from gateway.upstream import RetryPolicy, UpstreamClients, open_upstream_clients
@@ -95,8 +96,14 @@ async def open_runtime(
     # Outbound calls get client spans (token refresh, upstream attempts, OAuth).
     tracer = (tracer_provider or trace.NoOpTracerProvider()).get_tracer("gateway")
     engine = create_engine(
-        settings.database_url, pool_size=settings.db_pool_size, timeout=settings.db_timeout
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        timeout=settings.db_timeout,
+        # On SQLite the WAL is checkpointed by a thread of its own (below), not
+        # by whichever commit takes it past 1000 pages (gateway.storage.wal).
+        checkpoint_on_commit=False,
     )
+    database_file = sqlite_file(engine)
     try:
         vault = KeyRing.parse(settings.vault_keys)
         audit_store = AuditStore(
@@ -109,6 +116,8 @@ async def open_runtime(
         audit_outbox = AuditOutbox(engine, audit_tables, audit_store, audit)
         loads = LoadsInFlight()
         async with (
+            # Exits last: the audit writer drains while checkpoints still run.
+            WalCheckpointer(database_file) if database_file else nullcontext(),
             audit,
             httpx.AsyncClient(
                 # Limits go to the transport: httpx ignores the client's once one is given.

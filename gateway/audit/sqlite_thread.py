@@ -13,7 +13,9 @@ transaction with nothing to await between its statements costs one hop.
 The connection is set up like the engine's own (it reads their settings
 from one of them), so a lock wait is bounded by the same busy timeout and a
 commit is as durable: WAL with ``synchronous`` as the engine sets it
-(https://sqlite.org/wal.html, https://sqlite.org/pragma.html#pragma_synchronous).
+(https://sqlite.org/wal.html, https://sqlite.org/pragma.html#pragma_synchronous),
+and checkpoints from a commit only if the engine's connections do
+(``wal_autocheckpoint``, see :mod:`gateway.storage.wal`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ T = TypeVar("T")
 
 # The settings a connection gets from the engine's connect hooks and keeps to
 # itself (journal_mode=WAL is kept in the database file, but a copy costs nothing).
-_COPIED = ("journal_mode", "synchronous", "foreign_keys")
+# wal_autocheckpoint: whether a commit here may checkpoint (off where a
+# gateway.storage.wal.WalCheckpointer does it on a thread of its own).
+_COPIED = ("journal_mode", "synchronous", "foreign_keys", "wal_autocheckpoint")
 
 
 class SQLiteThread:

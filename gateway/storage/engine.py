@@ -22,13 +22,22 @@ def writer(engine: AsyncEngine) -> AsyncEngine:
 
 
 def create_engine(
-    url: str, *, pool_size: int = 10, timeout: float = DEFAULT_TIMEOUT
+    url: str,
+    *,
+    pool_size: int = 10,
+    timeout: float = DEFAULT_TIMEOUT,
+    checkpoint_on_commit: bool = True,
 ) -> AsyncEngine:
     """``timeout`` bounds each database step: a statement or lock wait, a checkout, a connect.
 
     Past it the step raises, the request becomes a 503 ``database-unavailable``
     and its transaction is rolled back, instead of the caller hanging on a slow
     or partitioned database.
+
+    ``checkpoint_on_commit=False`` (SQLite): no commit on the engine's
+    connections checkpoints the WAL (``wal_autocheckpoint=0``); whoever passes
+    it runs a :class:`~gateway.storage.wal.WalCheckpointer` instead, or the WAL
+    grows until the last connection closes.
     """
     if url.startswith("sqlite"):
         engine = create_async_engine(
@@ -46,7 +55,11 @@ def create_engine(
                 else {"pool_size": pool_size, "max_overflow": pool_size}
             ),
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(int(timeout * 1000)))
+        event.listen(
+            engine.sync_engine,
+            "connect",
+            _sqlite_pragmas(int(timeout * 1000), checkpoint_on_commit=checkpoint_on_commit),
+        )
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
     engine = create_async_engine(
@@ -77,7 +90,7 @@ def _postgres_ping(dbapi_connection: Any, _record: ConnectionPoolEntry, _proxy: 
 
 
 def _sqlite_pragmas(
-    busy_timeout_ms: int,
+    busy_timeout_ms: int, *, checkpoint_on_commit: bool
 ) -> Callable[[DBAPIConnection, ConnectionPoolEntry], None]:
     def on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         # WAL lets readers run beside the single writer; NORMAL is durable in WAL
@@ -87,6 +100,10 @@ def _sqlite_pragmas(
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        if not checkpoint_on_commit:
+            # The commit that takes the WAL past 1000 pages would otherwise copy
+            # it back and fsync twice before returning (gateway.storage.wal).
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
         # Let SQLAlchemy, not the driver, decide when transactions begin, so the
         # "begin" hook below can take the write lock up front.
