@@ -60,6 +60,8 @@ __all__ = ["DEFAULT_SEARCH_LIMIT", "MAX_SEARCH_LIMIT", "AuditCursor", "AuditPage
 DEFAULT_SEARCH_LIMIT = 50
 MAX_SEARCH_LIMIT = 1000
 DEFAULT_VERIFY_BATCH = 2000
+# How often a checkpoint verifies again after another signer signed first.
+_SIGNING_ATTEMPTS = 3
 
 # What a database that cannot be reached or written looks like from here (the
 # PostgreSQL append path speaks asyncpg directly, so its errors too).
@@ -999,79 +1001,155 @@ class AuditStore:
     # -- checkpoints and retention ---------------------------------------------------------
 
     async def checkpoint(self, signer: CheckpointSigner, customer_id: str) -> Checkpoint | None:
-        """Sign the customer's current head, after verifying the events since the last checkpoint.
+        """Sign the customer's head, after verifying the events since the last checkpoint.
 
         Returns the newest checkpoint (a new one unless the head has not
         moved), or ``None`` for a customer with no events. Raises
         :class:`ChainBroken` rather than sign over a chain that does not verify.
+
+        The verification runs outside the write lock (on SQLite, the one every
+        audited request's append waits for; on PostgreSQL, the customer's head
+        row): the chain up to the head read first never changes again (the log
+        is append-only), so it is verified on the read engine while appends go
+        on, and the checkpoint signs that head, never one read later. Under the
+        lock only the short final check runs: the checkpoints are still the
+        ones the verification started from (else, another signer was first:
+        its checkpoint is returned if it covers as much, or the verification
+        runs again from it) and the event at the head still has the verified
+        hash; then the checkpoint is written.
         """
         keys = self._keys | CheckpointKeys({signer.key_id: signer.public_key})
         try:
-            async with self._engine.begin() as conn:
-                heads = await self._lock_heads(conn, [customer_id])
-                head_seq, head_hash, _ = heads[customer_id]
-                if head_seq == 0:
-                    return None
-                checkpoints, bad = await self._load_checkpoints(conn, customer_id)
-                if bad:
-                    raise ChainBroken(bad[0][1])
+            for _ in range(_SIGNING_ATTEMPTS):
+                verified = await self._verify_up_to_head(customer_id, keys)
+                if verified is None or isinstance(verified, Checkpoint):
+                    return verified
+                checkpoints, head_seq, head_hash = verified
                 last = checkpoints[-1] if checkpoints else None
-                if last is not None and last.seq == head_seq:
-                    return last
-                verifier = ChainVerifier(customer_id, checkpoints, keys, head=(head_seq, head_hash))
-                start = last.seq if last else 0
-                await self._feed(conn, verifier, customer_id, after_seq=start, upto=head_seq)
-                result = verifier.finish()
-                if not result.ok:
-                    raise ChainBroken(f"refusing to sign: {result.problem}")
-                checkpoint = signer.sign(
-                    customer_id,
-                    head_seq,
-                    head_hash,
-                    max(self._clock(), last.signed_at) if last else self._clock(),
-                    last.hash if last else Checkpoint.GENESIS,
-                )
-                await conn.execute(
-                    self._t.checkpoints.insert().values(
-                        customer_id=customer_id,
-                        seq=checkpoint.seq,
-                        signed_at=checkpoint.signed_at,
-                        key_id=checkpoint.key_id,
-                        note=checkpoint.note,
+                async with self._engine.begin() as conn:
+                    await self._lock_heads(conn, [customer_id])
+                    now, bad = await self._load_checkpoints(conn, customer_id)
+                    if bad:
+                        raise ChainBroken(bad[0][1])
+                    if [c.note for c in now] != [c.note for c in checkpoints]:
+                        if now and now[-1].seq >= head_seq:
+                            return now[-1]
+                        continue  # verify again, from the newer checkpoint
+                    if await self._event_hash(conn, customer_id, head_seq) != head_hash:
+                        raise ChainBroken(f"refusing to sign: event {head_seq} changed")
+                    checkpoint = signer.sign(
+                        customer_id,
+                        head_seq,
+                        head_hash,
+                        max(self._clock(), last.signed_at) if last else self._clock(),
+                        last.hash if last else Checkpoint.GENESIS,
                     )
-                )
-                return checkpoint
+                    await conn.execute(
+                        self._t.checkpoints.insert().values(
+                            customer_id=customer_id,
+                            seq=checkpoint.seq,
+                            signed_at=checkpoint.signed_at,
+                            key_id=checkpoint.key_id,
+                            note=checkpoint.note,
+                        )
+                    )
+                    return checkpoint
         except _UNAVAILABLE as exc:
             raise AuditUnavailable(f"audit checkpoint failed: {type(exc).__name__}") from exc
+        raise AuditUnavailable("audit checkpoint failed: other signers kept signing first")
+
+    async def _verify_up_to_head(
+        self, customer_id: str, keys: CheckpointKeys
+    ) -> tuple[list[Checkpoint], int, str] | Checkpoint | None:
+        """Outside any lock: the checkpoints and the head as they are now, and the events
+        between the newest checkpoint and that head verified.
+
+        ``None`` for a customer with no events; the newest checkpoint when it is
+        already at the head. Raises :class:`ChainBroken` when the chain does not verify.
+        """
+        h = self._t.heads
+        async with self._reader.connect() as conn:
+            # Checkpoints before the head: a checkpoint signed meanwhile is at
+            # or below the head read next, never beyond it.
+            checkpoints, bad = await self._load_checkpoints(conn, customer_id)
+            if bad:
+                raise ChainBroken(bad[0][1])
+            head = (
+                await conn.execute(select(h.c.seq, h.c.hash).where(h.c.customer_id == customer_id))
+            ).first()
+            if head is None or head.seq == 0:
+                return None
+            last = checkpoints[-1] if checkpoints else None
+            if last is not None and last.seq == head.seq:
+                return last
+            verifier = ChainVerifier(customer_id, checkpoints, keys, head=(head.seq, head.hash))
+            start = last.seq if last else 0
+            await self._feed(conn, verifier, customer_id, after_seq=start, upto=head.seq)
+        result = verifier.finish()
+        if not result.ok:
+            raise ChainBroken(f"refusing to sign: {result.problem}")
+        return checkpoints, head.seq, head.hash
+
+    async def _event_hash(self, conn: AsyncConnection, customer_id: str, seq: int) -> str | None:
+        e = self._t.events
+        return (
+            await conn.execute(
+                select(e.c.hash).where(e.c.customer_id == customer_id, e.c.seq == seq)
+            )
+        ).scalar()
+
+    async def _first_seq(self, conn: AsyncConnection, customer_id: str) -> int | None:
+        """The seq of the customer's oldest event still kept (``None``: none is)."""
+        e = self._t.events
+        first = (
+            await conn.execute(select(func.min(e.c.seq)).where(e.c.customer_id == customer_id))
+        ).scalar()
+        return None if first is None else int(first)
 
     async def prune(self, customer_id: str, before: datetime) -> int:
         """Delete events for retention, only up to a checkpoint signed before ``before``.
 
         The events to be deleted are verified first (once gone, nothing could
         show they had been altered). Returns how many events were deleted.
+
+        As in :meth:`checkpoint`, the verification runs outside the write lock:
+        the events up to a signed checkpoint never change again. Under the lock
+        the checkpoint pruned to is checked to be still there and still match
+        its event, then the events up to it are deleted (whatever another
+        prune deleted meanwhile was among those verified).
         """
         e, s = self._t.events, self._t.subjects
         try:
-            async with self._engine.begin() as conn:
-                await self._lock_heads(conn, [customer_id])
+            async with self._reader.connect() as conn:
                 checkpoints, bad = await self._load_checkpoints(conn, customer_id)
                 if bad:
                     raise ChainBroken(bad[0][1])
                 upto = prunable_up_to(checkpoints, before)
                 if upto is None:
                     return 0
-                first = (
-                    await conn.execute(
-                        select(func.min(e.c.seq)).where(e.c.customer_id == customer_id)
-                    )
-                ).scalar()
+                first = await self._first_seq(conn, customer_id)
                 if first is None or first > upto:
                     return 0
                 verifier = ChainVerifier(customer_id, checkpoints, self._keys)
                 await self._feed(conn, verifier, customer_id, after_seq=first - 1, upto=upto)
-                result = verifier.finish(complete=False)
-                if not result.ok or result.head_seq != upto:
-                    raise ChainBroken(f"refusing to prune: {result.problem or 'chain ends early'}")
+            result = verifier.finish(complete=False)
+            if not result.ok or result.head_seq != upto:
+                raise ChainBroken(f"refusing to prune: {result.problem or 'chain ends early'}")
+            anchor = next(c for c in checkpoints if c.seq == upto)
+            async with self._engine.begin() as conn:
+                await self._lock_heads(conn, [customer_id])
+                now, bad = await self._load_checkpoints(conn, customer_id)
+                if bad:
+                    raise ChainBroken(bad[0][1])
+                if anchor.note not in {c.note for c in now}:
+                    raise ChainBroken(f"refusing to prune: the checkpoint at seq {upto} changed")
+                at_anchor = await self._event_hash(conn, customer_id, upto)
+                if at_anchor is None:
+                    still = await self._first_seq(conn, customer_id)
+                    if still is None or still > upto:
+                        return 0  # another prune deleted them first
+                if at_anchor != anchor.head_hash:
+                    raise ChainBroken(f"refusing to prune: event {upto} changed")
                 await conn.execute(delete(s).where(s.c.customer_id == customer_id, s.c.seq <= upto))
                 deleted = await conn.execute(
                     delete(e).where(e.c.customer_id == customer_id, e.c.seq <= upto)
