@@ -14,8 +14,10 @@ customer's row in ``audit_heads``, not by a global lock:
   lock from the start (no read-then-upgrade, so no ``SQLITE_BUSY`` on
   upgrade), and runs whole on a plain connection's own thread
   (:mod:`gateway.audit.sqlite_thread`): one hop, not one per statement.
-  Checkpoints and pruning still go through the engine, whose upsert is
-  their first statement and a write, which takes the same lock.
+  Checkpoints and pruning verify the chain on the read engine first (what
+  they verify is immutable) and take the lock through the engine, whose
+  upsert is their first statement and a write, only for a final check and
+  their write.
 
 Database and driver errors are translated here into
 :class:`~gateway.audit.errors.AuditUnavailable`; the transaction is rolled back

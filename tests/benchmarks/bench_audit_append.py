@@ -2,7 +2,8 @@
 
 Run: ``.venv/bin/python tests/benchmarks/bench_audit_append.py [--events N] [--only DB]``.
 
-For SQLite (a temporary file, WAL) and PostgreSQL (a throwaway database on
+For SQLite (a temporary file, WAL, checkpointed by a thread of its own as the
+runtime does) and PostgreSQL (a throwaway database on
 ``LINKGATE_TEST_POSTGRES_URL``), ``--events`` drafts shaped like a records read
 (three subject hashes, a trace summary) are recorded through
 :class:`gateway.audit.AuditWriter`, as the gateway does: by 1 caller at a time
@@ -53,6 +54,7 @@ from gateway.audit import (  # noqa: E402
 )
 from gateway.storage import audit_tables, create_engine, writer  # noqa: E402
 from gateway.storage.migrate import upgrade  # noqa: E402
+from gateway.storage.wal import WalCheckpointer, sqlite_file  # noqa: E402
 
 POSTGRES_URL = os.environ.get(
     "LINKGATE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -198,7 +200,12 @@ async def _plain_postgres(
 
 async def bench(url: str, label: str, count: int) -> list[dict[str, Any]]:
     await asyncio.to_thread(upgrade, url)
-    engine = create_engine(url, pool_size=40)
+    # As the runtime makes it: on SQLite no commit checkpoints the WAL, a thread does.
+    engine = create_engine(url, pool_size=40, checkpoint_on_commit=False)
+    database_file = sqlite_file(engine)
+    checkpointer = WalCheckpointer(database_file) if database_file else None
+    if checkpointer is not None:
+        checkpointer.start()
     rows: list[dict[str, Any]] = []
     try:
         for concurrency in CONCURRENCIES:
@@ -228,6 +235,8 @@ async def bench(url: str, label: str, count: int) -> list[dict[str, Any]]:
                     await conn.execute(table.delete())
                 await conn.run_sync(_twins(engine)[0].metadata.drop_all)
     finally:
+        if checkpointer is not None:
+            await asyncio.to_thread(checkpointer.stop)
         await engine.dispose()
     return rows
 
