@@ -4,8 +4,11 @@ By default SQLite checkpoints from inside a commit: the commit that takes the
 WAL past ``wal_autocheckpoint`` pages (1000) copies the WAL back into the
 database file and syncs both before it returns
 (https://sqlite.org/wal.html#automatic_checkpoint). Under ``synchronous=NORMAL``
-no other commit syncs at all, so about one audit append in sixty paid two
-fsyncs and a thousand page copies: linkgate-sqlite's p99. An engine made with
+the only other commit that syncs is the first into a WAL started over (its
+header, https://sqlite.org/pragma.html#pragma_synchronous), so about one audit
+append in sixty paid those three fsyncs and a thousand page copies:
+linkgate-sqlite's p99. The header sync stays (it is part of that
+durability); the checkpoint leaves. An engine made with
 ``create_engine(..., checkpoint_on_commit=False)`` turns that off on every
 connection it opens (the audit writer's own connection copies the setting),
 and :class:`WalCheckpointer` checkpoints instead, on a connection and thread
@@ -21,7 +24,10 @@ of its own:
   WAL (readers kept the passive checkpoints from finishing, so the WAL never
   started over), a TRUNCATE checkpoint. That one holds new writers off and
   waits for readers, each for at most ``busy_timeout``, and leaves the WAL file
-  empty; if it cannot finish in time the next pass tries again.
+  empty. If a reader outlasts it (a long verification or export pins the
+  WAL until it ends, and nothing can checkpoint past it), the next attempt
+  waits 1 s, then 2, 4 … up to a minute, so writers are not held off over
+  and over while that read lasts.
 
 Durability is unchanged: ``synchronous`` stays what the engine sets, and a
 commit is as durable once it is in the WAL as before; a checkpoint only moves
@@ -34,6 +40,8 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -44,6 +52,8 @@ __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
     "DEFAULT_INTERVAL",
     "DEFAULT_MAX_WAL_PAGES",
+    "MAX_TRUNCATE_BACKOFF",
+    "MIN_TRUNCATE_BACKOFF",
     "CheckpointPass",
     "WalCheckpointer",
     "sqlite_file",
@@ -51,7 +61,9 @@ __all__ = [
 
 DEFAULT_INTERVAL = 0.2  # seconds between passive checkpoints
 DEFAULT_MAX_WAL_PAGES = 10_000  # about 40 MiB at SQLite's default 4 KiB page
-DEFAULT_BUSY_TIMEOUT = 1.0  # seconds a truncating checkpoint holds writers off, at most
+DEFAULT_BUSY_TIMEOUT = 0.2  # seconds a truncating checkpoint holds writers off, at most
+MIN_TRUNCATE_BACKOFF = 1.0  # seconds before trying again after a truncation gave up
+MAX_TRUNCATE_BACKOFF = 60.0
 
 log = structlog.get_logger("gateway.storage.wal")
 
@@ -89,29 +101,40 @@ class WalCheckpointer:
         interval: float = DEFAULT_INTERVAL,
         max_wal_pages: int = DEFAULT_MAX_WAL_PAGES,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._database = database
         self._interval = interval
         self._max_wal_pages = max_wal_pages
         self._busy_timeout = busy_timeout
+        self._clock = clock
+        # Seconds until the next truncating attempt after one gave up (doubling).
+        self._backoff = MIN_TRUNCATE_BACKOFF / 2
+        self._next_truncate = 0.0
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one pass at a time, on one connection
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> CheckpointPass:
-        """A passive checkpoint, and a truncating one when the WAL is past the bound."""
+        """A passive checkpoint, and a truncating one when the WAL is past the bound
+        (unless one gave up on a reader recently: then it waits a while first)."""
         with self._lock:
             connection = self._connect()
             _busy, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if frames <= self._max_wal_pages:
+            if frames <= self._max_wal_pages or self._clock() < self._next_truncate:
                 return CheckpointPass(frames, copied, truncated=False)
             busy, _, truncated_copied = connection.execute(
                 "PRAGMA wal_checkpoint(TRUNCATE)"
             ).fetchone()
             if busy:
-                log.warning("wal.truncate_busy", wal_pages=frames)
+                # A long read (a verification, an export) pins the WAL: every
+                # attempt would hold writers off for the busy timeout again.
+                self._backoff = min(2 * self._backoff, MAX_TRUNCATE_BACKOFF)
+                self._next_truncate = self._clock() + self._backoff
+                log.warning("wal.truncate_busy", wal_pages=frames, retry_in=self._backoff)
                 return CheckpointPass(frames, copied, truncated=False)
+            self._backoff = MIN_TRUNCATE_BACKOFF / 2
             return CheckpointPass(frames, max(copied, truncated_copied), truncated=True)
 
     def _connect(self) -> sqlite3.Connection:

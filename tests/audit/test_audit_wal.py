@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import structlog.testing
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -224,3 +225,35 @@ def test_nothing_committed_is_lost_when_the_process_dies(database: Path) -> None
     result = asyncio.run(verify_acme(database))
     assert result.ok, result.problem
     assert result.head_seq >= committed
+
+
+async def test_a_reader_that_outlasts_the_truncation_is_not_retried_at_every_pass(
+    gateway_store: AuditStore, database: Path, make_draft: MakeDraft
+) -> None:
+    """While a long read pins the WAL, truncating attempts (each holds writers off)
+    back off; once the read ends, the next attempt empties the WAL."""
+    now = [0.0]
+    checkpointer = WalCheckpointer(
+        str(database), max_wal_pages=10, busy_timeout=0.01, clock=lambda: now[0]
+    )
+    await append_through_the_writer(gateway_store, make_draft, 5)
+    reader = sqlite3.connect(database, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM audit_events").fetchone()  # a snapshot, held
+        await append_through_the_writer(gateway_store, make_draft, 20)
+        with structlog.testing.capture_logs() as logs:
+            pinned = [checkpointer.run_once().truncated]
+            pinned.append(checkpointer.run_once().truncated)  # at once: not attempted
+            now[0] += 1.0
+            pinned.append(checkpointer.run_once().truncated)  # a second later: attempted
+        attempts = [entry["event"] for entry in logs]
+    finally:
+        reader.close()
+    now[0] += 2.0
+    try:
+        after = checkpointer.run_once()
+    finally:
+        checkpointer.stop()
+    assert (pinned, attempts) == ([False, False, False], ["wal.truncate_busy"] * 2)
+    assert (after.truncated, file_size(f"{database}-wal")) == (True, 0)
