@@ -243,14 +243,21 @@ class TraceSummaryRecorder(SpanProcessor):
         root, _spans, _dropped = self._open(trace_id)
         return self._summarise_root(root)
 
-    def audit_summary(self, trace_id: str) -> dict[str, Any]:
+    def audit_summary(self, trace_id: str, status_code: int | None = None) -> dict[str, Any]:
         """The summary in the audit log's form: integers and strings only.
 
-        The open server span comes first (see `root_for`), then the finished
-        spans in the order they ended. The audit chain hashes canonical JSON
-        without floats (RFC 8785 §3.2.2.3 is where float formatting stops
-        being reproducible), so durations are whole microseconds and any float
-        attribute becomes its ``repr``.
+        The open server span comes first, then the finished spans in the order
+        they ended. The server span is still open (the event is written before
+        the response), so its duration is the time so far; with the
+        ``status_code`` the response is about to have, it reads as that
+        response will: ``http.response.status_code`` set and the status the
+        middleware will give it (``error`` for a 5xx, OpenTelemetry's HTTP
+        server rule; ``unset`` otherwise). Without one it says ``in_progress``.
+
+        The audit chain hashes canonical JSON without floats (RFC 8785
+        §3.2.2.3 is where float formatting stops being reproducible), so
+        durations are whole microseconds and any float attribute becomes its
+        ``repr``.
         """
         root, finished, dropped = self._open(trace_id)
         # Built straight in the audit form (one dict per span, only the spans
@@ -258,7 +265,11 @@ class TraceSummaryRecorder(SpanProcessor):
         spans: list[dict[str, Any]] = []
         if root is not None and root.start_time is not None:
             name_server_span(root)
-            spans.append(self._audit_item(root, time.time_ns() - root.start_time, "in_progress"))
+            elapsed = time.time_ns() - root.start_time
+            if status_code is None:
+                spans.append(self._audit_item(root, elapsed, "in_progress"))
+            else:
+                spans.append(self._audit_response(root, elapsed, status_code))
         kept = finished[: AUDIT_MAX_SPANS - len(spans)]
         for span in kept:
             duration_ns = (span.end_time or 0) - (span.start_time or 0)
@@ -276,6 +287,16 @@ class TraceSummaryRecorder(SpanProcessor):
         selected = self._selected(span)
         if selected:
             item["attributes"] = {key: _integral(value) for key, value in selected.items()}
+        return item
+
+    def _audit_response(self, root: RecordedSpan, duration_ns: int, code: int) -> dict[str, Any]:
+        """The open server span as it will end with a ``code`` response (see middleware)."""
+        failed = code >= 500
+        item = self._audit_item(root, duration_ns, "error" if failed else "unset")
+        attributes: dict[str, Any] = item.setdefault("attributes", {})
+        attributes["http.response.status_code"] = code
+        if failed:
+            attributes["error.type"] = str(code)
         return item
 
     def discard(self, trace_id: str) -> None:

@@ -121,7 +121,7 @@ class RecordsService:
         cursors: CursorKey,
         controls: SubjectControls,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        trace_summary: Callable[[str], Mapping[str, Any]] | None = None,
+        trace_summary: Callable[[str, int], Mapping[str, Any]] | None = None,
     ) -> None:
         self._connections = connections
         self._providers = providers
@@ -435,7 +435,11 @@ class RecordsService:
             dropped=page.dropped if page is not None else {},
             subjects=tuple(subjects),
             trace_id=trace_id,
-            trace_summary=self._trace_summary(trace_id) if self._trace_summary else {},
+            trace_summary=(
+                self._trace_summary(trace_id, error.status if error is not None else 200)
+                if self._trace_summary
+                else {}
+            ),
         )
         try:
             await self._audit.record(draft)

@@ -177,7 +177,11 @@ async def test_a_refreshed_and_retried_read_shows_every_call_in_its_audit_event(
         for span in summary["spans"]
     ] == [
         # Method and route are in the names (HTTP span naming), not repeated as attributes.
-        ("GET /v1/connections/{connection_id}/records/{resource}", "in_progress", {}),
+        (
+            "GET /v1/connections/{connection_id}/records/{resource}",
+            "unset",
+            {"http.response.status_code": 200},
+        ),
         ("POST", "unset", {"http.response.status_code": 200}),
         ("token.refresh", "unset", {"linkgate.provider": "sandbox", "linkgate.refreshed": True}),
         (

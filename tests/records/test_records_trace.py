@@ -206,7 +206,11 @@ async def test_a_records_read_exports_its_whole_trace(
     assert {
         "dropped_spans": 0,
         "spans": [
-            {"name": f"GET {route}", "status": "in_progress"},
+            {
+                "name": f"GET {route}",
+                "status": "unset",
+                "attributes": {"http.response.status_code": 200},
+            },
             {
                 "name": "GET",
                 "status": "error",

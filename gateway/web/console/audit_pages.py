@@ -166,13 +166,19 @@ async def _event(request: Request, session: ConsoleSession) -> Response:
         raise NotFound("no such audit event")
     shown = found[0]
     spans = shown.trace_summary.get("spans")
+    spans = spans if isinstance(spans, list) else []
     return console_page(
         "console/event.html",
         session,
         runtime=runtime,
         title=f"Event {seq} of {customer_id}",
         event=shown,
-        spans=spans if isinstance(spans, list) else [],
+        spans=spans,
+        # The request's own (server) span comes first, named "{method} {route}"
+        # (gateway.observability.trace_summary); client spans are named by method.
+        request_span=bool(spans)
+        and isinstance(spans[0], dict)
+        and " /" in str(spans[0].get("name", "")),
         dropped_spans=shown.trace_summary.get("dropped_spans", 0),
         has_next=len(found) == 2,
     )
