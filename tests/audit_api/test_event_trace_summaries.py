@@ -42,7 +42,8 @@ async def test_the_request_span_shows_the_response_it_is_about_to_have(
     connection_id = await _connection(stack)
     async with stack.api() as api:
         served = await api.get(
-            f"/v1/connections/{connection_id}/records/posts", params={"purpose": "essential.service"}
+            f"/v1/connections/{connection_id}/records/posts",
+            params={"purpose": "essential.service"},
         )
         refused = await api.get(
             f"/v1/connections/{connection_id}/records/posts", params={"purpose": "marketing"}
@@ -69,7 +70,8 @@ async def test_the_console_shows_the_request_span_with_its_response_status(
     connection_id = await _connection(stack)
     async with stack.api() as api:
         served = await api.get(
-            f"/v1/connections/{connection_id}/records/posts", params={"purpose": "essential.service"}
+            f"/v1/connections/{connection_id}/records/posts",
+            params={"purpose": "essential.service"},
         )
     event = await _event_of(stack, auditors.acme, served.headers["x-trace-id"])
 
