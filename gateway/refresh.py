@@ -17,6 +17,13 @@ that sends none keeps the old one (RFC 6749 §6). ``invalid_grant`` (§5.2) move
 the connection to ``needs_reauth``; a transient failure sets a growing cooldown
 so one broken connection cannot hammer the provider.
 
+A request that joins another's refresh shows it in its own trace, and so in
+its audit event's trace summary: a ``token.refresh.joined`` span covers the
+wait, with ``linkgate.refreshed`` (whether the token it held was replaced),
+``linkgate.refresh.trace_id`` (the trace of the request whose refresh it
+joined, where its ``token.refresh`` span and token request are) and a span
+link to that request's span. Only the leader's trace holds the token request.
+
 The audit event (``connection.refreshed`` or ``connection.needs_reauth``) goes
 into the audit outbox (:mod:`gateway.audit.outbox`) in that same transaction,
 then into the chain before the refresh returns. If the audit log cannot take
@@ -145,6 +152,8 @@ class TokenRefresher:
         self._clock = clock
         self._webhooks = webhooks or WebhookOutbox.disabled()
         self._inflight: SingleFlight[str, Connection] = SingleFlight(loads)
+        # The span of the request that started each refresh in flight, by connection id.
+        self._leaders: dict[str, trace.SpanContext] = {}
         self._tracer = tracer or trace.NoOpTracer()
 
     def access_token(self, connection: Connection) -> str:
@@ -172,13 +181,41 @@ class TokenRefresher:
         """
         # Its own task, shielded: a caller that goes away must not cancel the
         # refresh others await. The runtime settles it before shutting down.
-        return await self._inflight.run(
-            connection.id,
-            partial(self._refresh, connection.id, connection.sealed_access_token, forced),
-            name=f"refresh-{connection.id}",
-        )
+        key = connection.id
+        name = f"refresh-{key}"
+        if not self._inflight.in_flight(key):
+            # Kept before the load's task first runs: requests may join it before then.
+            started_by = self._leaders[key] = trace.get_current_span().get_span_context()
+            load = partial(self._refresh, key, connection.sealed_access_token, forced, started_by)
+            return await self._inflight.run(key, load, name=name)
+        load = partial(self._refresh, key, connection.sealed_access_token, forced)
+        # Another request's refresh is in flight: this request waits on it and
+        # sends no token request of its own, so without this span its trace
+        # (and audit summary) would not show that its token was refreshed.
+        leader = self._leaders.get(key)
+        if leader is not None and not leader.is_valid:
+            leader = None  # started outside any trace
+        attributes: dict[str, str | bool] = {"linkgate.provider": connection.provider}
+        if leader is not None:
+            attributes["linkgate.refresh.trace_id"] = trace.format_trace_id(leader.trace_id)
+        with self._tracer.start_as_current_span(
+            "token.refresh.joined",
+            attributes=attributes,
+            links=[trace.Link(leader)] if leader is not None else (),
+        ) as span:
+            joined = await self._inflight.run(key, load, name=name)
+            span.set_attribute(
+                "linkgate.refreshed", joined.sealed_access_token != connection.sealed_access_token
+            )
+        return joined
 
-    async def _refresh(self, connection_id: str, seen: str | None, forced: bool) -> Connection:
+    async def _refresh(
+        self,
+        connection_id: str,
+        seen: str | None,
+        forced: bool,
+        started_by: trace.SpanContext | None = None,  # kept in _leaders until this ends
+    ) -> Connection:
         """:meth:`_refresh_row`, then the connection cache holds what the row now says."""
         try:
             connection = await self._refresh_row(connection_id, seen, forced)
@@ -187,6 +224,9 @@ class TokenRefresher:
             if self._cache is not None:
                 self._cache.forget(connection_id)
             raise
+        finally:
+            if started_by is not None and self._leaders.get(connection_id) is started_by:
+                del self._leaders[connection_id]
         if self._cache is not None:
             self._cache.forget(connection_id)  # bumps the generation: older reads stay out
             self._cache.put(connection)

@@ -97,6 +97,10 @@ class SingleFlight(Generic[K, V]):
         # cancel the load the other callers await.
         return await asyncio.shield(task)
 
+    def in_flight(self, key: K) -> bool:
+        """Whether a :meth:`run` for ``key`` now would join a load rather than start one."""
+        return key in self._inflight
+
     def forget(self, key: K) -> None:
         """Later callers for ``key`` start a new load (the one in flight may be stale)."""
         self._inflight.pop(key, None)

@@ -62,6 +62,7 @@ SUMMARY_ATTRIBUTES: frozenset[str] = frozenset(
         "http.request.resend_count",
         "http.response.status_code",
         "linkgate.provider",
+        "linkgate.refresh.trace_id",
         "linkgate.refreshed",
         "linkgate.resource",
         "linkgate.retries",
