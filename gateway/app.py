@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,6 +28,7 @@ from gateway.errors import LinkgateError
 from gateway.observability import TraceSummaryRecorder, TracingMiddleware, configure_tracing
 from gateway.problems import database_error, http_exception, linkgate_error, unexpected_error
 from gateway.processor_requests.jobs import processor_jobs
+from gateway.rate_limit_audit import RateLimitAudit
 from gateway.records import route as records_route
 from gateway.request_limits import request_limits
 from gateway.runtime import open_runtime
@@ -75,6 +77,8 @@ def create_app(
             ) as runtime,
             audit_jobs(runtime.audit_store, settings),
             processor_jobs(runtime) as jobs,
+            # Last in, first out: its final windows are written before the writer stops.
+            refusals.running(runtime) if refusals is not None else contextlib.nullcontext(),
         ):
             yield {"runtime": runtime, "processor_jobs": jobs}
 
@@ -156,10 +160,19 @@ def create_app(
         Route("/oauth/callback", connect_pages.callback, methods=["GET", "POST"]),
         *console_routes,
     ]
+    # Requests refused for their key's rate are audited per caller and window.
+    refusals = (
+        RateLimitAudit(routes, window=settings.rate_limit_audit_window)
+        if settings.rate_limit > 0
+        else None
+    )
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(SecurityHeadersMiddleware), *request_limits(settings)],
+        middleware=[
+            Middleware(SecurityHeadersMiddleware),
+            *request_limits(settings, refusals=refusals),
+        ],
         exception_handlers={
             LinkgateError: linkgate_error,
             HTTPException: http_exception,

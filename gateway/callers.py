@@ -233,6 +233,20 @@ async def authenticate(
     return await cache.load(key_hash, partial(_read_caller, engine, key_hash, kind))
 
 
+async def callers_by_key_hash(engine: AsyncEngine, key_hashes: Iterable[str]) -> dict[str, Caller]:
+    """The callers (revoked ones too) whose keys hash to ``key_hashes``; unknown ones are absent."""
+    wanted = sorted(set(key_hashes))
+    if not wanted:
+        return {}
+    async with engine.connect() as conn:
+        rows = (
+            (await conn.execute(select(callers).where(callers.c.key_hash.in_(wanted))))
+            .mappings()
+            .all()
+        )
+    return {row["key_hash"]: _from_row(row) for row in rows}
+
+
 async def _read_caller(engine: AsyncEngine, key_hash: str, kind: CallerKind) -> Caller:
     """The active caller of ``key_hash`` from the database (401 when unknown or revoked)."""
     async with engine.connect() as conn:

@@ -36,6 +36,8 @@ DEFAULT_MAX_REQUEST_BODY = 1024 * 1024  # bytes; API bodies are small JSON docum
 DEFAULT_MAX_REQUEST_HEADERS = 16 * 1024  # bytes, all header lines together
 DEFAULT_RATE_LIMIT = 0.0  # requests/s per key and replica; 0 is off (set it in production)
 DEFAULT_RATE_LIMIT_BURST = 100
+# Seconds from a key's first 429 to the one audit event that counts its 429s.
+DEFAULT_RATE_LIMIT_AUDIT_WINDOW = 60.0
 DEFAULT_UPSTREAM_MAX_CONNECTIONS = 100
 DEFAULT_UPSTREAM_MAX_BODY = 10 * 1024 * 1024
 DEFAULT_WEBHOOK_MAX_ATTEMPTS = 12  # then the delivery is abandoned
@@ -106,6 +108,7 @@ class Settings:
     max_request_headers: int = DEFAULT_MAX_REQUEST_HEADERS
     rate_limit: float = DEFAULT_RATE_LIMIT
     rate_limit_burst: int = DEFAULT_RATE_LIMIT_BURST
+    rate_limit_audit_window: float = DEFAULT_RATE_LIMIT_AUDIT_WINDOW
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
     upstream_max_connections: int = DEFAULT_UPSTREAM_MAX_CONNECTIONS
     upstream_max_body: int = DEFAULT_UPSTREAM_MAX_BODY
@@ -152,6 +155,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "LINKGATE_MAX_REQUEST_HEADERS": ("max_request_headers", "int"),
     "LINKGATE_RATE_LIMIT": ("rate_limit", "float"),
     "LINKGATE_RATE_LIMIT_BURST": ("rate_limit_burst", "int"),
+    "LINKGATE_RATE_LIMIT_AUDIT_WINDOW": ("rate_limit_audit_window", "float"),
     "LINKGATE_UPSTREAM_TIMEOUT": ("upstream_timeout", "float"),
     "LINKGATE_UPSTREAM_MAX_CONNECTIONS": ("upstream_max_connections", "int"),
     "LINKGATE_UPSTREAM_MAX_BODY": ("upstream_max_body", "int"),
@@ -232,6 +236,7 @@ def validate(settings: Settings) -> list[str]:
         ("LINKGATE_MAX_REQUEST_BODY", settings.max_request_body),
         ("LINKGATE_MAX_REQUEST_HEADERS", settings.max_request_headers),
         ("LINKGATE_RATE_LIMIT_BURST", settings.rate_limit_burst),
+        ("LINKGATE_RATE_LIMIT_AUDIT_WINDOW", settings.rate_limit_audit_window),
     ):
         if number <= 0:
             problems.append(f"{label}: must be positive")

@@ -13,6 +13,8 @@ over-the-rate request costs no database round trip:
   when the next request will be accepted. Buckets live in this process, so N
   replicas allow N times the rate; keys are held as SHA-256 digests, and the
   least recently seen buckets are forgotten past ``max_tracked`` credentials.
+  Each 429 is told to ``refusals``, which audits them per caller and window
+  (:mod:`gateway.rate_limit_audit`); a request within its rate costs nothing more.
 
 Both answer with problem+json from :mod:`gateway.errors`.
 """
@@ -25,6 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,12 +39,19 @@ from gateway.problems import problem_response
 __all__ = [
     "DEFAULT_MAX_TRACKED",
     "CredentialRateLimit",
+    "RefusalLog",
     "RequestSizeLimit",
     "TokenBucket",
     "request_limits",
 ]
 
 DEFAULT_MAX_TRACKED = 10_000  # credentials with a bucket; an attacker's random keys cannot grow it
+
+
+class RefusalLog(Protocol):
+    """Told of each 429 (:class:`gateway.rate_limit_audit.RateLimitAudit` audits them)."""
+
+    def note(self, digest: bytes, scope: Scope) -> None: ...
 
 
 @dataclass(slots=True)
@@ -150,12 +160,14 @@ class CredentialRateLimit:
         burst: int,
         max_tracked: int = DEFAULT_MAX_TRACKED,
         clock: Callable[[], float] = time.monotonic,
+        refusals: RefusalLog | None = None,
     ) -> None:
         self.app = app
         self.rate = rate
         self.burst = burst
         self.max_tracked = max_tracked
         self.clock = clock
+        self.refusals = refusals
         self._buckets: OrderedDict[bytes, TokenBucket] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -163,8 +175,11 @@ class CredentialRateLimit:
         if credential is None:
             await self.app(scope, receive, send)
             return
-        wait = self._take(hashlib.sha256(credential).digest())
+        digest = hashlib.sha256(credential).digest()
+        wait = self._take(digest)
         if wait > 0:
+            if self.refusals is not None:
+                self.refusals.note(digest, scope)  # counted; audited per window, not per 429
             retry_after = str(max(1, math.ceil(wait)))
             error = RateLimited(headers={"Retry-After": retry_after})
             await _refuse(error, scope, receive, send)
@@ -194,8 +209,8 @@ def _bearer(scope: Scope) -> bytes | None:
     return None
 
 
-def request_limits(settings: Settings) -> list[Middleware]:
-    """The limits ``settings`` asks for, outermost first."""
+def request_limits(settings: Settings, *, refusals: RefusalLog | None = None) -> list[Middleware]:
+    """The limits ``settings`` asks for, outermost first; ``refusals`` is told of each 429."""
     limits = [
         Middleware(
             RequestSizeLimit,
@@ -206,7 +221,10 @@ def request_limits(settings: Settings) -> list[Middleware]:
     if settings.rate_limit > 0:
         limits.append(
             Middleware(
-                CredentialRateLimit, rate=settings.rate_limit, burst=settings.rate_limit_burst
+                CredentialRateLimit,
+                rate=settings.rate_limit,
+                burst=settings.rate_limit_burst,
+                refusals=refusals,
             )
         )
     return limits

@@ -68,6 +68,9 @@ class Action(enum.StrEnum):
     PROCESSOR_REQUEST_STEP = "processor_request.step"
     RETENTION_PURGED = "retention.purged"
     CALLER_REFUSED = "caller.refused"
+    # Requests refused for their key's rate (429), one event per caller, customer
+    # and window, its counts in trace_summary["rate_limited"] (gateway.rate_limit_audit).
+    ACCESS_RATE_LIMITED = "access.rate_limited"
     KEYS_ROTATED = "keys.rotated"
     CONFIG_CHANGED = "config.changed"
 
