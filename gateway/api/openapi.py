@@ -71,7 +71,12 @@ _AUDIT_EVENT = {
         "dropped": {"type": "object", "additionalProperties": {"type": "integer"}},
         "subjects": {"type": "array", "items": {"type": "string"}},
         "trace_id": {"type": ["string", "null"]},
-        "trace_summary": {"type": "object"},
+        "trace_summary": {
+            "type": "object",
+            "description": "spans: the request's trace ({name, duration_us, status, attributes?},"
+            " its own server span first); for access.rate_limited, rate_limited: {requests,"
+            " first_at, last_at, window_seconds, replica, routes, purposes} instead",
+        },
         "prev_hash": {"type": "string"},
         "hash": {"type": "string"},
     },
@@ -90,7 +95,7 @@ _AUDIT_PATHS: dict[str, Any] = {
                 _AUDIT_SUBJECT,
                 _query("connection_id", "only this connection"),
                 _query("caller", "only this caller id"),
-                _query("action", "e.g. records.read, caller.refused"),
+                _query("action", "e.g. records.read, caller.refused, access.rate_limited"),
                 _query("outcome", "allowed, denied or error"),
                 _query("since", "RFC 3339, inclusive", format="date-time"),
                 _query("until", "RFC 3339, exclusive", format="date-time"),

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import io
 import json
+import re
 import secrets
 from dataclasses import replace
 from typing import Any
@@ -26,6 +27,7 @@ from tests.gateway.conftest import CUSTOMER, Stack, build_stack
 
 PURPOSE = "essential.service"
 RECORDS_ROUTE = "GET /v1/connections/{connection_id}/records/{resource}"
+_CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
 
 
 class _Clock:
@@ -116,6 +118,28 @@ async def _rate_limited_events(url: str, auditor: str) -> list[dict[str, Any]]:
     return list(found.json()["events"])
 
 
+async def _console_pages(url: str, auditor: str, seq: int) -> tuple[str, str]:
+    """The console's page of event ``seq`` and its list of rate-limited events, as text."""
+    async with httpx.AsyncClient(base_url=url, timeout=15) as browser:
+        form = await browser.get("/console/sign-in")
+        token = _CSRF.search(form.text)
+        assert token, form.text
+        signed_in = await browser.post(
+            "/console/sign-in", data={"csrf_token": token.group(1), "credential": auditor}
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        page = await browser.get(f"/console/events/{CUSTOMER}/{seq}")
+        listing = await browser.get(
+            "/console/events", params={"customer_id": CUSTOMER, "action": "access.rate_limited"}
+        )
+    assert (page.status_code, listing.status_code) == (200, 200), page.text + listing.text
+    return _text(page.text), _text(listing.text)
+
+
+def _text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
 async def test_a_flood_past_the_burst_is_one_audit_event_with_its_count(
     limited: Stack, servers: Servers, json_logs: io.StringIO
 ) -> None:
@@ -167,6 +191,12 @@ async def test_a_flood_past_the_burst_is_one_audit_event_with_its_count(
     ) as api:
         verified = await api.get("/v1/audit/verify", params={"customer_id": CUSTOMER})
     assert verified.json()["ok"] is True, verified.text
+
+    page, listing = await _console_pages(reader.url, auditor, event["seq"])
+    assert "Requests refused 20" in page
+    assert f"{RECORDS_ROUTE} 20" in page
+    assert f"purpose {PURPOSE} 20" in page
+    assert "access.rate_limited 20 requests refused" in listing
 
     logs = json_logs.getvalue()
     anonymous = [

@@ -180,8 +180,14 @@ async def _event(request: Request, session: ConsoleSession) -> Response:
         and isinstance(spans[0], dict)
         and " /" in str(spans[0].get("name", "")),
         dropped_spans=shown.trace_summary.get("dropped_spans", 0),
+        # access.rate_limited: the window's counts (gateway.rate_limit_audit), not a trace.
+        rate_limited=_mapping(shown.trace_summary.get("rate_limited")),
         has_next=len(found) == 2,
     )
+
+
+def _mapping(value: object) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
 
 
 def _verify_context(session: ConsoleSession, **extra: Any) -> dict[str, Any]:
