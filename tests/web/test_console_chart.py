@@ -83,8 +83,8 @@ def test_an_empty_period_has_no_bars() -> None:
     assert chart.height > 0
 
 
-def test_the_event_page_shows_spans_with_upstream_status() -> None:
-    """Each span of the trace summary is a row with its duration and upstream status."""
+def test_the_event_page_shows_spans_with_their_http_status() -> None:
+    """Each span of the trace summary is a row with its duration and HTTP status."""
     event = _read(
         1,
         trace_id="0" * 32,
@@ -125,7 +125,7 @@ def test_the_event_page_shows_spans_with_upstream_status() -> None:
     ).body.decode()
 
     assert '<td data-label="Span">upstream.fetch</td>' in html
-    assert '<td data-label="Upstream status">503</td>' in html
+    assert '<td data-label="HTTP status">503</td>' in html
     assert "12.5" in html
     assert "linkgate.retries=1" in html
     assert '<code>public-or-direct</code></td><td class="num">2</td>' in html
