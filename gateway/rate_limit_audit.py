@@ -225,18 +225,22 @@ class RateLimitAudit:
         """Record closed windows every ``tick`` seconds; on the way out, every window."""
         every = tick if tick is not None else max(0.05, min(5.0, self.windows.window / 4))
 
+        stopping = asyncio.Event()
+
         async def loop() -> None:
-            while True:
-                await asyncio.sleep(every)
+            while not stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), every)
+                    return
                 await self.record(runtime)
 
+        # Stopped, not cancelled: windows taken by a record in progress are written.
         task = asyncio.create_task(loop(), name="rate-limit-audit")
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            stopping.set()
+            await task
             await self.record(runtime, everything=True)
 
     async def record(self, runtime: Runtime, *, everything: bool = False) -> None:
