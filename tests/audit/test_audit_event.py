@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gateway.audit import EventDraft, Outcome, format_time
+from gateway.audit import Action, AuditEvent, EventDraft, Outcome, format_time
 
 MakeDraft = Callable[..., EventDraft]
 
@@ -118,3 +122,81 @@ def test_invalid_drafts_are_refused(make_draft: MakeDraft, fields: dict[str, Any
 def test_format_time_is_the_hashed_strftime_form(moment: datetime) -> None:
     """Event times are written exactly as the chains already hashed them."""
     assert moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") == format_time(moment)
+
+
+def test_the_written_out_init_takes_the_fields_with_their_defaults() -> None:
+    """EventDraft's own __init__ takes exactly its fields, keyword-only, with the same defaults."""
+    expected = [
+        (f.name, f.default if f.default_factory is dataclasses.MISSING else f.default_factory())
+        for f in dataclasses.fields(EventDraft)
+    ]
+    expected = [
+        (name, inspect.Parameter.empty if d is dataclasses.MISSING else d) for name, d in expected
+    ]
+    parameters = list(inspect.signature(EventDraft).parameters.values())
+    assert {inspect.Parameter.KEYWORD_ONLY} == {p.kind for p in parameters}
+    # An empty mapping stands for default_factory=dict: the draft keeps a dict of its own.
+    actual = [
+        (p.name, dict(p.default) if isinstance(p.default, Mapping) else p.default)
+        for p in parameters
+    ]
+    assert expected == actual
+
+
+def test_a_draft_stays_frozen(make_draft: MakeDraft) -> None:
+    """Assigning a field of a built draft still raises, as a frozen dataclass does."""
+    draft = make_draft()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        draft.purpose = "marketing"  # type: ignore[misc]
+    assert [f.name for f in dataclasses.fields(EventDraft)] == list(vars(draft))
+
+
+_PLACE = {"seq": 1, "occurred_at": datetime(2026, 1, 1, tzinfo=UTC), "prev_hash": "", "hash": ""}
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.text(max_size=3))
+_SUMMARY = st.recursive(
+    _SCALARS | st.floats(allow_nan=False) | st.tuples(st.text(max_size=2)),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner),
+    max_leaves=8,
+)
+_HASH_LIKE = st.sampled_from(["hmac-sha256:" + "ab" * 32, "email:" + "0" * 16, "x@y.z", ""])
+_DRAFT_FIELDS = st.fixed_dictionaries(
+    {
+        "customer_id": st.sampled_from(["acme", ""]),
+        "action": st.sampled_from([Action.RECORDS_READ, "records.read", "records.write"]),
+        "outcome": st.sampled_from([*Outcome, "allowed", "maybe"]),
+    },
+    optional={
+        "problem_type": st.none() | st.just("https://linkgate.dev/problems/forbidden"),
+        "caller_id": st.none() | st.text(max_size=3),
+        "record_count": st.integers(-1, 3) | st.booleans(),
+        "categories": st.lists(st.sampled_from(["b", "a", ""]), max_size=3).map(tuple)
+        | st.just("a"),
+        "dropped": st.dictionaries(
+            st.sampled_from(["rule", "", 1]), st.integers(-1, 2) | st.booleans(), max_size=3
+        ),
+        "subjects": st.lists(_HASH_LIKE, max_size=3).map(tuple),
+        "trace_id": st.none() | st.just("0" * 32),
+        "trace_summary": st.dictionaries(st.text(max_size=2), _SUMMARY, max_size=3),
+    },
+)
+
+
+def _built(build: Callable[[], object]) -> object:
+    """The draft's field values, or the error its construction raised."""
+    try:
+        built = build()
+    except (TypeError, ValueError) as exc:
+        return type(exc), str(exc)
+    return {f.name: getattr(built, f.name) for f in dataclasses.fields(EventDraft)}
+
+
+@settings(max_examples=400, deadline=None)
+@given(_DRAFT_FIELDS)
+def test_the_written_out_init_checks_and_normalizes_as_the_generated_one(
+    values: dict[str, Any],
+) -> None:
+    """EventDraft(...) keeps or refuses what a generated dataclass __init__ with the same
+    checks (AuditEvent's, ending in EventDraft.__post_init__) keeps or refuses, and the same way."""
+    written_out = _built(lambda: EventDraft(**values))
+    generated = _built(lambda: AuditEvent(**values, **_PLACE))
+    assert generated == written_out
