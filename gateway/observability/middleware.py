@@ -231,7 +231,8 @@ class TracingMiddleware:
                 span.set_status(Status(StatusCode.ERROR))
             span.set_attributes(attributes)  # one lock and validation pass, not one per key
             span.end()
-            log = _LOG.error if status_code >= 500 else _LOG.info
+            access = _LOG.bound()
+            log = access.error if status_code >= 500 else access.info
             log(
                 "http.request",
                 method=method,

@@ -309,3 +309,20 @@ def test_a_cached_logger_is_captured_by_capture_logs(
         log.info("http.request", status=204)
 
     assert [entry["status"] for entry in logs] == [204]
+
+
+def test_a_cached_loggers_bound_logger_follows_reconfiguration(
+    configured_logging: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """bound(), the access line's way in, writes through the pipeline configured last."""
+    log = CachedLogger("gateway.http")
+    configured_logging(level="info")
+    log.bound().info("http.request", status=200)
+    configured_logging(level="warning")
+    log.bound().info("http.request", status=201)
+    log.bound().error("http.request", status=500)
+    with structlog.testing.capture_logs() as logs:
+        log.bound().warning("http.request", status=204)
+
+    assert [line["status"] for line in rendered_lines(capsys)] == [200, 500]
+    assert [entry["status"] for entry in logs] == [204]
