@@ -3,8 +3,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.observability import MASK, is_secret_key, redact_text, redact_value
+from gateway.observability.redaction import _scanned
 
 JWT = (
     "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ"
@@ -160,3 +163,21 @@ def test_text_seen_before_is_scanned_the_same(canary: str) -> None:
 
     assert [redact_text(clean) for _ in range(3)] == [clean] * 3
     assert [redact_text(leaky) for _ in range(3)] == [f"retry with {MASK}"] * 3
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(alphabet="0123456789abcdef", max_size=300)
+    | st.sampled_from(["eaa" * 30, "ea" + "a" * 40, "0" * 257, "deadbeef" * 8])
+)
+def test_lower_case_hex_is_what_every_rule_finds_it(text: str) -> None:
+    """Bare lower-case hex (trace and request ids) skips the scan: no rule masks any of it."""
+    assert _scanned(text) == text
+    assert redact_text(text) == text
+
+
+def test_text_with_more_than_hex_is_still_scanned() -> None:
+    """Upper-case hex, a Facebook-shaped token and a hex value after a name are not skipped."""
+    token = "EAA" + "b" * 24
+    assert redact_text(token) == MASK
+    assert f"code={MASK}" == redact_text("code=" + "ab" * 16)
