@@ -35,6 +35,7 @@ from policies.rules import (
     UNDER_16,
 )
 from policies.taxonomy import Taxonomy, default_taxonomy, is_within
+from policies.value_type import value_type
 from policies.vocabulary import (
     AgeHint,
     CallerClass,
@@ -90,4 +91,5 @@ __all__ = [
     "normalize_provider_user_id",
     "phone_identifier",
     "provider_user_identifier",
+    "value_type",
 ]

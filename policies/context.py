@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
+from policies.value_type import value_type
 from policies.vocabulary import CallerClass, Identifier
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_type(kw_only=True)
 class AccessContext:
     """One fetch by one service caller, for one declared purpose, on one connection.
 
     The three callables are the gateway's stores, looked up per End User; the
     engine calls them but never stores what they return beyond the request.
     Build one context per request and reuse it for every record of the page:
-    the engine prepares its per-request work once per context object.
+    the engine prepares its per-request work once per context object. A value
+    type, not a frozen dataclass: built for every request (see policies.value_type).
     """
 
     service_id: str

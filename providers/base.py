@@ -135,6 +135,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from policies.value_type import value_type
 from policies.vocabulary import Record, Visibility
 
 JSONObject = Mapping[str, Any]
@@ -402,7 +403,7 @@ class Param:
         return re.fullmatch(self.pattern, value) is not None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_type(kw_only=True)  # built for every page read: see policies.value_type
 class NormalizeContext:
     """The tenancy facts a record is tagged with when it is born.
 

@@ -9,7 +9,7 @@ pure (the policy engine, the cursor, the provider's normalizers) or an edge
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +34,15 @@ from gateway.provider_registry import ProviderRegistry
 from gateway.refresh import TokenRefresher, require_usable
 from gateway.subject_controls import PageControls, SubjectControls
 from gateway.upstream import Unauthorized, UpstreamClients
-from policies import TENANT_TAG, AccessContext, Identifier, PageDecision, PolicyEngine, Record
+from policies import (
+    TENANT_TAG,
+    AccessContext,
+    Identifier,
+    PageDecision,
+    PolicyEngine,
+    Record,
+    value_type,
+)
 from providers.base import NormalizeContext, PageStyle, Provider, Resource, dig
 
 DEFAULT_LIMIT = 25
@@ -74,7 +82,12 @@ class _PageView:
         return self._subjects.hash(self._customer_id, str(identifier))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# The request's own values are value types, not frozen dataclasses: immutable to
+# the type checker, but built without a frozen ``__setattr__`` per field, as each
+# is built once per request (see policies.value_type).
+
+
+@value_type(kw_only=True)
 class RecordsQuery:
     """One records request, as the route parsed it (strings still unvalidated)."""
 
@@ -86,7 +99,7 @@ class RecordsQuery:
     params: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class RecordsPage:
     records: list[Record]
     decision: PageDecision
@@ -95,7 +108,7 @@ class RecordsPage:
     trace_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class _Request:
     """A validated query."""
 

@@ -39,7 +39,7 @@ from gateway.audit import SubjectHasher
 from gateway.errors import SubjectControlsUnavailable
 from gateway.single_flight import LoadsInFlight, SingleFlight
 from gateway.subject_controls.tables import ALL_PURPOSES, SubjectControlTables
-from policies import Identifier, Record, is_within
+from policies import Identifier, Record, is_within, value_type
 
 __all__ = ["PRESENCE_TTL", "ControlsPresence", "PageControls", "PageHashes", "SubjectControls"]
 
@@ -214,7 +214,7 @@ class PageHashes(Mapping[Identifier, str]):
         return len(self._identifiers)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type  # one per records request: see policies.value_type
 class PageControls:
     """Consent and suppression facts about one page's identifiers, for one purpose."""
 
