@@ -70,6 +70,18 @@ SUMMARY_ATTRIBUTES: frozenset[str] = frozenset(
     }
 )
 _STATUS_NAMES = {code: code.name.lower() for code in StatusCode}
+_UNSET, _OK, _ERROR = StatusCode.UNSET, StatusCode.OK, StatusCode.ERROR
+
+
+def _status_name(code: StatusCode) -> str:
+    """``_STATUS_NAMES[code]``, by identity: an enum member's hash is a Python-level call."""
+    if code is _UNSET:
+        return "unset"
+    if code is _ERROR:
+        return "error"
+    if code is _OK:
+        return "ok"
+    return _STATUS_NAMES[code]
 
 
 class SpanSummary(TypedDict):
@@ -260,34 +272,61 @@ class TraceSummaryRecorder(SpanProcessor):
         durations are whole microseconds and any float attribute becomes its
         ``repr``.
         """
-        root, finished, dropped = self._open(trace_id)
         # Built straight in the audit form (one dict per span, only the spans
-        # the event keeps): this runs for every audited request.
+        # the event keeps), copying only the kept spans: this runs for every
+        # audited request.
+        with self._lock:
+            trace = self._traces.get(int(trace_id, 16))
+            if trace is None:
+                return {"spans": [], "dropped_spans": 0}
+            root = trace.root
+            started = root.start_time
+            finished = trace.spans
+            kept = finished[: AUDIT_MAX_SPANS if started is None else AUDIT_MAX_SPANS - 1]
+            dropped = trace.dropped_spans + len(finished) - len(kept)
         spans: list[dict[str, Any]] = []
-        if root is not None and root.start_time is not None:
+        if started is not None:
             name_server_span(root)
-            elapsed = time.time_ns() - root.start_time
+            elapsed = time.time_ns() - started
             if status_code is None:
                 spans.append(self._audit_item(root, elapsed, "in_progress"))
             else:
                 spans.append(self._audit_response(root, elapsed, status_code))
-        kept = finished[: AUDIT_MAX_SPANS - len(spans)]
         for span in kept:
             duration_ns = (span.end_time or 0) - (span.start_time or 0)
-            spans.append(
-                self._audit_item(span, duration_ns, _STATUS_NAMES[span.status.status_code])
-            )
-        return {"spans": spans, "dropped_spans": dropped + len(finished) - len(kept)}
+            spans.append(self._audit_item(span, duration_ns, _status_name(span.status.status_code)))
+        return {"spans": spans, "dropped_spans": dropped}
 
     def _audit_item(self, span: RecordedSpan, duration_ns: int, status: str) -> dict[str, Any]:
+        """One span in the audit form: what ``_selected`` keeps, made ``_integral``.
+
+        The same values as ``_integral(_redacted(value))`` (or the mask) for each
+        kept attribute, in one pass: strings, ints and booleans, nearly every
+        value here, are answered without the two calls.
+        """
         item: dict[str, Any] = {
             "name": redact_text(span.name),
             "duration_us": round(duration_ns / 1_000),
             "status": status,
         }
-        selected = self._selected(span)
+        attributes = span.attributes
+        if not attributes:
+            return item
+        kept, secret = self._attributes, self._secret_attributes
+        selected: dict[str, Any] = {}
+        for key, value in attributes.items():
+            if key not in kept:
+                continue
+            if key in secret:
+                selected[key] = MASK
+            elif value.__class__ is str:
+                selected[key] = redact_text(value)
+            elif value.__class__ is int or value.__class__ is bool:
+                selected[key] = value
+            else:
+                selected[key] = _integral(_redacted(value))
         if selected:
-            item["attributes"] = {key: _integral(value) for key, value in selected.items()}
+            item["attributes"] = selected
         return item
 
     def _audit_response(self, root: RecordedSpan, duration_ns: int, code: int) -> dict[str, Any]:

@@ -3,7 +3,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -11,6 +15,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from gateway.observability import LeanTracerProvider, TraceSummaryRecorder, current_trace_id
+from gateway.observability.lean_spans import LeanSpan
+from gateway.observability.trace_summary import (
+    _STATUS_NAMES,
+    SUMMARY_ATTRIBUTES,
+    _integral,
+    _status_name,
+)
 
 ClientFactory = Callable[[ASGIApp], httpx.AsyncClient]
 
@@ -114,3 +125,50 @@ def test_summaries_are_bounded_in_traces_and_spans() -> None:
     assert (len(newest["spans"]), newest["dropped_spans"]) == (2, 3)
     for root in roots:
         root.end()
+
+
+_ATTRIBUTE_VALUES = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["Bearer abc.def", "code=xyz&state=1", "token=s3cret", "127.0.0.1"]),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.lists(st.one_of(st.text(max_size=10), st.integers(), st.booleans()), max_size=3),
+)
+_ATTRIBUTE_KEYS = st.sampled_from(
+    [*sorted(SUMMARY_ATTRIBUTES), "url.full", "http.request.method", "linkgate.token"]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    attributes=st.dictionaries(_ATTRIBUTE_KEYS, _ATTRIBUTE_VALUES, max_size=8),
+    secret_kept=st.booleans(),
+    failed=st.booleans(),
+)
+def test_audit_summary_items_are_the_selected_attributes_made_integral(
+    attributes: dict[str, AttributeValue], secret_kept: bool, failed: bool
+) -> None:
+    """Each span's audit attributes are `_selected`'s (secrets masked, credential-shaped
+    text redacted) with floats as their repr, whatever the value types."""
+    kept = {*SUMMARY_ATTRIBUTES, "linkgate.token"} if secret_kept else SUMMARY_ATTRIBUTES
+    recorder = TraceSummaryRecorder(attributes=kept)
+    tracer = recorded_provider(recorder).get_tracer("test")
+    with tracer.start_as_current_span("GET /records", attributes=attributes) as root:
+        with tracer.start_as_current_span("GET upstream", attributes=attributes) as child:
+            if failed:
+                child.set_status(Status(StatusCode.ERROR))
+        summary = recorder.audit_summary(f"{root.get_span_context().trace_id:032x}")
+
+    assert isinstance(child, LeanSpan)
+    expected = {key: _integral(value) for key, value in recorder._selected(child).items()}
+    items = summary["spans"]
+    assert [item["status"] for item in items] == ["in_progress", "error" if failed else "unset"]
+    for item in items:
+        assert item.get("attributes", {}) == expected
+        assert all(type(v) is type(expected[k]) for k, v in item.get("attributes", {}).items())
+
+
+def test_status_names_by_identity_match_the_table() -> None:
+    """Every status code reads as its lower-case name, as the summaries always wrote it."""
+    assert {code: _status_name(code) for code in StatusCode} == _STATUS_NAMES
