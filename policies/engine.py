@@ -261,20 +261,22 @@ class PolicyEngine:
 
     def _prepare(self, ctx: AccessContext) -> _Plan:
         shared = self._purpose_plan(ctx.purpose, ctx.caller_class)
+        # Positional, in the order _Plan declares its fields: a class called with
+        # keywords goes through a dict of them in 3.11, and this runs per request.
         return _Plan(
-            refusal=self._refusal(ctx, shared),
-            customer_id=ctx.connection_customer_id,
-            purpose=ctx.purpose,
-            rule=shared.rule,
-            child_cutoff=under_16.born_after_is_child(ctx.now),
-            withhold_sms=shared.withhold_sms,
-            check_identifiers=shared.check_identifiers,
-            may_receive=shared.may_receive,
-            field_verdicts=shared.field_verdicts,
-            field_verdict=shared.field_verdict,
-            consented=ctx.consented,
-            suppressed=ctx.suppressed,
-            pseudonymize=ctx.pseudonymize,
+            self._refusal(ctx, shared),
+            ctx.connection_customer_id,
+            ctx.purpose,
+            shared.rule,
+            under_16.born_after_is_child(ctx.now),
+            shared.withhold_sms,
+            shared.check_identifiers,
+            shared.may_receive,
+            shared.field_verdicts,
+            shared.field_verdict,
+            ctx.consented,
+            ctx.suppressed,
+            ctx.pseudonymize,
         )
 
     def _purpose_plan(self, purpose_key: str, caller_class: object) -> _PurposePlan:

@@ -25,6 +25,8 @@ from policies import (
     Visibility,
     email_identifier,
     handle_identifier,
+    normalize_email,
+    normalize_phone,
     phone_identifier,
     provider_user_identifier,
 )
@@ -269,15 +271,17 @@ def _each(value: object, normalize: Any) -> object:
     return value
 
 
+# The values email_identifier() and phone_identifier() would hold, without
+# building the Identifier only to read its value back.
 def _email(raw: str) -> str:
     try:
-        return email_identifier(raw).value
+        return normalize_email(raw)
     except InvalidIdentifier:
         return raw
 
 
 def _phone(raw: str) -> str:
     try:
-        return phone_identifier(raw).value
+        return normalize_phone(raw)
     except InvalidIdentifier:
         return raw

@@ -10,6 +10,7 @@ from policies import (
     AccessContext,
     CallerClass,
     Field,
+    Identifier,
     Outcome,
     PolicyEngine,
     Record,
@@ -118,3 +119,39 @@ def test_values_withheld_from_a_record_a_later_rule_drops_are_not_reported(
     assert page.dropped == {"suppression": 1}
     assert page.kept == [kept]
     assert page.redacted == []
+
+
+def test_request_plan_takes_each_fact_from_its_context(
+    engine: PolicyEngine, make_context: Callable[..., AccessContext]
+) -> None:
+    """The per-request plan, built positionally, holds the context's own callables and facts
+    in their places (a swapped consented/suppressed would judge every record wrongly)."""
+
+    def consented(_identifier: Identifier) -> bool:
+        return True
+
+    def suppressed(_identifier: Identifier, _purpose: str) -> bool:
+        return False
+
+    def pseudonymize(_identifier: Identifier) -> str:
+        return "p"
+
+    ctx = dataclasses.replace(
+        make_context(), consented=consented, suppressed=suppressed, pseudonymize=pseudonymize
+    )
+    plan = engine._plan(ctx)
+    assert (plan.consented, plan.suppressed, plan.pseudonymize) == (
+        consented,
+        suppressed,
+        pseudonymize,
+    )
+    assert (plan.customer_id, plan.purpose) == (ctx.connection_customer_id, ctx.purpose)
+    assert plan.refusal is None
+    assert plan.rule is engine.policy.rule_for(ctx.purpose)
+    assert plan.child_cutoff.year == ctx.now.year - 16
+    shared = engine._purpose_plan(ctx.purpose, ctx.caller_class)
+    assert (plan.withhold_sms, plan.check_identifiers) == (
+        shared.withhold_sms,
+        shared.check_identifiers,
+    )
+    assert plan.field_verdicts is shared.field_verdicts
