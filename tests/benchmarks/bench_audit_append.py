@@ -136,7 +136,11 @@ def _twins(engine: AsyncEngine) -> tuple[Table, Table]:
 
 async def plain_insert(engine: AsyncEngine, batches: list[list[AuditEvent]]) -> float:
     events_table, subjects_table = _twins(engine)
-    async with engine.begin() as conn:
+    # Schema changes are writes: on SQLite a deferred transaction that reads the
+    # schema first cannot then wait for the write lock (SQLite answers "database
+    # is locked" at once rather than deadlock), and the WAL checkpointer's
+    # truncating checkpoint holds that lock for a moment now and then.
+    async with writer(engine).begin() as conn:
         await conn.run_sync(events_table.metadata.create_all)
     rows = [
         [
@@ -230,7 +234,7 @@ async def bench(url: str, label: str, count: int) -> list[dict[str, Any]]:
                 flush=True,
             )
             # A fresh database for the next cell, so chain length does not carry over.
-            async with engine.begin() as conn:
+            async with writer(engine).begin() as conn:
                 for table in (audit_tables.subjects, audit_tables.events, audit_tables.heads):
                     await conn.execute(table.delete())
                 await conn.run_sync(_twins(engine)[0].metadata.drop_all)
