@@ -20,6 +20,16 @@ from gateway.storage.schema import connect_sessions, processor_request_tables
 from policies import email_identifier, phone_identifier
 from tests.conftest import make_settings
 
+# The events an erasure's run leaves, sorted by name: its filing, each step and its end.
+ERASURE_EVENTS = [
+    "completed",
+    "delete_stored_files",
+    "disconnect_account_holder",
+    "received",
+    "suppress",
+    "verified",
+    "withdraw_consents",
+]
 CUSTOMER = "acme"
 SUBJECT = (email_identifier("jane@customer.example"), phone_identifier("+1 415 555 0100"))
 
@@ -75,15 +85,7 @@ async def test_a_restart_mid_request_resumes_without_repeating_a_step(runtime: R
 
     assert resumed is not None
     assert resumed.status is Status.COMPLETED
-    assert await _step_events(runtime, filed.id) == [
-        "completed",
-        "delete_stored_files",
-        "disconnect_account_holder",
-        "received",
-        "suppress",
-        "verified",
-        "withdraw_consents",
-    ]
+    assert await _step_events(runtime, filed.id) == ERASURE_EVENTS
     assert (await runtime.suppressions.counts(CUSTOMER))["erasure"] == 1
 
 

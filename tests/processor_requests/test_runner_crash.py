@@ -31,19 +31,16 @@ from gateway.processor_requests.store import Filing, ProcessorRequest
 from gateway.runtime import Runtime, open_runtime
 from tests.conftest import POSTGRES_URL, _admin, _asyncpg_dsn, make_settings
 from tests.processor_requests.test_purge_audit import _audit_verify, _env
-from tests.processor_requests.test_runner import CUSTOMER, SUBJECT, _later, _step_events
+from tests.processor_requests.test_runner import (
+    CUSTOMER,
+    ERASURE_EVENTS,
+    SUBJECT,
+    _later,
+    _step_events,
+)
 
 WAIT = 60.0  # seconds before a test gives up waiting for a moment that should come
 STEPS = "processor_request_steps"
-ERASURE_EVENTS = [
-    "completed",
-    "delete_stored_files",
-    "disconnect_account_holder",
-    "received",
-    "suppress",
-    "verified",
-    "withdraw_consents",
-]
 
 
 @pytest.fixture
