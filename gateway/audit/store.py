@@ -108,8 +108,22 @@ _EVENT_TYPES = (
 )
 
 
-def _event_values(row: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(row[name] for name in _EVENT_COLUMNS)
+def _event_values(event: AuditEvent, content: bytes | None = None) -> tuple[Any, ...]:
+    """The event's row, in ``_EVENT_COLUMNS`` order; ``content``: its canonical bytes,
+    when the caller has them already."""
+    return (
+        event.customer_id,
+        event.seq,
+        event.occurred_at,
+        str(event.action),
+        str(event.outcome),
+        event.caller_id,
+        event.connection_id,
+        event.trace_id,
+        (content or canonical_content(event)).decode("utf-8"),
+        event.prev_hash,
+        event.hash,
+    )
 
 
 async def _driver(conn: AsyncConnection) -> Any:
@@ -149,16 +163,26 @@ def _postgres_statements(
         "ON CONFLICT (customer_id) DO UPDATE SET seq = h.seq "
         "RETURNING h.customer_id, h.seq, h.hash, h.occurred_at"
     )
+    # One array per event column, plus each event's subject hashes joined by spaces
+    # (hashes are hex behind a label, never a space): one array element per event
+    # instead of three per subject row, which the driver encodes one by one.
+    # ``string_to_array`` and ``unnest`` take them back apart in the server.
+    columns = ", ".join(_EVENT_COLUMNS)
     arrays = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(_EVENT_TYPES, start=1))
     first = len(_EVENT_TYPES) + 1
-    write = (
-        f"WITH new_events AS (INSERT INTO {events} ({', '.join(_EVENT_COLUMNS)}) "  # noqa: S608
-        f"SELECT * FROM unnest({arrays})), "
+    new_rows = (
+        f"new AS (SELECT * FROM unnest({arrays}, ${first}::text[]) AS n({columns}, subjects)), "  # noqa: S608
+        f"new_events AS (INSERT INTO {events} ({columns}) SELECT {columns} FROM new), "
         f"new_subjects AS (INSERT INTO {subjects} (customer_id, subject_hash, seq) "
-        f"SELECT * FROM unnest(${first}::text[], ${first + 1}::text[], ${first + 2}::bigint[])) "
+        "SELECT new.customer_id, s.subject_hash, new.seq FROM new "
+        "CROSS JOIN LATERAL unnest(string_to_array(new.subjects, ' ')) AS s(subject_hash))"
+    )
+    head = first + 1
+    write = (
+        f"WITH {new_rows} "  # noqa: S608
         f"UPDATE {heads} AS h SET seq = n.seq, hash = n.hash, occurred_at = n.occurred_at "
-        f"FROM unnest(${first + 3}::text[], ${first + 4}::bigint[], ${first + 5}::text[], "
-        f"${first + 6}::timestamptz[]) AS n(customer_id, seq, hash, occurred_at) "
+        f"FROM unnest(${head}::text[], ${head + 1}::bigint[], ${head + 2}::text[], "
+        f"${head + 3}::timestamptz[]) AS n(customer_id, seq, hash, occurred_at) "
         "WHERE h.customer_id = n.customer_id"
     )
     # The same write without a lock taken first, for a batch whose heads this
@@ -168,16 +192,12 @@ def _postgres_statements(
     write_after = (
         f"WITH moved AS (UPDATE {heads} AS h "  # noqa: S608
         "SET seq = n.seq, hash = n.hash, occurred_at = n.occurred_at "
-        f"FROM unnest(${first + 3}::text[], ${first + 4}::bigint[], ${first + 5}::text[], "
-        f"${first + 6}::timestamptz[], ${first + 7}::bigint[], ${first + 8}::text[]) "
+        f"FROM unnest(${head}::text[], ${head + 1}::bigint[], ${head + 2}::text[], "
+        f"${head + 3}::timestamptz[], ${head + 4}::bigint[], ${head + 5}::text[]) "
         "AS n(customer_id, seq, hash, occurred_at, old_seq, old_hash) "
         "WHERE h.customer_id = n.customer_id AND h.seq = n.old_seq AND h.hash = n.old_hash "
-        "RETURNING h.customer_id), "
-        f"new_events AS (INSERT INTO {events} ({', '.join(_EVENT_COLUMNS)}) "
-        f"SELECT * FROM unnest({arrays})), "
-        f"new_subjects AS (INSERT INTO {subjects} (customer_id, subject_hash, seq) "
-        f"SELECT * FROM unnest(${first}::text[], ${first + 1}::text[], ${first + 2}::bigint[])) "
-        f"SELECT 1 / (count(*) = cardinality(${first + 3}::text[]))::int FROM moved"
+        f"RETURNING h.customer_id), {new_rows} "
+        f"SELECT 1 / (count(*) = cardinality(${head}::text[]))::int FROM moved"
     )
     return lock_heads, write, write_after
 
@@ -309,7 +329,9 @@ class AuditStore:
         self._keys = keys or CheckpointKeys()
         self._clock = clock
         self._holder: asyncio.Task[Any] | None = None
-        self._held: AsyncConnection | None = None
+        # The held connection and the asyncpg connection under it, looked up once:
+        # SQLAlchemy hands the driver's connection out through a greenlet hop.
+        self._held: tuple[AsyncConnection, Any] | None = None
         self._pg_lock_heads, self._pg_write, self._pg_write_after = _postgres_statements(
             tables, engine.dialect.identifier_preparer.format_table
         )
@@ -445,9 +467,10 @@ class AuditStore:
         return self._holder is not None and asyncio.current_task() is self._holder
 
     async def _drop_held(self, *, invalidate: bool = False) -> None:
-        held, self._held = self._held, None
-        if held is None:
+        pair, self._held = self._held, None
+        if pair is None:
             return
+        held = pair[0]
         with contextlib.suppress(*_UNAVAILABLE):
             if invalidate:
                 await held.invalidate()
@@ -461,14 +484,15 @@ class AuditStore:
                 yield await _driver(conn)
             return
         held = self._held
-        if held is not None and (held.invalidated or (await _driver(held)).is_closed()):
+        if held is not None and (held[0].invalidated or held[1].is_closed()):
             # The server closed it while idle (a restart, a terminated backend):
             # noticed without a round trip, as the pool's checkout ping would.
             await self._drop_held(invalidate=True)
         if self._held is None:
-            self._held = await self._engine.connect()
+            conn = await self._engine.connect()
+            self._held = (conn, await _driver(conn))
         try:
-            yield await _driver(self._held)
+            yield self._held[1]
         except BaseException:
             # Whatever failed (the server, the network, a constraint), the next
             # batch starts on a fresh connection rather than diagnose this one.
@@ -506,11 +530,11 @@ class AuditStore:
                 remembered = {c: self._last_heads[c] for c in customers if c in self._last_heads}
                 if len(remembered) == len(customers):
                     heads: dict[str, tuple[int, str, datetime | None]] = dict(remembered)
-                    linked, event_rows, subject_rows = self._link(drafts, heads)
+                    linked, event_rows = self._link(drafts, heads)
                     try:
                         await pg.fetchval(
                             self._pg_write_after,
-                            *self._write_arguments(customers, heads, event_rows, subject_rows),
+                            *self._write_arguments(customers, heads, linked, event_rows),
                             [remembered[c][0] for c in customers],
                             [remembered[c][1] for c in customers],
                         )
@@ -540,9 +564,9 @@ class AuditStore:
         inside the caller's open transaction on ``pg``."""
         rows = await pg.fetch(self._pg_lock_heads, customers, [genesis_hash(c) for c in customers])
         heads = {r["customer_id"]: (r["seq"], r["hash"], r["occurred_at"]) for r in rows}
-        linked, event_rows, subject_rows = self._link(drafts, heads, requested)
+        linked, event_rows = self._link(drafts, heads, requested)
         await pg.execute(
-            self._pg_write, *self._write_arguments(customers, heads, event_rows, subject_rows)
+            self._pg_write, *self._write_arguments(customers, heads, linked, event_rows)
         )
         return linked, heads
 
@@ -557,13 +581,15 @@ class AuditStore:
     def _write_arguments(
         customers: list[str],
         heads: dict[str, tuple[int, str, datetime | None]],
-        event_rows: list[dict[str, Any]],
-        subject_rows: list[dict[str, Any]],
+        linked: list[AuditEvent],
+        event_rows: list[tuple[Any, ...]],
     ) -> list[list[Any]]:
-        subjects = [(r["customer_id"], r["subject_hash"], r["seq"]) for r in subject_rows]
+        """The write statements' arrays: one per event column, the events' subjects
+        (space-joined, in the rows' order: by customer, then seq), the new heads."""
+        ordered = sorted(linked, key=lambda event: (event.customer_id, event.seq))
         return [
-            *_columns([_event_values(row) for row in event_rows], len(_EVENT_COLUMNS)),
-            *_columns(subjects, 3),
+            *_columns(event_rows, len(_EVENT_COLUMNS)),
+            [" ".join(event.subjects) for event in ordered],
             *_columns([(c, *heads[c]) for c in customers], 4),
         ]
 
@@ -625,13 +651,12 @@ class AuditStore:
         for customer_id in customers:
             seq, head_hash, last_time = connection.execute(read_head, (customer_id,)).fetchone()
             heads[customer_id] = (seq, head_hash, _aware(from_db(last_time)))
-        linked, event_rows, subject_rows = self._link(drafts, heads, requested)
-        for row in event_rows:
-            row["occurred_at"] = to_db(row["occurred_at"])
-        events = _json_each_argument([_event_values(row) for row in event_rows])
-        connection.execute(write_event, (events,))
-        if subject_rows:
-            subjects = [(r["customer_id"], r["subject_hash"], r["seq"]) for r in subject_rows]
+        linked, event_rows = self._link(drafts, heads, requested)
+        at = _EVENT_COLUMNS.index("occurred_at")
+        events = [(*row[:at], to_db(row[at]), *row[at + 1 :]) for row in event_rows]
+        connection.execute(write_event, (_json_each_argument(events),))
+        subjects = [(e.customer_id, s, e.seq) for e in linked for s in e.subjects]
+        if subjects:
             connection.execute(write_subject, (_json_each_argument(subjects),))
         connection.executemany(
             move_head,
@@ -644,8 +669,9 @@ class AuditStore:
         drafts: Sequence[EventDraft],
         heads: dict[str, tuple[int, str, datetime | None]],
         requested: Sequence[datetime | None] | None = None,
-    ) -> tuple[list[AuditEvent], list[dict[str, Any]], list[dict[str, Any]]]:
-        """Place ``drafts`` after ``heads`` (moved on in place); the rows to write.
+    ) -> tuple[list[AuditEvent], list[tuple[Any, ...]]]:
+        """Place ``drafts`` after ``heads`` (moved on in place); the events (in draft
+        order) and their rows to write (values in ``_EVENT_COLUMNS`` order, in write order).
 
         ``requested`` (per draft, ``None``: now) is the time an outboxed draft asks
         for; it gets it unless the chain is already past it, then the chain's last time.
@@ -654,8 +680,7 @@ class AuditStore:
         for index, draft in enumerate(drafts):
             by_customer[draft.customer_id].append(index)
         linked: list[AuditEvent | None] = [None] * len(drafts)
-        event_rows: list[dict[str, Any]] = []
-        subject_rows: list[dict[str, Any]] = []
+        event_rows: list[tuple[Any, ...]] = []
         for customer_id in sorted(by_customer):
             seq, prev_hash, last_time = heads[customer_id]
             # Time never runs backwards within a chain, even across replicas
@@ -672,29 +697,13 @@ class AuditStore:
                 event, content = link_with_content(drafts[index], seq, prev_hash, occurred_at)
                 prev_hash = event.hash
                 linked[index] = event
-                event_rows.append(self._event_row(event, content))
-                subject_rows.extend(
-                    {"customer_id": customer_id, "subject_hash": s, "seq": seq}
-                    for s in event.subjects
-                )
+                event_rows.append(_event_values(event, content))
             heads[customer_id] = (seq, prev_hash, occurred_at)
-        return [event for event in linked if event is not None], event_rows, subject_rows
+        return [event for event in linked if event is not None], event_rows
 
     @staticmethod
     def _event_row(event: AuditEvent, content: bytes | None = None) -> dict[str, Any]:
-        return {
-            "customer_id": event.customer_id,
-            "seq": event.seq,
-            "occurred_at": event.occurred_at,
-            "action": str(event.action),
-            "outcome": str(event.outcome),
-            "caller_id": event.caller_id,
-            "connection_id": event.connection_id,
-            "trace_id": event.trace_id,
-            "content": (content or canonical_content(event)).decode("utf-8"),
-            "prev_hash": event.prev_hash,
-            "hash": event.hash,
-        }
+        return dict(zip(_EVENT_COLUMNS, _event_values(event, content), strict=True))
 
     async def _lock_heads(
         self, conn: AsyncConnection, customer_ids: list[str]
