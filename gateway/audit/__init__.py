@@ -10,10 +10,12 @@ that must commit before its event can be appended writes the draft into an
 Modules: :mod:`~gateway.audit.event` (the values), :mod:`~gateway.audit.chain`
 (hashing and verification, sans-I/O), :mod:`~gateway.audit.checkpoint` (signed
 notes), :mod:`~gateway.audit.subjects` (keyed subject hashes),
-:mod:`~gateway.audit.tables`, :mod:`~gateway.audit.store`,
-:mod:`~gateway.audit.writer` (group commit), :mod:`~gateway.audit.outbox` (events
-committed with the change they record), :mod:`~gateway.audit.disclosures`
-(the 12-month disclosure accounting) and :mod:`~gateway.audit.errors`.
+:mod:`~gateway.audit.tables`, :mod:`~gateway.audit.store` (verification, and the
+one object that appends, :mod:`~gateway.audit.append`, and searches,
+:mod:`~gateway.audit.search`), :mod:`~gateway.audit.writer` (group commit),
+:mod:`~gateway.audit.outbox` (events committed with the change they record),
+:mod:`~gateway.audit.disclosures` (the 12-month disclosure accounting) and
+:mod:`~gateway.audit.errors`.
 """
 
 from __future__ import annotations

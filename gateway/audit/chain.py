@@ -99,7 +99,7 @@ def genesis_hash(customer_id: str) -> str:
 
 
 # Every event of one customer in one appended batch shares one datetime object
-# (see AuditStore._link), so the text of the last one is kept and a batch
+# (see ChainAppender._link in gateway.audit.append), so the text of the last one is kept and a batch
 # formats it once: format_time costs about 20,000 instructions under callgrind,
 # this check a few hundred. A datetime is immutable: the same object always
 # has the same text. One (object, text) pair, swapped whole, so any thread

@@ -10,14 +10,30 @@ The tree::
 
 The gateway translates these at its boundary into its own error tree (its
 ``AuditUnavailable`` shares the problem type below); SQLAlchemy and driver
-exceptions are translated here, in the store, and never leave this package.
+exceptions (:data:`DATABASE_ERRORS`) are translated by the store's modules
+and never leave this package.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from typing import ClassVar
 
-__all__ = ["AuditError", "AuditUnavailable", "ChainBroken", "KeyFileError"]
+import asyncpg
+from sqlalchemy.exc import SQLAlchemyError
+
+__all__ = ["DATABASE_ERRORS", "AuditError", "AuditUnavailable", "ChainBroken", "KeyFileError"]
+
+# What a database that cannot be reached or written looks like from the store
+# (the PostgreSQL append speaks asyncpg directly, so its errors too).
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    SQLAlchemyError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    sqlite3.Error,
+    OSError,
+    TimeoutError,
+)
 
 
 class AuditError(Exception):

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -34,7 +35,7 @@ from sqlalchemy import (
     Text,
 )
 
-__all__ = ["AuditTables", "define_audit_tables"]
+__all__ = ["AuditTables", "aware_utc", "define_audit_tables"]
 
 _ID = 128  # customer, caller and connection ids
 _HASH = 64  # hex SHA-256
@@ -112,3 +113,11 @@ def define_audit_tables(metadata: MetaData) -> AuditTables:
     return AuditTables(
         events=events, subjects=subjects, heads=heads, checkpoints=checkpoints, outbox=outbox
     )
+
+
+def aware_utc(moment: datetime | None) -> datetime | None:
+    """A time read from these tables as an aware UTC datetime: SQLite hands back
+    naive ones for ``DateTime(timezone=True)`` (they were stored as UTC)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)

@@ -28,6 +28,7 @@ from gateway.audit import (
     define_audit_tables,
     link,
 )
+from gateway.audit.append import event_row
 
 MakeDraft = Callable[..., EventDraft]
 NewEngine = Callable[[str], AsyncEngine]
@@ -245,7 +246,7 @@ async def test_appended_forged_tail_is_detected(
     events = await fill(store, make_draft, 3)
     forged = link(make_draft(), 4, events[-1].hash, events[-1].occurred_at)
     async with engine.begin() as conn:
-        await conn.execute(tables.events.insert().values(**AuditStore._event_row(forged)))
+        await conn.execute(tables.events.insert().values(**event_row(forged)))
     result = await store.verify("acme")
     assert (result.ok, result.first_bad_seq) == (False, 4)
 
@@ -352,10 +353,12 @@ async def test_search_by_subject_newest_first_with_pagination(
     assert (list(range(28, 0, -3)), 3) == (seqs, pages)
 
 
-async def test_search_filters_combine(store: AuditStore, make_draft: MakeDraft) -> None:
+async def test_search_filters_combine(
+    engine: AsyncEngine, tables: AuditTables, make_draft: MakeDraft
+) -> None:
     """Caller, action, outcome, connection and time filters narrow the result together."""
     clock = Clock(datetime(2026, 3, 1, tzinfo=UTC))
-    store._clock = clock
+    store = AuditStore(engine, tables, clock=clock)
     await store.append([make_draft(caller_id="svc-a")])  # seq 1 at +1s
     await store.append([make_draft(caller_id="svc-b")])  # seq 2 at +2s
     await store.append(
@@ -452,7 +455,7 @@ async def test_failed_append_leaves_nothing_partial(
     await store.append([make_draft("acme")])
     blocker = link(make_draft("globex"), 1, "00" * 32, datetime.now(UTC))
     async with engine.begin() as conn:
-        await conn.execute(tables.events.insert().values(**AuditStore._event_row(blocker)))
+        await conn.execute(tables.events.insert().values(**event_row(blocker)))
     with pytest.raises(AuditUnavailable):
         await store.append([make_draft("acme", who=("email:a@x.example",)), make_draft("globex")])
     async with engine.connect() as conn:

@@ -52,6 +52,7 @@ from gateway.audit import (  # noqa: E402
     Outcome,
     SubjectHasher,
 )
+from gateway.audit.append import event_row  # noqa: E402
 from gateway.storage import audit_tables, create_engine, writer  # noqa: E402
 from gateway.storage.migrate import upgrade  # noqa: E402
 from gateway.storage.wal import WalCheckpointer, sqlite_file  # noqa: E402
@@ -145,7 +146,7 @@ async def plain_insert(engine: AsyncEngine, batches: list[list[AuditEvent]]) -> 
     rows = [
         [
             (
-                AuditStore._event_row(event),
+                event_row(event),
                 [
                     {"customer_id": event.customer_id, "subject_hash": s, "seq": event.seq}
                     for s in event.subjects
