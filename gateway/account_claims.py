@@ -27,6 +27,7 @@ import structlog
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.audit import AuditOutbox, EventDraft
 from gateway.storage import account_claims, connections, writer
 from gateway.vault import KeyRing, token_row
 from providers.base import Account, JSONObject
@@ -42,11 +43,20 @@ CLAIMS_CHANGED_AT = "claims_changed_at"  # the last applied claims change, provi
 class AccountClaimsStore:
     """One sealed claims object per connection, replaced as a whole on each link."""
 
-    def __init__(self, engine: AsyncEngine, vault: KeyRing) -> None:
+    def __init__(
+        self, engine: AsyncEngine, vault: KeyRing, *, audit: AuditOutbox | None = None
+    ) -> None:
         self._engine = engine
         self._vault = vault
+        self._audit = audit  # for a change kept with its audit event (``audit_as``)
 
-    async def keep(self, connection_id: str, claims: JSONObject) -> None:
+    async def keep(
+        self, connection_id: str, claims: JSONObject, *, audit_as: EventDraft | None = None
+    ) -> None:
+        """Replace the connection's claims; ``audit_as``: the change's audit event,
+        committed with it through the audit outbox and appended after (or by the drain)."""
+        if audit_as is not None and self._audit is None:
+            raise ValueError("an audit event needs a store built with an audit outbox")
         sealed = self._vault.seal(
             json.dumps(dict(claims), separators=(",", ":"), sort_keys=True),
             row=token_row(connection_id, CLAIMS_ROW),
@@ -60,7 +70,14 @@ class AccountClaimsStore:
                     connection_id=connection_id, claims=sealed, updated_at=datetime.now(UTC)
                 )
             )
+            entry = (
+                await self._audit.add(conn, audit_as)
+                if audit_as is not None and self._audit is not None
+                else None
+            )
         log.info("account_claims.kept", connection_id=connection_id, count=len(claims))
+        if entry is not None and self._audit is not None:
+            await self._audit.deliver(entry)  # never raises: the drain appends what it cannot
 
     async def get(self, connection_id: str) -> dict[str, Any] | None:
         async with self._engine.connect() as conn:

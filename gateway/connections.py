@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.account_claims import AccountClaimsStore
-from gateway.audit import AuditOutbox, EventDraft
+from gateway.audit import AuditOutbox, EventDraft, OutboxEntry
 from gateway.errors import NotFound
 from gateway.oauth import TokenSet
 from gateway.provider_tokens import ScopedTokenStore
@@ -214,6 +214,9 @@ class ConnectionCache:
         return await self._loads.run(connection_id, read_and_keep)
 
 
+_GRANT_ENDED = frozenset({Status.REVOKED.value, Status.SUPPRESSED.value})  # no tokens left
+
+
 class ConnectionStore:
     def __init__(
         self,
@@ -229,7 +232,9 @@ class ConnectionStore:
         self._webhooks = webhooks or WebhookOutbox.disabled()
         self._audit = audit  # link's audit event goes in with the row (audit_as)
         self.scoped = ScopedTokenStore(engine, vault)  # per-object tokens (Meta Page tokens)
-        self.claims = AccountClaimsStore(engine, vault)  # identity claims kept at linking (Apple)
+        self.claims = AccountClaimsStore(
+            engine, vault, audit=audit
+        )  # identity claims kept at linking (Apple)
         self.cache = cache or ConnectionCache()
 
     def remember(self, connection: Connection) -> None:
@@ -405,51 +410,103 @@ class ConnectionStore:
         """Disconnected: forget the tokens; the row stays so the audit trail keeps its subject."""
         await self.end_grant(connection_id, status=Status.REVOKED, reason=reason)
 
-    async def end_grant(self, connection_id: str, *, status: Status, reason: str) -> None:
+    async def end_grant(
+        self,
+        connection_id: str,
+        *,
+        status: Status,
+        reason: str,
+        audit_as: EventDraft | None = None,
+    ) -> None:
         """Forget every token of the connection (its own and scoped ones), and the identity
         claims kept beside them, and set ``status``.
 
         ``revoked`` (disconnected) and ``suppressed`` (consent withdrawn) both end
-        here; only a move to ``revoked`` is a health webhook.
+        here; only a move to ``revoked`` is a health webhook. ``audit_as``: the
+        change's audit event, committed with it through the audit outbox (as
+        :meth:`link` does) and appended to the chain after, or by the outbox's
+        drain when the audit log cannot take it now.
         """
         async with writer(self._engine).begin() as conn:
-            before = (
-                (await conn.execute(select(connections).where(connections.c.id == connection_id)))
-                .mappings()
-                .first()
-            )
-            await conn.execute(
-                update(connections)
-                .where(connections.c.id == connection_id)
-                .values(
-                    status=status.value,
-                    status_reason=reason,
-                    access_token=None,
-                    refresh_token=None,
-                    token_expires_at=None,
-                    updated_at=datetime.now(UTC),
-                )
-            )
-            await conn.execute(  # Page tokens and the like end with the grant
-                delete(provider_tokens).where(provider_tokens.c.connection_id == connection_id)
-            )
-            await conn.execute(  # so do the kept identity claims (gateway.account_claims)
-                delete(account_claims).where(account_claims.c.connection_id == connection_id)
-            )
-            moved = before is not None and before["status"] != status.value
-            if moved and status is Status.REVOKED:
-                revoked = replace(from_row(before), status=status, status_reason=reason)
-                await self._webhooks.add(conn, EventType.REVOKED, revoked)  # same transaction
+            await self._end_grant(conn, connection_id, status=status, reason=reason)
+            entry = await self._outboxed(conn, audit_as)
         self.forget(connection_id)  # committed: no request of this process uses the tokens now
+        await self._deliver(entry)
 
     async def delete(self, connection_id: str) -> None:
         """Delete the connection, its scoped tokens and kept claims (erasure of its holder)."""
         async with writer(self._engine).begin() as conn:
-            await conn.execute(
-                delete(provider_tokens).where(provider_tokens.c.connection_id == connection_id)
-            )
-            await conn.execute(
-                delete(account_claims).where(account_claims.c.connection_id == connection_id)
-            )
-            await conn.execute(delete(connections).where(connections.c.id == connection_id))
+            await self._delete(conn, connection_id)
         self.forget(connection_id)
+
+    async def erase(self, connection_id: str, *, reason: str, audit_as: EventDraft) -> None:
+        """End the grant (``revoked``, with its webhook, unless it had already ended) and
+        delete the connection, in one transaction with its audit event (``audit_as``,
+        through the audit outbox): a deletion the provider asked for is done, and on
+        record, or not done at all; never a revoked row left holding the account."""
+        async with writer(self._engine).begin() as conn:
+            status = (
+                await conn.execute(
+                    select(connections.c.status).where(connections.c.id == connection_id)
+                )
+            ).scalar()
+            if status not in _GRANT_ENDED:  # the revoked webhook, as for any ended grant
+                await self._end_grant(conn, connection_id, status=Status.REVOKED, reason=reason)
+            await self._delete(conn, connection_id)
+            entry = await self._outboxed(conn, audit_as)
+        self.forget(connection_id)
+        await self._deliver(entry)
+
+    async def _end_grant(
+        self, conn: AsyncConnection, connection_id: str, *, status: Status, reason: str
+    ) -> None:
+        before = (
+            (await conn.execute(select(connections).where(connections.c.id == connection_id)))
+            .mappings()
+            .first()
+        )
+        await conn.execute(
+            update(connections)
+            .where(connections.c.id == connection_id)
+            .values(
+                status=status.value,
+                status_reason=reason,
+                access_token=None,
+                refresh_token=None,
+                token_expires_at=None,
+                updated_at=datetime.now(UTC),
+            )
+        )
+        await conn.execute(  # Page tokens and the like end with the grant
+            delete(provider_tokens).where(provider_tokens.c.connection_id == connection_id)
+        )
+        await conn.execute(  # so do the kept identity claims (gateway.account_claims)
+            delete(account_claims).where(account_claims.c.connection_id == connection_id)
+        )
+        moved = before is not None and before["status"] != status.value
+        if moved and status is Status.REVOKED:
+            revoked = replace(from_row(before), status=status, status_reason=reason)
+            await self._webhooks.add(conn, EventType.REVOKED, revoked)  # same transaction
+
+    @staticmethod
+    async def _delete(conn: AsyncConnection, connection_id: str) -> None:
+        await conn.execute(
+            delete(provider_tokens).where(provider_tokens.c.connection_id == connection_id)
+        )
+        await conn.execute(
+            delete(account_claims).where(account_claims.c.connection_id == connection_id)
+        )
+        await conn.execute(delete(connections).where(connections.c.id == connection_id))
+
+    async def _outboxed(
+        self, conn: AsyncConnection, draft: EventDraft | None
+    ) -> OutboxEntry | None:
+        if draft is None:
+            return None
+        if self._audit is None:
+            raise ValueError("an audit event needs a store built with an audit outbox")
+        return await self._audit.add(conn, draft)
+
+    async def _deliver(self, entry: OutboxEntry | None) -> None:
+        if entry is not None and self._audit is not None:
+            await self._audit.deliver(entry)  # never raises: the drain appends what it cannot

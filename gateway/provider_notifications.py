@@ -30,8 +30,8 @@ every connection of that account (several customers may have linked it):
   webhook in the same transaction. Nothing is revoked back at the provider:
   the grant is already gone there.
 * account deleted (Apple ``account-delete``, Meta data deletion): the same,
-  then the row is deleted (``ConnectionStore.delete``), exactly what the erasure
-  of an account holder does (processor_requests.steps.disconnect_account_holder).
+  and the row deleted, in one transaction (``ConnectionStore.erase``): what the
+  erasure of an account holder does (processor_requests.steps.disconnect_account_holder).
   Deleting the row is right: it holds the account's id and display name, the
   End User asked for deletion, and the audit trail keeps only the connection id
   (an opaque ``con_…``), never the account, so the trail stays whole and says
@@ -41,9 +41,8 @@ every connection of that account (several customers may have linked it):
   forwarding state, if the event is newer than the last one applied; a
   connection without kept claims is left alone.
 
-The age bound is wide on purpose: a provider redelivers (or delivers late) what
-we could not take while down, and refusing a genuine consent revocation or
-deletion request would lose it, a privacy failure. A wide window is safe
+The age bound leaves room for a message that reaches us late (queued at the
+provider, or sent while we were unreachable) and is otherwise harmless,
 because every effect but one is idempotent: ending or erasing a grant twice
 does nothing. The one that is not, Apple's email-disabled / email-enabled, is
 ordered instead: applied only if its ``event_time`` is newer than the one last
@@ -56,18 +55,23 @@ connection is not ended again, an erased one is no longer found, a claims
 change not newer than the last applied one (or equal to what is kept) is not
 applied, and a no-op is answered 200 but neither audited nor sent as a webhook.
 
-The event is durable before the change is made. The audit writer commits on
-a connection of its own (group commit, gateway.audit.writer), so the two
-cannot share a transaction, and awaiting the event inside the change's write
-transaction would wait on SQLite's single write lock that transaction holds.
-Made the other way round, an audit failure would lose the event for good:
-the redelivery finds the grant already ended (or erased), a no-op, and audits
-nothing. So: the audit log cannot be written, the answer is 503
-``audit-unavailable`` and nothing changed; the provider redelivers (on any
-non-2xx) and the redelivery does both. The change failing after its event
-(the database went away between the two) leaves an event the redelivery then
-makes true, writing a second one. Waiting costs the End User nothing: the
-grant is already ended at the provider, its tokens useless there.
+A message is taken on its first delivery, because neither provider promises a
+second. Meta's Data Deletion Request Callback page (developers.facebook.com/
+docs/development/create-an-app/app-dashboard/data-deletion-callback) asks the
+app to acknowledge the request and answer the status ``url`` and
+``confirmation_code``, and says nothing of what Meta does when the callback
+fails: no retry, no redelivery is documented for it or for the Deauthorize
+callback. Apple's DTS engineers (developer forums, thread 809509, asked
+whether Apple retries) say each event "is expected to be delivered once". A
+503 would therefore lose a deletion request or a revocation for good, a
+privacy failure. So each change commits in one transaction with its audit
+event, through the audit outbox (gateway.audit.outbox, as a link, a refresh
+or a suppression does), then the event is appended to the chain; if the
+audit log cannot take it now, the change stands, its event waits in the
+outbox for the drain, and the answer is still 200 (for Meta's deletion, with
+the ``url`` and ``confirmation_code`` of a deletion already done). Only the
+database itself failing answers 503 ``database-unavailable``: then nothing
+changed, and nothing could have been kept to do it later either.
 
 Refusals are problem+json, never a 500: an unverifiable message 401
 ``provider-notification-refused`` (also when too old); an unreadable one 400
@@ -78,7 +82,7 @@ audit chain (a forger could otherwise write into any customer's log); a
 verified but too old one is also audited, ``denied``, on its account's
 connections. A verified message about an account the gateway does not hold
 answers exactly like a handled one: the sender already proved it is the
-provider, the provider would retry a 404, and a different answer would tell
+provider, an error would only invite it to try again, and a different answer would tell
 whoever replays a captured message whether the account is linked here.
 Secrets, the raw message and the account id are never logged.
 """
@@ -252,7 +256,7 @@ async def _receive(request: Request, *, deletion: bool) -> Handled:
     ):
         refused = NotificationRefused("the notification is too old (or from the future)")
         for connection in connections:
-            await _audit(runtime, connection, Action.PROVIDER_NOTIFICATION_REFUSED, read, refused)
+            await _audit_refusal(runtime, connection, read, refused)
         log.warning("provider_notification.refused", provider=name, reason=refused.detail)
         raise refused
     handled = Handled()
@@ -354,18 +358,16 @@ async def _act(
         # redelivery or a replay must not end (or erase) the new one.
         return handled
     reason = f"ended at the provider ({read.kind})"
+    # Each change commits with its audit event (the audit outbox; module docstring).
     if read.event is NotificationEvent.GRANT_ENDED:
         if connection.status in _ENDED:
             return handled  # a replay, or ended here first: nothing left to end
-        # The event first, the change after (module docstring): here and below.
-        await _audit(runtime, connection, Action.CONNECTION_REVOKED_BY_PROVIDER, read)
-        await store.end_grant(connection.id, status=Status.REVOKED, reason=reason)
+        event = _draft(connection, Action.CONNECTION_REVOKED_BY_PROVIDER, read)
+        await store.end_grant(connection.id, status=Status.REVOKED, reason=reason, audit_as=event)
         return Handled(handled.ended + 1, handled.erased, handled.updated)
     if read.event is NotificationEvent.ACCOUNT_DELETED:
-        await _audit(runtime, connection, Action.CONNECTION_ERASED_BY_PROVIDER, read)
-        if connection.status not in _ENDED:  # the revoked webhook, as for any ended grant
-            await store.end_grant(connection.id, status=Status.REVOKED, reason=reason)
-        await store.delete(connection.id)
+        event = _draft(connection, Action.CONNECTION_ERASED_BY_PROVIDER, read)
+        await store.erase(connection.id, reason=reason, audit_as=event)
         return Handled(handled.ended, handled.erased + 1, handled.updated)
     kept = await store.claims.get(connection.id)
     if kept is None:
@@ -377,20 +379,21 @@ async def _act(
         # Already so: only remember when, so an older opposite change stays out.
         await store.claims.keep(connection.id, {**kept, CLAIMS_CHANGED_AT: happened})
         return handled
-    await _audit(runtime, connection, Action.ACCOUNT_CLAIMS_UPDATED, read)
-    await store.claims.keep(connection.id, {**kept, **read.claims, CLAIMS_CHANGED_AT: happened})
+    await store.claims.keep(
+        connection.id,
+        {**kept, **read.claims, CLAIMS_CHANGED_AT: happened},
+        audit_as=_draft(connection, Action.ACCOUNT_CLAIMS_UPDATED, read),
+    )
     return Handled(handled.ended, handled.erased, handled.updated + 1)
 
 
-async def _audit(
-    runtime: Runtime,
+def _draft(
     connection: Connection,
     action: Action,
     read: ProviderNotification,
     refused: LinkgateError | None = None,
-) -> None:
-    """The event, durable on return; else ``AuditUnavailable`` (503) and nothing done."""
-    draft = EventDraft(
+) -> EventDraft:
+    return EventDraft(
         customer_id=connection.customer_id,
         action=action,
         outcome=Outcome.DENIED if refused else Outcome.ALLOWED,
@@ -402,6 +405,14 @@ async def _audit(
         categories=("user.contact.email",) if read.claims else (),
         trace_id=current_trace_id(),
     )
+
+
+async def _audit_refusal(
+    runtime: Runtime, connection: Connection, read: ProviderNotification, refused: LinkgateError
+) -> None:
+    """A refusal changes nothing, so its event is simply recorded; ``AuditUnavailable``
+    (503) when it cannot be."""
+    draft = _draft(connection, Action.PROVIDER_NOTIFICATION_REFUSED, read, refused)
     try:
         await runtime.audit.record(draft)
     except audit.AuditUnavailable as exc:

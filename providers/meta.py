@@ -29,7 +29,12 @@ answer errors with the same object and page with the same cursors:
   read (:func:`open_signed_request`, :func:`read_signed_request`). The deletion
   callback must answer JSON ``{"url": "<status page>", "confirmation_code":
   "<code>"}``; the page at ``url`` tells the End User, in words, what became of
-  the request (gateway/provider_notifications.py).
+  the request (gateway/provider_notifications.py). Source:
+  https://developers.facebook.com/docs/development/create-an-app/app-dashboard/data-deletion-callback/
+  (the callback is called when a user removes the app and asks for deletion;
+  the signed request carries an app-scoped user id; the app acknowledges with
+  a link and a confirmation code). The page says nothing of retries: none is
+  assumed, so the request is acted on, durably, before it is answered.
 """
 
 from __future__ import annotations
@@ -161,7 +166,8 @@ NOTIFICATIONS = Notifications(
     read=read_signed_request,
     open_signed=open_signed_request,
     deletion_callback=True,
-    # Meta's callback pages state no redelivery period (none found); 72 hours is our
-    # choice, so a deletion request signed before an outage of up to three days counts.
+    # Meta's callback pages document no retry or redelivery at all, so the gateway acts
+    # on the first delivery (gateway/provider_notifications.py). 72 hours is our bound
+    # on how late a signed request may still arrive; a replay inside it changes nothing.
     max_age=72 * 3600,
 )

@@ -17,7 +17,14 @@ from typing import Any
 import httpx
 from sqlalchemy import select, text, update
 
-from gateway.storage import audit_tables, connections, create_engine, provider_tokens
+from gateway.audit import AuditOutbox, AuditStore, AuditWriter
+from gateway.storage import (
+    audit_tables,
+    connections,
+    create_engine,
+    provider_tokens,
+    writer,
+)
 from tests.providers.conftest import CLIENT_SECRET, ProviderGateway
 
 BASE = "https://graph.fb.test/v21.0"
@@ -252,47 +259,58 @@ async def _actions(gw: ProviderGateway) -> list[str]:
     return [row["action"] for row in await _rows(gw, audit_tables.events)]
 
 
-async def test_a_deauthorize_the_audit_log_cannot_record_changes_nothing(
+async def _drain_audit_outbox(gw: ProviderGateway) -> None:
+    """What the gateway's periodic drain does, now rather than on its timer."""
+    engine = create_engine(gw.database_url)
+    try:
+        store = AuditStore(writer(engine), audit_tables, read_engine=engine)
+        await AuditOutbox(engine, audit_tables, store, AuditWriter(store)).drain()
+    finally:
+        await engine.dispose()
+
+
+async def test_a_deauthorize_the_audit_log_cannot_record_still_ends_the_grant(
     provider_gateway: Any,
 ) -> None:
-    """Audit log down: 503 audit-unavailable, the grant untouched; Meta's redelivery
-    once it is back ends the grant and records it, once."""
+    """Audit log down: Meta documents no redelivery, so the grant ends at once (200) and
+    its event waits in the audit outbox; the drain records it, once, when the log is back."""
     gw, _ = await _linked(provider_gateway)
-    value = signed_request()
     await _audit_log_writable(gw, False)
 
-    refused = await _post(gw, "notifications", value)
+    answer = await _post(gw, "notifications", signed_request())
 
-    assert refused.status_code == 503, refused.text
-    assert refused.json()["type"].endswith("/audit-unavailable")
-    assert await _status(gw) == "active"
-    assert len(await _rows(gw, provider_tokens)) == 1
-
-    await _audit_log_writable(gw, True)
-    redelivered = await _post(gw, "notifications", value)
-
-    assert redelivered.status_code == 200, redelivered.text
+    assert answer.status_code == 200, answer.text
     assert await _status(gw) == "revoked"
-    assert (await _actions(gw)).count("connection.revoked_by_provider") == 1
-
-
-async def test_a_deletion_request_the_audit_log_cannot_record_deletes_nothing(
-    provider_gateway: Any,
-) -> None:
-    """Audit log down: 503, the connection kept; the redelivery erases it, recorded once."""
-    gw, _ = await _linked(provider_gateway)
-    value = signed_request()
-    await _audit_log_writable(gw, False)
-
-    refused = await _post(gw, "data-deletion", value)
-
-    assert refused.status_code == 503, refused.text
-    assert len(await _rows(gw, connections)) == 1
-    assert len(await _rows(gw, provider_tokens)) == 1
+    assert await _rows(gw, provider_tokens) == []
+    assert len(await _rows(gw, audit_tables.outbox)) == 1
 
     await _audit_log_writable(gw, True)
-    redelivered = await _post(gw, "data-deletion", value)
+    await _drain_audit_outbox(gw)
 
-    assert redelivered.status_code == 200, redelivered.text
+    assert (await _actions(gw)).count("connection.revoked_by_provider") == 1
+    assert await _rows(gw, audit_tables.outbox) == []
+
+
+async def test_a_deletion_request_the_audit_log_cannot_record_is_still_done_and_answered(
+    provider_gateway: Any,
+) -> None:
+    """Audit log down: the connection is erased and Meta gets its url and confirmation
+    code (a 503 would lose the request); the erasure is recorded once by the drain."""
+    gw, _ = await _linked(provider_gateway)
+    await _audit_log_writable(gw, False)
+
+    answer = await _post(gw, "data-deletion", signed_request())
+
+    assert answer.status_code == 200, answer.text
+    assert set(answer.json()) == {"url", "confirmation_code"}
     assert await _rows(gw, connections) == []
+    assert await _rows(gw, provider_tokens) == []
+    async with httpx.AsyncClient(timeout=15) as person:
+        page = await person.get(answer.json()["url"])
+    assert "1 linked account connection(s) were deleted" in page.text
+
+    await _audit_log_writable(gw, True)
+    await _drain_audit_outbox(gw)
+
     assert (await _actions(gw)).count("connection.erased_by_provider") == 1
+    assert await _rows(gw, audit_tables.outbox) == []
