@@ -21,7 +21,8 @@ verifies them and acts, for every such provider:
 Order of work: verify the signature (Apple: the provider's JWKS, ``iss``,
 ``aud`` = our client id, ``exp``; Meta: HMAC-SHA256 with the app secret), read
 the message (providers' ``read``), bound its age (``iat`` / ``issued_at`` no
-older than the provider's ``max_age``, 72 hours for Apple and Meta), then act on
+older than the provider's ``max_age``: 72 hours for Meta, 24 hours for Apple,
+whose JWT ``exp`` ends it then anyway; providers.apple), then act on
 every connection of that account (several customers may have linked it):
 
 * grant ended (Apple ``consent-revoked``, Meta deauthorize): the connection

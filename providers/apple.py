@@ -33,9 +33,28 @@ which arrives as a *string* of JSON (an object is accepted too) holding ``type``
 User turned Hide My Email forwarding off or on), ``consent-revoked`` (they stopped
 using their Apple Account with the app: its credentials are no longer valid) and
 ``account-delete`` (they asked Apple to delete the Apple Account for good; the
-article's current text spells it ``account-deleted``, so both are read). Apple
-expects HTTP 200 and retries otherwise; each event is meant to arrive once, but
-duplicates happen, so handling one twice must change nothing.
+article's current text spells it ``account-deleted``, so both are read).
+
+Delivery (https://developer.apple.com/documentation/signinwithapple/processing-changes-for-sign-in-with-apple-accounts):
+Apple documents no retry. Asked whether Apple retries a delivery the server
+failed to take, a DTS engineer answered that each event "is expected to be
+delivered once", with duplicates possible (forums, thread 809509): so the
+gateway acts on the first delivery and a duplicate must change nothing
+(gateway/provider_notifications.py). The notification JWT carries its own
+``exp``: one day after ``iat`` in every sample developers report (forums,
+thread 655485: exp - iat = 86400). An expired one is refused (RFC 7519
+§4.1.4), so a notification is usable for a day at most; ``max_age`` says the
+same, rather than a longer window the ``exp`` check would never let through.
+
+Tokens (https://developer.apple.com/documentation/signinwithapple/verifying-a-user):
+the ID token is checked as Apple lists (its signature with Apple's public
+key, ``nonce``, ``iss``, ``aud``, and the time before ``exp``; Apple states no
+lifetime for it, so gateway.connect.idtoken's own freshness bound on ``iat``
+applies). The refresh token "may" be verified "up to once a day" and Apple's
+servers may throttle more frequent calls; the gateway never refreshes an Apple
+grant at all: Apple has no API to call, so the access token (``expires_in``
+3600) is never used after linking, and the ``profile`` is served from the kept
+claims without asking Apple anything (gateway.records.service).
 """
 
 from __future__ import annotations
@@ -227,10 +246,9 @@ NOTIFICATIONS = Notifications(
     message_field="payload",
     read=read_notification,
     algorithms=("RS256",),
-    # Apple documents no redelivery period for these (a DTS engineer on the developer
-    # forums, thread 809509: each event "is expected to be delivered once"); 72 hours
-    # is our choice, so a message signed before an outage of up to three days counts.
-    max_age=72 * 3600,
+    # The JWT's own exp: one day after iat in the samples developers report (module
+    # docstring); a longer window would never be reached past the exp check.
+    max_age=24 * 3600,
 )
 
 ERRORS = ErrorTable(

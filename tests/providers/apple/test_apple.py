@@ -4,7 +4,7 @@ and the ``profile`` served from the identity claims kept at linking."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jwt
 from joserfc.jwk import ECKey
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from gateway.callers import CallerKind, create_caller
-from gateway.storage import account_claims, create_engine, metadata
+from gateway.storage import account_claims, connections, create_engine, metadata
 from providers.apple import KEPT_CLAIMS, PROVIDER, normalize_profile
 from providers.base import NormalizeContext
 from tests.conftest import Servers
@@ -165,6 +165,30 @@ async def test_profile_is_served_from_the_claims_kept_at_linking(
         # so the policy withholds it here like any other field of that category.
     }
     assert len(stand.router.calls) == api_calls  # nothing asked of Apple: it has no userinfo
+
+
+async def test_an_expired_access_token_is_not_refreshed_to_serve_the_profile(
+    database_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """Apple asks that refresh tokens be verified at most once a day ("Verifying a
+    user"); the profile needs no token at all, so an expired one is left alone."""
+    stand = await _apple_stand(servers, database_url, tmp_path)
+    connection = await _link(stand, user=FIRST_CONSENT_USER)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(connections).values(token_expires_at=datetime.now(UTC) - timedelta(hours=2))
+            )
+    finally:
+        await engine.dispose()
+    api_calls = len(stand.router.calls)
+
+    pages = [await stand.records(connection["id"], "profile") for _ in range(3)]
+
+    assert [page.status_code for page in pages] == [200, 200, 200]
+    assert len(stand.router.calls) == api_calls  # no refresh_token grant sent to Apple
+    assert (await stand.connection())["status"] == "active"
 
 
 async def test_the_profile_read_is_audited_like_any_other(

@@ -31,7 +31,7 @@ SUB = "001234.5f3c0e2b8d1a4c6f9e7b.0638"
 RELAY = "x7k2mq9z@privaterelay.appleid.com"
 ID_CLAIMS = {"sub": SUB, "email": RELAY, "email_verified": "true", "is_private_email": "true"}
 FIRST_CONSENT_USER = json.dumps({"name": {"firstName": "Ada", "lastName": "Owner"}})
-WINDOW = 72 * 3600  # providers/apple.py NOTIFICATIONS.max_age
+WINDOW = 24 * 3600  # providers/apple.py NOTIFICATIONS.max_age, the JWT exp Apple sets
 
 
 async def _stand(servers: Servers, database_url: str, tmp_path: Path) -> Stand:
@@ -334,7 +334,7 @@ async def test_another_apps_notification_is_refused(
 async def test_a_late_consent_revoked_still_ends_the_grant(
     database_url: str, servers: Servers, tmp_path: Path
 ) -> None:
-    """Issued two hours ago (Apple redelivering after our outage): the grant ends."""
+    """Issued two hours ago (delivered late, still before its exp): the grant ends."""
     stand = await _stand(servers, database_url, tmp_path)
     linked = await _link(stand)
     await _linked_hours_ago(database_url, 3)
@@ -368,7 +368,7 @@ async def test_a_revocation_from_before_the_account_was_linked_again_leaves_the_
 async def test_an_old_notification_is_refused(
     database_url: str, servers: Servers, tmp_path: Path
 ) -> None:
-    """Issued an hour past the 72-hour window (still before exp): refused as too old,
+    """Issued an hour past the 24-hour window (an exp stretched past Apple's): refused as too old,
     audited as denied, nothing changed."""
     stand = await _stand(servers, database_url, tmp_path)
     linked = await _link(stand)
