@@ -273,9 +273,16 @@ PROVIDER = Provider(
     },
     account_from_claims=graph_account,
     # Business Login's app settings take the same Deauthorize and Data Deletion callback
-    # URLs (providers.meta). Not confirmed from a source: that the signed_request's user_id
-    # is the ``user_id`` this connection is keyed by; if not, it matches no connection and
-    # changes nothing (answered like any unknown account).
+    # URLs (providers.meta), and the signed_request's ``user_id`` is read as the account.
+    # UNCONFIRMED which id that is. The connection is keyed by /me ``user_id``, which the
+    # IG User reference calls the professional account's ID, while it calls /me ``id``
+    # the "app-scoped user ID", and Meta's Data Deletion Request Callback page says its
+    # signed request carries "an app-scoped ID": for Instagram that may be /me ``id``.
+    # No Meta page found says which (Instagram Platform docs, searched 2026-11-29). If it
+    # is ``id``, a deauthorize or deletion request matches no connection and changes
+    # nothing (answered like an unknown account, logged ``provider_notification.handled``
+    # with ``connections=0``): check that log line against a real removal before relying
+    # on it. tests/providers/instagram/test_instagram_notifications.py pins the reading.
     notifications=NOTIFICATIONS,
     errors=ERRORS,
     scope_descriptions={

@@ -1,0 +1,74 @@
+"""Meta's Deauthorize and Data Deletion callbacks for a linked Instagram professional account.
+
+Business Login for Instagram takes the same callbacks as Facebook Login, signed with
+the Instagram app secret (providers.meta). Which id the signed_request's ``user_id``
+holds for Instagram is not documented (providers/instagram.py): these tests pin the
+gateway's reading, the /me ``user_id`` the connection is keyed by, so a confirmed
+answer that says otherwise shows up here as the one line to change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from gateway.storage import connections, create_engine
+from tests.providers.facebook.test_facebook_notifications import signed_request
+from tests.providers.instagram.test_instagram import ACCOUNT, _linked
+from tests.providers.stand import fixture
+
+APP_SCOPED_ID = str(fixture("instagram", "me")["id"])  # /me ``id``, not the key
+
+
+async def _post(gw: Any, path: str, value: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=gw.url, timeout=15) as meta:
+        return await meta.post(f"/providers/instagram/{path}", data={"signed_request": value})
+
+
+async def _statuses(gw: Any) -> list[str]:
+    engine = create_engine(gw.database_url)
+    try:
+        async with engine.connect() as conn:
+            return list((await conn.execute(select(connections.c.status))).scalars())
+    finally:
+        await engine.dispose()
+
+
+async def test_a_deauthorize_naming_the_account_user_id_ends_the_grant(
+    provider_gateway: Any,
+) -> None:
+    """signed_request user_id = /me user_id (the connection's account): revoked."""
+    gw, _ = await _linked(provider_gateway)
+
+    answer = await _post(gw, "notifications", signed_request(user_id=ACCOUNT))
+
+    assert answer.status_code == 200, answer.text
+    assert await _statuses(gw) == ["revoked"]
+
+
+async def test_a_deletion_request_naming_the_account_user_id_erases_the_connection(
+    provider_gateway: Any,
+) -> None:
+    """The same id on the data-deletion callback: the connection is gone, Meta answered."""
+    gw, _ = await _linked(provider_gateway)
+
+    answer = await _post(gw, "data-deletion", signed_request(user_id=ACCOUNT))
+
+    assert answer.status_code == 200, answer.text
+    assert set(answer.json()) == {"url", "confirmation_code"}
+    assert await _statuses(gw) == []
+
+
+async def test_a_request_naming_the_app_scoped_id_matches_no_connection(
+    provider_gateway: Any,
+) -> None:
+    """The unconfirmed case: were Meta to send /me ``id``, nothing would match (200,
+    the grant untouched); the reason providers/instagram.py flags the reading."""
+    gw, _ = await _linked(provider_gateway)
+
+    answer = await _post(gw, "notifications", signed_request(user_id=APP_SCOPED_ID))
+
+    assert answer.status_code == 200, answer.text
+    assert await _statuses(gw) == ["active"]
