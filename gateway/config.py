@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -82,6 +83,9 @@ class ProviderSettings:
     team_id: str = ""
     key_id: str = ""
     private_key_file: str = ""
+    # A provider with a dated API version (LinkedIn's YYYYMM): the one to send instead
+    # of the built-in default; empty keeps the default (providers.linkedin.API_VERSION).
+    api_version: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -329,7 +333,15 @@ def _provider_problems(settings: Settings) -> list[str]:
         builtin = BUILTIN_PROVIDERS.get(name) if not provider.kind else None
         signs = builtin is not None and builtin.oauth.client_secret_jwt is not None
         problems.extend(_signing_problems(where, provider, required=signs))
+        if provider.api_version:
+            if builtin is None or builtin.api_version_header is None:
+                problems.append(f"{where}: api_version is only for a provider with dated versions")
+            elif not _API_VERSION.fullmatch(provider.api_version):
+                problems.append(f"{where}: api_version must be YYYYMM (a LinkedIn-Version value)")
     return problems
+
+
+_API_VERSION = re.compile(r"20[0-9]{2}(0[1-9]|1[0-2])(\.[0-9]{2})?")  # 202607, 202508.02
 
 
 _SIGNING_KEYS = ("team_id", "key_id", "private_key_file")
@@ -385,7 +397,7 @@ def _providers(
             continue
         prefix = f"LINKGATE_PROVIDER_{name.upper().replace('-', '_')}_"
         allowed = {"client_id", "client_secret", "kind", "issuer", "scopes", *ENDPOINT_KEYS}
-        allowed |= set(_SIGNING_KEYS)
+        allowed |= {*_SIGNING_KEYS, "api_version"}
         for key in section:
             if key not in allowed:
                 problems.append(f"[providers.{name}]: unknown key {key!r}")
@@ -401,6 +413,7 @@ def _providers(
             issuer=str(section.get("issuer", "")).rstrip("/"),
             scopes=tuple(scopes),
             **{key: str(section.get(key, "")) for key in _SIGNING_KEYS},
+            api_version=env.get(prefix + "API_VERSION", str(section.get("api_version", ""))),
             endpoints={
                 k: str(section[k]).rstrip("/") if k == "issuer" else str(section[k])
                 for k in (*ENDPOINT_KEYS, "issuer")

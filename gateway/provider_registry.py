@@ -97,4 +97,6 @@ async def _resolve(section: ProviderSettings, http: httpx.AsyncClient) -> Provid
             section.endpoints
         )
     provider = BUILTIN_PROVIDERS[section.name].with_endpoints(section.endpoints)
+    if section.api_version:  # validated at start-up: a provider with a version header
+        provider = provider.with_api_version(section.api_version)
     return provider.with_scopes(section.scopes) if section.scopes else provider

@@ -43,6 +43,8 @@ Hooks a provider uses for its quirks (the gateway has no provider names in it):
 
 ``Provider.api_headers``
     Fixed headers sent with every API call (LinkedIn ``LinkedIn-Version``).
+    ``Provider.api_version_header`` names the one that pins the API version,
+    which an operator may set per provider (``api_version``, gateway.config).
 
 ``OAuthSettings.extra_authorize_params``
     Fixed parameters on the authorization request (Google ``access_type=offline``).
@@ -541,6 +543,8 @@ class Provider:
     errors: ErrorTable = ErrorTable()
     # Fixed headers on every API call (LinkedIn's ``LinkedIn-Version``); never credentials.
     api_headers: Mapping[str, str] = field(default_factory=dict)
+    # The api_headers entry that pins a dated API version (LinkedIn's YYYYMM), if any.
+    api_version_header: str | None = None
     # Refines the account from the callback's parameters (Apple's first-consent ``user``).
     account_from_callback: Callable[[Account, Mapping[str, str]], Account] | None = None
     scoped_tokens: ScopedTokens | None = None  # per-object tokens (Meta Page tokens)
@@ -553,6 +557,12 @@ class Provider:
 
     def with_scopes(self, scopes: tuple[str, ...]) -> Provider:
         return replace(self, oauth=replace(self.oauth, scopes=scopes))
+
+    def with_api_version(self, version: str) -> Provider:
+        """The provider sending ``version`` in its version header instead of its default."""
+        if self.api_version_header is None:
+            raise ValueError(f"{self.name} pins no API version")
+        return replace(self, api_headers={**self.api_headers, self.api_version_header: version})
 
 
 def dig(body: JSONObject, path: tuple[str, ...]) -> Any:

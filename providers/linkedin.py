@@ -33,15 +33,21 @@ from providers.base import (
 )
 from providers.oidc import normalize_profile
 
-# LinkedIn-Version, YYYYMM. LinkedIn's "Marketing API Versioning" page: a versioned call
-# must name its version (none is applied by default), and each monthly version is
-# supported for at least a year; a sunset one is refused (HTTP 426). 202603 sunsets on
-# March 16, 2027 ("Migrations", learn.microsoft.com/linkedin/marketing/integrations/
-# migrations). 202607 is the newest version the recent-changes page listed when checked
-# (summary fetched 2026-08-13); its breaking changes since 202603 touch only the member
-# post and video statistics APIs, not the Posts finder or userinfo used here. Supported
-# until at least July 2027: move again before then.
+# LinkedIn-Version, YYYYMM: the default; an operator moves it with ``api_version`` in
+# [providers.linkedin] (gateway.config), as LinkedIn advises ("make the base URL and
+# version header configurable", learn.microsoft.com/linkedin/talent/versioning-announcement).
+# LinkedIn's own pages (learn.microsoft.com/linkedin/marketing/versioning): every
+# versioned call must name its version, monthly versions are "supported and stable for a
+# minimum of one year before sunset", and a sunset one is refused. The migrations page
+# (.../marketing/integrations/migrations) dates each sunset, about a year after release
+# (202603: March 16, 2027); the recent-changes page (.../marketing/integrations/
+# recent-changes) listed 202608 as the latest in August 2026, announcing 202508's sunset
+# for August 17, 2026. 202607 stays the default: its changes and 202608's touch ads,
+# audiences and statistics APIs, not the Posts finder or userinfo used here. Supported
+# until at least July 2027: move the default again before then. (The shared providers
+# reference's 202405 was sunset in 2025: LinkedIn would refuse it.)
 API_VERSION = "202607"
+API_VERSION_HEADER = "LinkedIn-Version"
 
 # Post ``visibility`` (MemberNetworkVisibility). Only PUBLIC is designated for anyone;
 # LOGGED_IN still needs a LinkedIn sign-in, CONNECTIONS and CONTAINER name an audience.
@@ -209,7 +215,8 @@ PROVIDER = Provider(
         "r_organization_social": "see your organization's posts (read only)",
     },
     errors=ERRORS,
-    api_headers={"LinkedIn-Version": API_VERSION, "X-Restli-Protocol-Version": "2.0.0"},
+    api_headers={API_VERSION_HEADER: API_VERSION, "X-Restli-Protocol-Version": "2.0.0"},
+    api_version_header=API_VERSION_HEADER,
 )
 
 __all__ = ["POST_VISIBILITY", "PROVIDER", "normalize_post", "post_visibility"]

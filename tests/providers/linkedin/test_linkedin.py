@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
 
+from gateway.config import load_settings
+from gateway.errors import ConfigError
+from gateway.vault import generate_key_entry
 from providers.linkedin import API_VERSION, post_visibility
 from tests.conftest import Servers
 from tests.providers.stand import CLIENT_ID, fixture, open_stand
@@ -25,9 +29,17 @@ def test_visibility_case_by_case(post_id: str, expected: str) -> None:
     assert post_visibility(post).value == expected
 
 
-async def test_connect_then_page_organization_posts(database_url: str, servers: Servers) -> None:
-    """OIDC link, then start/count paging with the version headers; only the public post stays."""
-    stand = await open_stand(servers, database_url, "linkedin")
+@pytest.mark.parametrize(
+    ("section", "version"),
+    [({}, API_VERSION), ({"api_version": "202608"}, "202608")],
+    ids=["default-version", "operator-version"],
+)
+async def test_connect_then_page_organization_posts(
+    database_url: str, servers: Servers, section: dict[str, str], version: str
+) -> None:
+    """OIDC link, then start/count paging with the version headers (the built-in
+    LinkedIn-Version, or the operator's ``api_version``); only the public post stays."""
+    stand = await open_stand(servers, database_url, "linkedin", section=section)
     token = {"access_token": "AQV-first", "expires_in": 5184000, "scope": "r_organization_social"}
     answer = await stand.link(
         lambda: {**token, "id_token": stand.id_token({"sub": "782bbtaQ", "name": "Ada Owner"})}
@@ -51,7 +63,8 @@ async def test_connect_then_page_organization_posts(database_url: str, servers: 
     assert answer.status_code == 200, answer.text
     assert [r["id"] for r in kept] == ["urn:li:share:7012345678901234567"]
     assert seen[0].url.params["author"] == f"urn:li:organization:{ORG}"
-    assert seen[0].headers["linkedin-version"] == API_VERSION == "202607"
+    assert seen[0].headers["linkedin-version"] == version
+    assert seen[0].headers["x-restli-protocol-version"] == "2.0.0"
     assert seen[1].url.params["start"] == "4"
 
 
@@ -77,3 +90,50 @@ async def test_disconnect_revokes_with_the_credentials_in_the_body(
     ]
     assert "authorization" not in revoke.calls.last.request.headers
     assert (await stand.connection())["status"] == "revoked"
+
+
+def test_the_default_version_is_one_linkedin_still_supports() -> None:
+    """202607: released July 2026, supported for at least a year (LinkedIn's versioning
+    page), so until July 2027; the shared reference's 202405 was sunset in 2025."""
+    assert API_VERSION == "202607"
+
+
+REQUIRED = {"LINKGATE_VAULT_KEYS": generate_key_entry("k1"), "LINKGATE_SECRET_KEY": "x" * 48}
+
+
+def test_an_operator_sets_the_linkedin_version_in_the_file_or_the_environment(
+    tmp_path: Path,
+) -> None:
+    """``api_version`` in [providers.linkedin], or LINKGATE_PROVIDER_LINKEDIN_API_VERSION."""
+    config = tmp_path / "linkgate.toml"
+    config.write_text('[providers.linkedin]\nclient_id = "c"\napi_version = "202608"\n')
+
+    from_file = load_settings(REQUIRED, config_path=config)
+    from_env = load_settings(
+        {**REQUIRED, "LINKGATE_PROVIDER_LINKEDIN_API_VERSION": "202609"}, config_path=config
+    )
+
+    assert from_file.providers["linkedin"].api_version == "202608"
+    assert from_env.providers["linkedin"].api_version == "202609"
+
+
+@pytest.mark.parametrize(
+    ("provider", "version", "problem"),
+    [
+        ("linkedin", "2026-08", "api_version must be YYYYMM"),
+        ("linkedin", "202613", "api_version must be YYYYMM"),
+        ("google", "202608", "api_version is only for a provider with dated versions"),
+    ],
+)
+def test_a_version_linkedin_cannot_take_is_a_configuration_problem(
+    tmp_path: Path, provider: str, version: str, problem: str
+) -> None:
+    """Not YYYYMM, or set on a provider without dated versions: refused at start-up."""
+    config = tmp_path / "linkgate.toml"
+    config.write_text(f'[providers.{provider}]\nclient_id = "c"\napi_version = "{version}"\n')
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings(REQUIRED, config_path=config)
+
+    [only] = raised.value.problems
+    assert only.startswith(f"[providers.{provider}]: {problem}")
