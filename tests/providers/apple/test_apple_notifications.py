@@ -19,10 +19,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jwt
 from joserfc.jwk import RSAKey
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
+from gateway.audit import AuditOutbox, AuditStore, AuditWriter
 from gateway.callers import CallerKind, create_caller
-from gateway.storage import account_claims, connections, create_engine
+from gateway.storage import account_claims, audit_tables, connections, create_engine, writer
 from gateway.storage.schema import webhook_tables
 from tests.conftest import Servers
 from tests.providers.stand import CLIENT_ID, Stand, fixture, open_stand
@@ -244,6 +245,47 @@ async def test_email_disabled_updates_the_kept_claims(
     assert (data["email"], data["email_forwarding"]) == (RELAY, "disabled")
     actions = await _audit_actions(stand, database_url, linked["id"])
     assert "account_claims.updated" in actions
+
+
+async def _audit_log_writable(database_url: str, writable: bool) -> None:
+    """Take the audit table away (every append fails) or give it back."""
+    there, away = "audit_events", "audit_events_gone"
+    old, new = (away, there) if writable else (there, away)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+    finally:
+        await engine.dispose()
+
+
+async def test_an_email_event_the_audit_log_cannot_record_is_still_applied(
+    database_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """Audit log down: Apple delivers an event once, so the kept claims change at once
+    (200) with their event in the audit outbox; the drain records it, once."""
+    stand = await _stand(servers, database_url, tmp_path)
+    linked = await _link(stand)
+    event = {"type": "email-disabled", "email": RELAY, "is_private_email": "true"}
+    await _audit_log_writable(database_url, False)
+
+    answer = await _post(stand, _notification(stand, event))
+
+    assert answer.status_code == 200, answer.text
+    assert len(await _rows(database_url, audit_tables.outbox)) == 1
+
+    await _audit_log_writable(database_url, True)
+    engine = create_engine(database_url)
+    try:
+        store = AuditStore(writer(engine), audit_tables, read_engine=engine)
+        await AuditOutbox(engine, audit_tables, store, AuditWriter(store)).drain()
+    finally:
+        await engine.dispose()
+    page = await stand.records(linked["id"], "profile")
+
+    assert page.json()["records"][0]["data"]["email_forwarding"] == "disabled"
+    actions = await _audit_actions(stand, database_url, linked["id"])
+    assert actions.count("account_claims.updated") == 1
 
 
 async def test_an_older_email_event_does_not_undo_a_newer_one(
