@@ -232,9 +232,8 @@ class ConnectionStore:
         self._webhooks = webhooks or WebhookOutbox.disabled()
         self._audit = audit  # link's audit event goes in with the row (audit_as)
         self.scoped = ScopedTokenStore(engine, vault)  # per-object tokens (Meta Page tokens)
-        self.claims = AccountClaimsStore(
-            engine, vault, audit=audit
-        )  # identity claims kept at linking (Apple)
+        # Identity claims kept at linking (Apple); a change to them may carry its audit event.
+        self.claims = AccountClaimsStore(engine, vault, audit=audit)
         self.cache = cache or ConnectionCache()
 
     def remember(self, connection: Connection) -> None:
@@ -439,23 +438,27 @@ class ConnectionStore:
             await self._delete(conn, connection_id)
         self.forget(connection_id)
 
-    async def erase(self, connection_id: str, *, reason: str, audit_as: EventDraft) -> None:
+    async def erase(self, connection_id: str, *, reason: str, audit_as: EventDraft) -> bool:
         """End the grant (``revoked``, with its webhook, unless it had already ended) and
         delete the connection, in one transaction with its audit event (``audit_as``,
         through the audit outbox): a deletion the provider asked for is done, and on
-        record, or not done at all; never a revoked row left holding the account."""
+        record, or not done at all; never a revoked row left holding the account.
+        False (and no event) when the row was already gone."""
         async with writer(self._engine).begin() as conn:
             status = (
                 await conn.execute(
                     select(connections.c.status).where(connections.c.id == connection_id)
                 )
             ).scalar()
+            if status is None:
+                return False  # erased meanwhile (a duplicate delivery handled concurrently)
             if status not in _GRANT_ENDED:  # the revoked webhook, as for any ended grant
                 await self._end_grant(conn, connection_id, status=Status.REVOKED, reason=reason)
             await self._delete(conn, connection_id)
             entry = await self._outboxed(conn, audit_as)
         self.forget(connection_id)
         await self._deliver(entry)
+        return True
 
     async def _end_grant(
         self, conn: AsyncConnection, connection_id: str, *, status: Status, reason: str

@@ -368,7 +368,8 @@ async def _act(
         return Handled(handled.ended + 1, handled.erased, handled.updated)
     if read.event is NotificationEvent.ACCOUNT_DELETED:
         event = _draft(connection, Action.CONNECTION_ERASED_BY_PROVIDER, read)
-        await store.erase(connection.id, reason=reason, audit_as=event)
+        if not await store.erase(connection.id, reason=reason, audit_as=event):
+            return handled  # erased meanwhile by a duplicate delivery
         return Handled(handled.ended, handled.erased + 1, handled.updated)
     kept = await store.claims.get(connection.id)
     if kept is None:
