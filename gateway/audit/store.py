@@ -16,6 +16,7 @@ Database and driver errors are translated into
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -45,6 +46,12 @@ __all__ = ["DEFAULT_SEARCH_LIMIT", "MAX_SEARCH_LIMIT", "AuditCursor", "AuditPage
 DEFAULT_VERIFY_BATCH = 2000
 # How often a checkpoint verifies again after another signer signed first.
 _SIGNING_ATTEMPTS = 3
+# How often a verification starts over after a prune deleted events it was reading.
+_OVERTAKEN_ATTEMPTS = 3
+
+
+class _Overtaken(Exception):
+    """A prune deleted events while a verification read them: it starts over."""
 
 
 class AuditStore(AuditSearch):
@@ -60,15 +67,21 @@ class AuditStore(AuditSearch):
         keys: CheckpointKeys | None = None,
         clock: Callable[[], datetime] = utcnow,
         read_engine: AsyncEngine | None = None,
+        verify_batch: int = DEFAULT_VERIFY_BATCH,
     ) -> None:
         """``engine`` takes the writes; ``read_engine`` (default: ``engine``) serves search,
         export and verification, so that on SQLite an engine that begins every
         transaction IMMEDIATE does not hold the write lock through a long verify.
+
+        Verification reads ``verify_batch`` events per read transaction (see :meth:`_feed`).
         """
         if engine.dialect.name not in ("sqlite", "postgresql"):
             raise ValueError(
                 f"the audit store supports SQLite and PostgreSQL, not {engine.dialect.name}"
             )
+        if verify_batch < 1:
+            raise ValueError(f"verify_batch must be at least 1, not {verify_batch}")
+        self._verify_batch = verify_batch
         self._engine = engine
         self._reader = read_engine or engine
         self._t = tables
@@ -158,49 +171,104 @@ class AuditStore(AuditSearch):
         return checkpoints, bad
 
     async def verify(self, customer_id: str) -> VerifyResult:
-        """Recompute the customer's chain and check it against its head and checkpoints."""
-        h, e = self._t.heads, self._t.events
+        """Recompute the customer's chain and check it against its head and checkpoints.
+
+        The events are read in batches, each in a short read transaction of its
+        own (see :meth:`_feed`), up to the head read at the start: what an
+        append adds later is past it, and the chain up to it never changes, so
+        the verdict is the one a single snapshot would give. Only a prune
+        deletes events; one that deletes events this verification has yet to
+        read would look like a gap. It is told apart from tampering by the
+        log's first kept seq having moved since the start; the verification
+        then starts over from the checkpoint the prune left, and after
+        :data:`_OVERTAKEN_ATTEMPTS` such prunes raises
+        :class:`~gateway.audit.errors.AuditUnavailable` rather than report a
+        break it cannot tell from pruning.
+        """
         try:
-            async with self._reader.connect() as conn:
-                # Checkpoints before the head, and the head and the highest event
-                # in one statement: each read sees at least what the one before
-                # it committed, so a concurrent append is never mistaken for tampering.
-                checkpoints, bad = await self._load_checkpoints(conn, customer_id)
-                head = (
-                    await conn.execute(
-                        select(h.c.seq, h.c.hash).where(h.c.customer_id == customer_id)
-                    )
-                ).first()
-                verifier = ChainVerifier(
-                    customer_id,
-                    checkpoints,
-                    self._keys,
-                    head=(head.seq, head.hash) if head else None,
-                )
-                for seq, problem in bad:
-                    verifier.flag(seq, problem)
-                upto = head.seq if head else None
-                await self._feed(conn, verifier, customer_id, after_seq=0, upto=upto)
-                ends = (
-                    await conn.execute(
-                        select(
-                            select(func.max(e.c.seq))
-                            .where(e.c.customer_id == customer_id)
-                            .scalar_subquery(),
-                            select(h.c.seq).where(h.c.customer_id == customer_id).scalar_subquery(),
-                        )
-                    )
-                ).one()
+            for _ in range(_OVERTAKEN_ATTEMPTS):
+                with contextlib.suppress(_Overtaken):
+                    return await self._verify_once(customer_id)
         except DATABASE_ERRORS as exc:
             raise AuditUnavailable(f"audit verify failed: {type(exc).__name__}") from exc
-        last_event, head_now = ends
+        raise AuditUnavailable("audit verify failed: prunes kept deleting the events it read")
+
+    async def _verify_once(self, customer_id: str) -> VerifyResult:
+        """One verification; raises :class:`_Overtaken` when a prune explains its failure."""
+        h, e = self._t.heads, self._t.events
+        async with self._reader.connect() as conn:
+            # The first kept seq before the checkpoints, those before the head
+            # (and, below, the head and the highest event in one statement):
+            # each read sees at least what the one before it committed, so a
+            # concurrent append is never mistaken for tampering, and a prune
+            # either shows whole (the checkpoint it pruned to is among those
+            # read) or moves the first kept seq after it was read.
+            first = await self._first_seq(conn, customer_id)
+            checkpoints, bad = await self._load_checkpoints(conn, customer_id)
+            head = (
+                await conn.execute(select(h.c.seq, h.c.hash).where(h.c.customer_id == customer_id))
+            ).first()
+        verifier = ChainVerifier(
+            customer_id, checkpoints, self._keys, head=(head.seq, head.hash) if head else None
+        )
+        for seq, problem in bad:
+            verifier.flag(seq, problem)
+        await self._feed(verifier, customer_id, after_seq=0, upto=head.seq if head else None)
+        async with self._reader.connect() as conn:
+            last_event, head_now, first_now = (
+                await conn.execute(
+                    select(
+                        select(func.max(e.c.seq))
+                        .where(e.c.customer_id == customer_id)
+                        .scalar_subquery(),
+                        select(h.c.seq).where(h.c.customer_id == customer_id).scalar_subquery(),
+                        select(func.min(e.c.seq))
+                        .where(e.c.customer_id == customer_id)
+                        .scalar_subquery(),
+                    )
+                )
+            ).one()
         if last_event is not None and last_event > (head_now or 0):
             verifier.flag(
                 (head_now or 0) + 1, f"events follow the recorded head at seq {head_now or 0}"
             )
-        return verifier.finish()
+        result = verifier.finish()
+        if not result.ok and first_now != first:
+            raise _Overtaken
+        return result
 
     async def _feed(
+        self,
+        verifier: ChainVerifier,
+        customer_id: str,
+        *,
+        after_seq: int,
+        upto: int | None,
+    ) -> None:
+        """Feed ``verifier`` the events after ``after_seq`` up to ``upto`` (``None``: to the
+        last), ``verify_batch`` at a time, each batch read in a transaction of its own.
+
+        A read transaction keeps what its snapshot sees: on SQLite no
+        checkpoint can copy the WAL back past the oldest open reader's
+        snapshot, so the WAL cannot start over or be truncated while it lasts
+        (https://sqlite.org/wal.html#avoiding_excessively_large_wal_files);
+        on PostgreSQL a long transaction can hold back what vacuum may remove
+        (https://www.postgresql.org/docs/current/routine-vacuuming.html#VACUUM-FOR-SPACE-RECOVERY).
+        One transaction over a million events did so for the whole
+        verification while the gateway kept writing. Between batches nothing
+        is held: the verifier carries the running hash, and the next batch
+        continues after the last seq read.
+        """
+        async with self._reader.connect() as conn:
+            while not verifier.failed:
+                last = await self._feed_batch(
+                    conn, verifier, customer_id, after_seq=after_seq, upto=upto
+                )
+                if last is None:
+                    return
+                after_seq = last
+
+    async def _feed_batch(
         self,
         conn: AsyncConnection,
         verifier: ChainVerifier,
@@ -208,41 +276,45 @@ class AuditStore(AuditSearch):
         *,
         after_seq: int,
         upto: int | None,
-    ) -> None:
+    ) -> int | None:
+        """One batch: read in one transaction, ended before the rows are hashed.
+
+        Returns the last seq read, ``None`` when there was none.
+        """
         e, s = self._t.events, self._t.subjects
-        while True:
-            query = (
-                select(e)
-                .where(e.c.customer_id == customer_id, e.c.seq > after_seq)
-                .order_by(e.c.seq)
-                .limit(DEFAULT_VERIFY_BATCH)
-            )
-            if upto is not None:
-                query = query.where(e.c.seq <= upto)
+        query = (
+            select(e)
+            .where(e.c.customer_id == customer_id, e.c.seq > after_seq)
+            .order_by(e.c.seq)
+            .limit(self._verify_batch)
+        )
+        if upto is not None:
+            query = query.where(e.c.seq <= upto)
+        async with conn.begin():
             rows = (await conn.execute(query)).all()
             if not rows:
-                return
-            subject_rows = await conn.execute(
-                select(s.c.seq, s.c.subject_hash).where(
-                    s.c.customer_id == customer_id,
-                    s.c.seq > after_seq,
-                    s.c.seq <= rows[-1].seq,
+                return None
+            subject_rows = (
+                await conn.execute(
+                    select(s.c.seq, s.c.subject_hash).where(
+                        s.c.customer_id == customer_id,
+                        s.c.seq > after_seq,
+                        s.c.seq <= rows[-1].seq,
+                    )
                 )
-            )
-            subjects: dict[int, set[str]] = defaultdict(set)
-            for seq, subject_hash in subject_rows:
-                subjects[seq].add(subject_hash)
-            for row in rows:
-                problem, event = self._check_row(row, subjects.pop(row.seq, set()))
-                if event is None:
-                    verifier.add_unreadable(row.seq, problem)
-                else:
-                    verifier.add(event)
-                    if problem:
-                        verifier.flag(row.seq, f"event {row.seq}: {problem}")
-            if verifier.failed:
-                return
-            after_seq = rows[-1].seq
+            ).all()
+        subjects: dict[int, set[str]] = defaultdict(set)
+        for seq, subject_hash in subject_rows:
+            subjects[seq].add(subject_hash)
+        for row in rows:
+            problem, event = self._check_row(row, subjects.pop(row.seq, set()))
+            if event is None:
+                verifier.add_unreadable(row.seq, problem)
+            else:
+                verifier.add(event)
+                if problem:
+                    verifier.flag(row.seq, f"event {row.seq}: {problem}")
+        return int(rows[-1].seq)
 
     @staticmethod
     def _check_row(row: Any, subjects: set[str]) -> tuple[str, AuditEvent | None]:
@@ -291,7 +363,10 @@ class AuditStore(AuditSearch):
         keys = self._keys | CheckpointKeys({signer.key_id: signer.public_key})
         try:
             for _ in range(_SIGNING_ATTEMPTS):
-                verified = await self._verify_up_to_head(customer_id, keys)
+                try:
+                    verified = await self._verify_up_to_head(customer_id, keys)
+                except _Overtaken:
+                    continue  # a prune deleted what it read: verify again, from its checkpoint
                 if verified is None or isinstance(verified, Checkpoint):
                     return verified
                 checkpoints, head_seq, head_hash = verified
@@ -326,7 +401,9 @@ class AuditStore(AuditSearch):
                     return checkpoint
         except DATABASE_ERRORS as exc:
             raise AuditUnavailable(f"audit checkpoint failed: {type(exc).__name__}") from exc
-        raise AuditUnavailable("audit checkpoint failed: other signers kept signing first")
+        raise AuditUnavailable(
+            "audit checkpoint failed: other signers or prunes kept overtaking it"
+        )
 
     async def _verify_up_to_head(
         self, customer_id: str, keys: CheckpointKeys
@@ -335,12 +412,15 @@ class AuditStore(AuditSearch):
         between the newest checkpoint and that head verified.
 
         ``None`` for a customer with no events; the newest checkpoint when it is
-        already at the head. Raises :class:`ChainBroken` when the chain does not verify.
+        already at the head. Raises :class:`ChainBroken` when the chain does not verify,
+        :class:`_Overtaken` when a prune deleted events it was reading (as in :meth:`verify`).
         """
         h = self._t.heads
         async with self._reader.connect() as conn:
-            # Checkpoints before the head: a checkpoint signed meanwhile is at
-            # or below the head read next, never beyond it.
+            # The first kept seq before the checkpoints (see _verify_once), those
+            # before the head: a checkpoint signed meanwhile is at or below the
+            # head read next, never beyond it.
+            first = await self._first_seq(conn, customer_id)
             checkpoints, bad = await self._load_checkpoints(conn, customer_id)
             if bad:
                 raise ChainBroken(bad[0][1])
@@ -352,11 +432,12 @@ class AuditStore(AuditSearch):
             last = checkpoints[-1] if checkpoints else None
             if last is not None and last.seq == head.seq:
                 return last
-            verifier = ChainVerifier(customer_id, checkpoints, keys, head=(head.seq, head.hash))
-            start = last.seq if last else 0
-            await self._feed(conn, verifier, customer_id, after_seq=start, upto=head.seq)
+        verifier = ChainVerifier(customer_id, checkpoints, keys, head=(head.seq, head.hash))
+        start = last.seq if last else 0
+        await self._feed(verifier, customer_id, after_seq=start, upto=head.seq)
         result = verifier.finish()
         if not result.ok:
+            await self._raise_if_pruned_since(customer_id, first)
             raise ChainBroken(f"refusing to sign: {result.problem}")
         return checkpoints, head.seq, head.hash
 
@@ -376,6 +457,13 @@ class AuditStore(AuditSearch):
         ).scalar()
         return None if first is None else int(first)
 
+    async def _raise_if_pruned_since(self, customer_id: str, first: int | None) -> None:
+        """Raise :class:`_Overtaken` if the oldest kept event is no longer ``first``: a prune
+        deleted events since (nothing else removes or adds an event below the head)."""
+        async with self._reader.connect() as conn:
+            if await self._first_seq(conn, customer_id) != first:
+                raise _Overtaken
+
     async def prune(self, customer_id: str, before: datetime) -> int:
         """Delete events for retention, only up to a checkpoint signed before ``before``.
 
@@ -386,44 +474,52 @@ class AuditStore(AuditSearch):
         the events up to a signed checkpoint never change again. Under the lock
         the checkpoint pruned to is checked to be still there and still match
         its event, then the events up to it are deleted (whatever another
-        prune deleted meanwhile was among those verified).
+        prune deleted meanwhile was among those verified). Another prune that
+        deletes events while they are being verified starts the verification
+        over, as in :meth:`verify`.
         """
-        e, s = self._t.events, self._t.subjects
         try:
-            async with self._reader.connect() as conn:
-                checkpoints, bad = await self._load_checkpoints(conn, customer_id)
-                if bad:
-                    raise ChainBroken(bad[0][1])
-                upto = prunable_up_to(checkpoints, before)
-                if upto is None:
-                    return 0
-                first = await self._first_seq(conn, customer_id)
-                if first is None or first > upto:
-                    return 0
-                verifier = ChainVerifier(customer_id, checkpoints, self._keys)
-                await self._feed(conn, verifier, customer_id, after_seq=first - 1, upto=upto)
-            result = verifier.finish(complete=False)
-            if not result.ok or result.head_seq != upto:
-                raise ChainBroken(f"refusing to prune: {result.problem or 'chain ends early'}")
-            anchor = next(c for c in checkpoints if c.seq == upto)
-            async with self._engine.begin() as conn:
-                await self._lock_heads(conn, [customer_id])
-                now, bad = await self._load_checkpoints(conn, customer_id)
-                if bad:
-                    raise ChainBroken(bad[0][1])
-                if anchor.note not in {c.note for c in now}:
-                    raise ChainBroken(f"refusing to prune: the checkpoint at seq {upto} changed")
-                at_anchor = await self._event_hash(conn, customer_id, upto)
-                if at_anchor is None:
-                    still = await self._first_seq(conn, customer_id)
-                    if still is None or still > upto:
-                        return 0  # another prune deleted them first
-                if at_anchor != anchor.head_hash:
-                    raise ChainBroken(f"refusing to prune: event {upto} changed")
-                await conn.execute(delete(s).where(s.c.customer_id == customer_id, s.c.seq <= upto))
-                deleted = await conn.execute(
-                    delete(e).where(e.c.customer_id == customer_id, e.c.seq <= upto)
-                )
-                return int(deleted.rowcount)
+            for _ in range(_OVERTAKEN_ATTEMPTS):
+                with contextlib.suppress(_Overtaken):
+                    return await self._prune_once(customer_id, before)
         except DATABASE_ERRORS as exc:
             raise AuditUnavailable(f"audit prune failed: {type(exc).__name__}") from exc
+        raise AuditUnavailable("audit prune failed: other prunes kept deleting the events it read")
+
+    async def _prune_once(self, customer_id: str, before: datetime) -> int:
+        e, s = self._t.events, self._t.subjects
+        async with self._reader.connect() as conn:
+            # The first kept seq before the checkpoints, as in _verify_once.
+            first = await self._first_seq(conn, customer_id)
+            checkpoints, bad = await self._load_checkpoints(conn, customer_id)
+        if bad:
+            raise ChainBroken(bad[0][1])
+        upto = prunable_up_to(checkpoints, before)
+        if upto is None or first is None or first > upto:
+            return 0
+        verifier = ChainVerifier(customer_id, checkpoints, self._keys)
+        await self._feed(verifier, customer_id, after_seq=first - 1, upto=upto)
+        result = verifier.finish(complete=False)
+        if not result.ok or result.head_seq != upto:
+            await self._raise_if_pruned_since(customer_id, first)
+            raise ChainBroken(f"refusing to prune: {result.problem or 'chain ends early'}")
+        anchor = next(c for c in checkpoints if c.seq == upto)
+        async with self._engine.begin() as conn:
+            await self._lock_heads(conn, [customer_id])
+            now, bad = await self._load_checkpoints(conn, customer_id)
+            if bad:
+                raise ChainBroken(bad[0][1])
+            if anchor.note not in {c.note for c in now}:
+                raise ChainBroken(f"refusing to prune: the checkpoint at seq {upto} changed")
+            at_anchor = await self._event_hash(conn, customer_id, upto)
+            if at_anchor is None:
+                still = await self._first_seq(conn, customer_id)
+                if still is None or still > upto:
+                    return 0  # another prune deleted them first
+            if at_anchor != anchor.head_hash:
+                raise ChainBroken(f"refusing to prune: event {upto} changed")
+            await conn.execute(delete(s).where(s.c.customer_id == customer_id, s.c.seq <= upto))
+            deleted = await conn.execute(
+                delete(e).where(e.c.customer_id == customer_id, e.c.seq <= upto)
+            )
+            return int(deleted.rowcount)

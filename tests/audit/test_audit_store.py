@@ -21,6 +21,7 @@ from gateway.audit import (
     AuditUnavailable,
     AuditWriter,
     ChainBroken,
+    CheckpointKeys,
     CheckpointSigner,
     EventDraft,
     Outcome,
@@ -224,12 +225,14 @@ async def test_tampering_in_the_database_is_detected_and_located(
     engine: AsyncEngine,
     tables: AuditTables,
     store: AuditStore,
+    keys: CheckpointKeys,
     signer: CheckpointSigner,
     make_draft: MakeDraft,
     tamper: Tamper,
     first_bad: int,
 ) -> None:
-    """Each kind of direct SQL tampering fails verification at the right seq."""
+    """Each kind of direct SQL tampering fails verification at the right seq, with the
+    same verdict whether the chain is read in one batch or across batch boundaries."""
     await fill(store, make_draft)
     assert await store.checkpoint(signer, "acme") is not None
     assert (await store.verify("acme")).ok
@@ -237,6 +240,11 @@ async def test_tampering_in_the_database_is_detected_and_located(
         await tamper(conn, tables)
     result = await store.verify("acme")
     assert (False, first_bad) == (result.ok, result.first_bad_seq), result.problem
+    batched = [
+        await AuditStore(engine, tables, keys=keys, verify_batch=size).verify("acme")
+        for size in (1, 3)
+    ]
+    assert batched == [result, result]
 
 
 async def test_appended_forged_tail_is_detected(
