@@ -306,7 +306,18 @@ def format_time(moment: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    """The inverse of :func:`format_time`."""
+    """The inverse of :func:`format_time`: ``strptime("%Y-%m-%dT%H:%M:%S.%fZ")``.
+
+    Verifying a chain parses every event's time, and ``strptime`` was a quarter
+    of it. A string of exactly the written shape goes through ``fromisoformat``
+    (several times faster, and for such a string the same instant); anything
+    else, or anything ``fromisoformat`` refuses, gets ``strptime``'s verdict.
+    """
+    if len(text) == 27 and text[26] == "Z" and text[10] == "T" and text[19] == ".":
+        try:
+            return datetime.fromisoformat(text[:26]).replace(tzinfo=UTC)
+        except ValueError:
+            pass
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.audit import Action, AuditEvent, EventDraft, Outcome, format_time
+from gateway.audit import Action, AuditEvent, EventDraft, Outcome, format_time, parse_time
 
 MakeDraft = Callable[..., EventDraft]
 
@@ -122,6 +122,40 @@ def test_invalid_drafts_are_refused(make_draft: MakeDraft, fields: dict[str, Any
 def test_format_time_is_the_hashed_strftime_form(moment: datetime) -> None:
     """Event times are written exactly as the chains already hashed them."""
     assert moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") == format_time(moment)
+
+
+@given(st.datetimes(min_value=datetime(1000, 1, 1), timezones=st.just(UTC)))
+def test_parse_time_reads_back_what_format_time_wrote(moment: datetime) -> None:
+    """Every event time written comes back as the same instant (years before 1000, no
+    event's, are written unpadded by strftime and never could be read back)."""
+    assert moment == parse_time(format_time(moment))
+
+
+_TIME_CHARS = st.sampled_from("0123456789-:T.Z +٣")
+
+
+@given(
+    st.one_of(
+        st.builds(
+            lambda t, k, c: t[:k] + c + t[k + 1 :],
+            st.datetimes(timezones=st.just(UTC)).map(format_time),
+            st.integers(0, 26),
+            _TIME_CHARS,
+        ),
+        st.text(_TIME_CHARS, min_size=20, max_size=30),
+    )
+)
+def test_parse_time_accepts_and_refuses_what_strptime_does(text: str) -> None:
+    """The fast path changes no verdict: same instant, or ValueError, as strptime's."""
+    try:
+        expected: datetime | None = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        expected = None
+    if expected is None:
+        with pytest.raises(ValueError):  # noqa: PT011 - strptime's own refusal
+            parse_time(text)
+    else:
+        assert expected.replace(tzinfo=UTC) == parse_time(text)
 
 
 def test_the_written_out_init_takes_the_fields_with_their_defaults() -> None:
