@@ -230,7 +230,7 @@ class ConnectionStore:
         self._engine = engine
         self._vault = vault
         self._webhooks = webhooks or WebhookOutbox.disabled()
-        self._audit = audit  # link's audit event goes in with the row (audit_as)
+        self._audit = audit  # link's and disconnect's audit events go in with the row
         self.scoped = ScopedTokenStore(engine, vault)  # per-object tokens (Meta Page tokens)
         # Identity claims kept at linking (Apple); a change to them may carry its audit event.
         self.claims = AccountClaimsStore(engine, vault, audit=audit)
@@ -405,9 +405,15 @@ class ConnectionStore:
             return None
         return self._vault.open(sealed, row=token_row(connection.id, name))
 
-    async def mark_revoked(self, connection_id: str, reason: str) -> None:
-        """Disconnected: forget the tokens; the row stays so the audit trail keeps its subject."""
-        await self.end_grant(connection_id, status=Status.REVOKED, reason=reason)
+    async def mark_revoked(
+        self, connection_id: str, reason: str, *, audit_as: EventDraft | None = None
+    ) -> None:
+        """Disconnected: forget the tokens; the row stays so the audit trail keeps its subject.
+
+        ``audit_as`` (a disconnect's ``connection.deleted``) is committed with the change,
+        as :meth:`end_grant` says.
+        """
+        await self.end_grant(connection_id, status=Status.REVOKED, reason=reason, audit_as=audit_as)
 
     async def end_grant(
         self,

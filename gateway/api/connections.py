@@ -38,7 +38,6 @@ async def delete_connection(request: Request) -> Response:
         connection,
         actor_id=caller.id,
         actor_class=caller.caller_class.value,
-        audit=runtime.audit,
         store=runtime.connections,
         registry=runtime.providers,
         http=runtime.oauth_http,

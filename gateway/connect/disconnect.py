@@ -1,14 +1,13 @@
-"""Disconnecting: revoke at the provider where it can, then forget the tokens."""
+"""Disconnecting: revoke at the provider where it can, then forget the tokens, audited."""
 
 from __future__ import annotations
 
 import httpx
 import structlog
 
-from gateway import audit as audit_log
-from gateway.audit import Action, AuditWriter, EventDraft, Outcome
+from gateway.audit import Action, EventDraft, Outcome
 from gateway.connections import Connection, ConnectionStore
-from gateway.errors import AuditUnavailable, LinkgateError
+from gateway.errors import LinkgateError
 from gateway.oauth import revoke_token
 from gateway.observability import current_trace_id
 from gateway.provider_registry import ProviderRegistry
@@ -53,7 +52,6 @@ async def disconnect(
     *,
     actor_id: str,
     actor_class: str | None,
-    audit: AuditWriter,
     store: ConnectionStore,
     registry: ProviderRegistry,
     http: httpx.AsyncClient,
@@ -66,15 +64,21 @@ async def disconnect(
     A provider that cannot be reached does not keep the tokens alive here: the
     tokens are deleted anyway, and the outcome says the revocation is unconfirmed.
 
-    The event is durable first (the audit writer commits on its own connection,
-    so it cannot share the change's transaction): an audit log that cannot be
-    written is ``AuditUnavailable`` (503) with nothing done, and the retry does
-    it all. Recorded after, a failed event was lost to every caller that skips
-    an already revoked connection on retry (the erasure step in
-    processor_requests.steps). Keeping the tokens until then releases nothing:
-    no records leave while the audit log is down either.
+    The revocation comes first, outside any transaction: it is a call to the
+    provider, which no rollback takes back, and revoking twice is harmless
+    (RFC 7009 §2.2: the server answers 200 for a token already invalid). Then
+    the status change and its ``connection.deleted`` event commit together,
+    the event through the audit outbox (:mod:`gateway.audit.outbox`), so a
+    process that dies in between has changed nothing the gateway holds, and
+    a retry (or a resumed erasure, which skips a connection already revoked)
+    writes the event once. Like a consent withdrawal, a disconnect ends a use
+    of data, so it takes effect even when the audit log cannot be appended to
+    right now: its event is durable in the outbox and reaches the chain with
+    the drain.
     """
-    draft = EventDraft(
+    revoked = await revoke_at_provider(connection, store=store, registry=registry, http=http)
+    reason = "disconnected" if revoked else "disconnected (revocation at the provider unconfirmed)"
+    event = EventDraft(
         customer_id=connection.customer_id,
         action=Action.CONNECTION_DELETED,
         outcome=Outcome.ALLOWED,
@@ -84,12 +88,6 @@ async def disconnect(
         provider=connection.provider,
         trace_id=current_trace_id(),
     )
-    try:
-        await audit.record(draft)
-    except audit_log.AuditUnavailable as exc:
-        raise AuditUnavailable(str(exc)) from None
-    revoked = await revoke_at_provider(connection, store=store, registry=registry, http=http)
-    reason = "disconnected" if revoked else "disconnected (revocation at the provider unconfirmed)"
-    await store.mark_revoked(connection.id, reason)
+    await store.mark_revoked(connection.id, reason, audit_as=event)
     log.info("connection.deleted", connection_id=connection.id, revoked_at_provider=revoked)
     return revoked

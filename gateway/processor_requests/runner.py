@@ -4,7 +4,9 @@ For one claimed request: read the steps already recorded, run the others in
 order, and record each one done in one transaction with its
 ``processor_request.step`` audit event (into the audit outbox, appended to the
 chain right after the commit) and, for a step that is a database change, the
-change itself (:meth:`~gateway.processor_requests.store.RequestStore.complete_step`).
+change itself (:meth:`~gateway.processor_requests.store.RequestStore.complete_step`);
+a step that must read first (the portability fetch) prepares its change
+outside the transaction and makes it inside.
 A restart (another replica, after the lease lapses) skips what is recorded,
 so no step is recorded, or its event appended, twice. A step that acts on its
 own (it calls a provider, so its effect cannot share the transaction) and ran
@@ -121,8 +123,10 @@ class Runner:
 
             async def change(conn: AsyncConnection) -> Output:
                 return await step_change(services, request, done, conn)
+        elif step.prepare is not None:
+            change = await step.prepare(services, request, done)
         else:
-            assert step.run is not None  # Step holds exactly one of the two
+            assert step.run is not None  # Step holds exactly one of the three
             output = await step.run(services, request, done)
 
             async def change(_conn: AsyncConnection) -> Output:

@@ -3,22 +3,32 @@
 The runner (:mod:`~gateway.processor_requests.runner`) records each finished
 step, with its audit event, in one transaction
 (:meth:`~gateway.processor_requests.store.RequestStore.complete_step`); a
-resumed request skips those. A step is one of two shapes:
+resumed request skips those. A step is one of three shapes:
 
 * a *change* (:attr:`Step.change`): its database change is made on the
   connection of that same transaction, so the change, its event and its
   completion mark commit together or not at all (``lift_suppressions``,
   ``delete_stored_files``);
+* a *prepared change* (:attr:`Step.prepare`): it reads on its own first and
+  returns the database change to make in that transaction. ``fetch_and_bundle``
+  walks every connection live (no write transaction may stay open across that
+  walk) and builds the bundle, then saves its files on the completion's
+  connection: the files, the completion mark and the event commit together, so
+  a request never holds the files of a step that is not recorded done (the
+  download routes offer files of completed requests only, and now there are
+  no others to find). A run cut off before its completion leaves nothing; the
+  resumed run fetches again;
 * a *run* (:attr:`Step.run`): it acts on its own before the transaction,
   because it calls a provider (revocation at ``disconnect_account_holder`` and
-  ``suppress_account_holder_connections``; the live fetch of
-  ``fetch_and_bundle``, which must not hold a write transaction open across a
-  walk of every connection) or a store that commits its own change with its
-  own audit event (suppressions, consents), or because it only reads. A run
-  that acted but was not yet recorded when the process died runs again on
+  ``suppress_account_holder_connections``) or a store that commits its own
+  change with its own audit event (suppressions, consents, a disconnect's
+  status change with its ``connection.deleted`` event,
+  :func:`~gateway.connect.disconnect.disconnect`), or because it only reads. A
+  run that acted but was not yet recorded when the process died runs again on
   resume, so each is written to be harmless the second time (look before
-  adding, skip a connection already revoked or suppressed, overwrite the same
-  file); its step event is still recorded once, with the completion mark.
+  adding, skip a connection already revoked or suppressed, revoke a token
+  twice: RFC 7009 §2.2); its step event is still recorded once, with the
+  completion mark.
 
 Step outputs are JSON kept with the request: counts, ids of gateway objects
 and provider names, never an End User identifier.
@@ -70,7 +80,7 @@ from gateway.processor_requests.bundle import build_bundle, record_json
 from gateway.processor_requests.connection_walk import ConnectionWalk
 from gateway.processor_requests.machine import Kind
 from gateway.processor_requests.report import access_report, sources_of
-from gateway.processor_requests.store import ProcessorRequest, RequestStore
+from gateway.processor_requests.store import ProcessorRequest, RequestStore, StepChange
 from gateway.processor_requests.stored_claims import claims_export, claims_summary
 from gateway.provider_registry import ProviderRegistry
 from gateway.records import RecordsService
@@ -124,20 +134,24 @@ StepFn = Callable[[Services, ProcessorRequest, Mapping[str, Output]], Awaitable[
 ChangeFn = Callable[
     [Services, ProcessorRequest, Mapping[str, Output], AsyncConnection], Awaitable[Output]
 ]
+PrepareFn = Callable[[Services, ProcessorRequest, Mapping[str, Output]], Awaitable[StepChange]]
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
     """A named step: exactly one of ``run`` (acts on its own, before its completion is
-    recorded) or ``change`` (acts on the connection of the transaction that records it)."""
+    recorded), ``change`` (acts on the connection of the transaction that records it) or
+    ``prepare`` (reads on its own, then returns its change for that transaction)."""
 
     name: str
     run: StepFn | None = None
     change: ChangeFn | None = None
+    prepare: PrepareFn | None = None
 
     def __post_init__(self) -> None:
-        if (self.run is None) == (self.change is None):
-            raise ValueError(f"step {self.name}: give run or change, not both or neither")
+        given = [f for f in (self.run, self.change, self.prepare) if f is not None]
+        if len(given) != 1:
+            raise ValueError(f"step {self.name}: give one of run, change or prepare")
 
 
 # -- shared ------------------------------------------------------------------------
@@ -266,8 +280,9 @@ async def audit_log_report(
 
 async def fetch_and_bundle(
     services: Services, request: ProcessorRequest, _done: Mapping[str, Output]
-) -> Output:
-    """Walk every connection live, keep the subject's released records, add kept claims, bundle."""
+) -> StepChange:
+    """Walk every connection live, keep the subject's released records, add kept claims,
+    bundle; the change returned saves the bundle's files in the step's completion."""
     caller = services.actor(request, [PORTABILITY_PURPOSE])
     wanted = set(request.subject_hashes)
     found: list[dict[str, Any]] = []
@@ -310,11 +325,13 @@ async def fetch_and_bundle(
         not_fetched=skipped,
         account_claims=claims,
     )
-    for file in bundle.files:
-        await services.store.save_file(
-            request, file.name, file.media_type, file.content, file.sha256
-        )
-    return {"count": len(found), "manifest": bundle.manifest}
+    output: Output = {"count": len(found), "manifest": bundle.manifest}
+
+    async def save(conn: AsyncConnection) -> Output:
+        await services.store.save_files(conn, request, bundle.files)
+        return output
+
+    return save
 
 
 def _sources(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -430,10 +447,13 @@ async def disconnect_account_holder(
 
     A run, not a change: revocation is a call to the provider, which no database
     transaction can take back, so it happens before the step is recorded. A
-    resumed run skips a connection already revoked (its ``connection.deleted``
-    event was written before the revocation) and deletes what is left; the
-    step's own event is written once, with its completion mark. A connection
-    deleted by the run that died is no longer listed in the resumed run's output.
+    connection's ``revoked`` status and its ``connection.deleted`` event commit
+    together (:func:`~gateway.connect.disconnect.disconnect`), so a resumed run
+    skips a connection already revoked without losing or repeating its event,
+    revokes again one the dead run did not get that far with (harmless, RFC
+    7009 §2.2), and deletes what is left; the step's own event is written once,
+    with its completion mark. A connection deleted by the run that died is no
+    longer listed in the resumed run's output.
     """
     deleted: list[str] = []
     for connection in await _account_holder_connections(services, request):
@@ -442,7 +462,6 @@ async def disconnect_account_holder(
                 connection,
                 actor_id=request.id,
                 actor_class=request.filed_class,
-                audit=services.audit,
                 store=services.connections,
                 registry=services.providers,
                 http=services.oauth_http,
@@ -518,7 +537,7 @@ async def find_sources(
 
 _PLANS: Mapping[Kind, tuple[Step, ...]] = {
     Kind.ACCESS: (Step("stored_data", stored_data), Step("audit_log_report", audit_log_report)),
-    Kind.PORTABILITY: (Step("fetch_and_bundle", fetch_and_bundle),),
+    Kind.PORTABILITY: (Step("fetch_and_bundle", prepare=fetch_and_bundle),),
     Kind.ERASURE: (
         Step("suppress", suppress),
         Step("withdraw_consents", withdraw_consents),

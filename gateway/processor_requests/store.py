@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.audit import Action, AuditOutbox, EventDraft, Outcome, SubjectHasher
 from gateway.errors import Conflict, InvalidParameter, NotFound
 from gateway.observability import current_trace_id
+from gateway.processor_requests.bundle import BundleFile
 from gateway.processor_requests.machine import (
     OPEN,
     Jurisdiction,
@@ -499,24 +500,32 @@ class RequestStore:
             actor_id=actor_id, actor_class=actor_class, outcome=outcome, count=count,
         )  # fmt: skip
 
-    async def save_file(
-        self, request: ProcessorRequest, name: str, media_type: str, content: bytes, sha256: str
+    async def save_files(
+        self, conn: AsyncConnection, request: ProcessorRequest, files: Sequence[BundleFile]
     ) -> None:
-        """Store a download, sealed; replaces an earlier one of the same name (idempotent)."""
+        """Store the request's downloads, sealed, in ``conn``'s transaction, in place of any
+        it had: the transaction that records the step that made them (portability's
+        ``fetch_and_bundle``), so a request never holds files of a step not recorded done."""
         b = self._t.bundles
-        sealed = self._vault.seal(content.decode(), row=_bundle_row(request.id, name))
-        async with self._writer.begin() as conn:
-            await conn.execute(delete(b).where(b.c.request_id == request.id, b.c.name == name))
+        now = self.clock()
+        await conn.execute(delete(b).where(b.c.request_id == request.id))
+        if files:
             await conn.execute(
-                insert(b).values(
-                    request_id=request.id,
-                    name=name,
-                    media_type=media_type,
-                    sha256=sha256,
-                    bytes=len(content),
-                    content=sealed,
-                    created_at=self.clock(),
-                )
+                insert(b),
+                [
+                    {
+                        "request_id": request.id,
+                        "name": file.name,
+                        "media_type": file.media_type,
+                        "sha256": file.sha256,
+                        "bytes": len(file.content),
+                        "content": self._vault.seal(
+                            file.content.decode(), row=_bundle_row(request.id, file.name)
+                        ),
+                        "created_at": now,
+                    }
+                    for file in files
+                ],
             )
 
     async def files(self, request_id: str) -> list[StoredFile]:

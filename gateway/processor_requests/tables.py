@@ -11,7 +11,8 @@
 * ``processor_request_steps``: the steps done, one row each; a resumed request
   skips them.
 * ``processor_request_bundles``: downloadable files (portability), sealed by
-  the vault, deleted by the retention purge.
+  the vault, written by the transaction that records their step done,
+  deleted by the retention purge.
 """
 
 from __future__ import annotations

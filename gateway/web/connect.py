@@ -109,7 +109,6 @@ async def disconnect(request: Request) -> Response:
         connection,
         actor_id=session.id,
         actor_class=None,
-        audit=runtime.audit,
         store=runtime.connections,
         registry=runtime.providers,
         http=runtime.oauth_http,
