@@ -1,4 +1,9 @@
-"""Disconnecting: revocation at the provider (RFC 7009), tokens deleted, audited."""
+"""Disconnecting: revocation at the provider (RFC 7009), tokens deleted, audited.
+
+The status change and its ``connection.deleted`` event commit together through
+the audit outbox; a crash between revocation and that commit is in
+tests/processor_requests/test_runner_crash.py.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import httpx
 from sqlalchemy import RowMapping, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.audit.outbox import decode_draft
+from gateway.runtime import open_runtime
 from gateway.storage import audit_tables, connections, create_engine
 from gateway.vault import KeyRing, token_row
 from tests.gateway.conftest import CUSTOMER, Stack
@@ -56,9 +63,12 @@ async def test_disconnect_revokes_at_the_provider_and_forgets_the_tokens(stack: 
     assert list(actions) == ["connection.created", "connection.deleted"]
 
 
-async def test_a_disconnect_the_audit_log_cannot_record_changes_nothing(stack: Stack) -> None:
-    """Audit log down: 503 audit-unavailable, the token still works at the provider and
-    is still held; the retry once it is back disconnects and is recorded once."""
+async def test_a_disconnect_while_the_audit_log_is_down_takes_effect_and_is_recorded_once(
+    stack: Stack,
+) -> None:
+    """Audit log down: the disconnect still happens (200, token dead at the provider, none
+    held), its event waits in the outbox, and once the log is back the next start appends
+    it, once; the chain verifies."""
     await stack.link()
     engine = create_engine(stack.settings.database_url)
     try:
@@ -66,26 +76,26 @@ async def test_a_disconnect_the_audit_log_cannot_record_changes_nothing(stack: S
         async with engine.begin() as conn:  # every audit append fails from now on
             await conn.execute(text("ALTER TABLE audit_events RENAME TO audit_events_gone"))
         async with stack.api() as api:
-            refused = await api.delete(f"/v1/connections/{row['id']}")
+            response = await api.delete(f"/v1/connections/{row['id']}")
         async with engine.connect() as conn:
-            kept = (await conn.execute(select(connections))).mappings().one()
+            after = (await conn.execute(select(connections))).mappings().one()
+            waiting = (await conn.execute(select(audit_tables.outbox.c.draft))).scalars().all()
         async with httpx.AsyncClient(base_url=stack.sandbox.url) as sandbox:
             me = await sandbox.get("/api/me", headers={"Authorization": f"Bearer {access}"})
 
         async with engine.begin() as conn:
             await conn.execute(text("ALTER TABLE audit_events_gone RENAME TO audit_events"))
-        async with stack.api() as api:
-            retried = await api.delete(f"/v1/connections/{row['id']}")
+        async with open_runtime(stack.settings) as restarted:  # its start drains the outbox
+            verified = await restarted.audit_store.verify(CUSTOMER)
         async with engine.connect() as conn:
-            after = (await conn.execute(select(connections))).mappings().one()
             actions = (await conn.execute(select(audit_tables.events.c.action))).scalars().all()
     finally:
         await engine.dispose()
 
-    assert refused.status_code == 503, refused.text
-    assert refused.json()["type"].endswith("/audit-unavailable")
-    assert (kept["status"], kept["access_token"]) == ("active", row["access_token"])
-    assert me.status_code == 200
-    assert retried.status_code == 200, retried.text
-    assert after["access_token"] is None
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "revoked"
+    assert (after["access_token"], after["refresh_token"]) == (None, None)
+    assert me.status_code == 401
+    assert [decode_draft(d).action for d in waiting] == ["connection.deleted"]
     assert list(actions).count("connection.deleted") == 1
+    assert verified.ok
