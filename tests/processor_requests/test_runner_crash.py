@@ -7,6 +7,10 @@ killed (SIGKILL) while its completion waits on a lock. Either way a later runner
 resumes the request: each step's ``processor_request.step`` event is in the
 chain once, and the chain verifies. With the audit log down an erasure still
 runs, its step events committed with the steps and appended once by the drain.
+
+A portability bundle's files are saved by the transaction that records
+``fetch_and_bundle`` done: cut off at the same two points, the request holds no
+files; the resumed run saves the bundle its manifest describes.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from tests.processor_requests.test_runner import (
 
 WAIT = 60.0  # seconds before a test gives up waiting for a moment that should come
 STEPS = "processor_request_steps"
+PORTABILITY_EVENTS = ["completed", "fetch_and_bundle", "received", "verified"]
 
 
 @pytest.fixture
@@ -67,11 +72,29 @@ async def sqlite_runtime(sqlite_settings: Settings) -> AsyncIterator[Runtime]:
 
 
 async def _file_erasure(runtime: Runtime) -> ProcessorRequest:
+    return await _file(runtime, Kind.ERASURE)
+
+
+async def _file(runtime: Runtime, kind: Kind) -> ProcessorRequest:
     return await services(runtime).store.file(
-        Filing(customer_id=CUSTOMER, kind=Kind.ERASURE, identifiers=SUBJECT, verified_by="dpo"),
+        Filing(customer_id=CUSTOMER, kind=kind, identifiers=SUBJECT, verified_by="dpo"),
         actor_id="svc_test",
         actor_class="internal",
     )
+
+
+async def _resume_and_expect_the_bundle_once(runtime: Runtime, filed: ProcessorRequest) -> None:
+    """The resumed run completes; the files stored are the ones its manifest names,
+    and ``fetch_and_bundle``'s event is in the chain once."""
+    resumed = await Runner(_later(runtime, minutes=10)).run_next()
+    assert resumed is not None
+    assert resumed.status is Status.COMPLETED
+    assert resumed.result is not None
+    named = [(f["name"], f["sha256"]) for f in resumed.result["manifest"]["files"]]
+    stored = [(f.name, f.sha256) for f in await services(runtime).store.files(filed.id)]
+    assert sorted(named) == stored
+    assert len(stored) == 2
+    assert await _step_events(runtime, filed.id) == PORTABILITY_EVENTS
 
 
 async def _resume_and_expect_every_event_once(runtime: Runtime, filed: ProcessorRequest) -> None:
@@ -119,12 +142,70 @@ async def test_a_runner_killed_while_recording_a_step_records_it_once_when_resum
     """``linkgate requests run`` killed while the first step's completion waits on a lock:
     a later runner resumes, and each step's event is in the chain once."""
     settings = postgres_settings
-    database = str(make_url(settings.database_url).database)
-    # PostgreSQL ends a dead client's statement while it waits on a lock (PostgreSQL 14+).
-    await _admin(f'ALTER DATABASE "{database}" SET client_connection_check_interval = 50')
     async with open_runtime(settings) as runtime:
         filed = await _file_erasure(runtime)
 
+    await _kill_while_a_step_waits_on_its_completion(settings, filed, tmp_path)
+
+    async with open_runtime(settings) as runtime:
+        await _resume_and_expect_every_event_once(runtime, filed)
+    verified = _audit_verify(settings, tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def test_a_bundle_whose_completion_failed_leaves_no_files(
+    sqlite_runtime: Runtime, sqlite_settings: Settings, tmp_path: Path
+) -> None:
+    """``fetch_and_bundle`` builds its bundle but its completion cannot be written: the
+    request holds no files; the resumed run stores the bundle its manifest names."""
+    runtime = sqlite_runtime
+    filed = await _file(runtime, Kind.PORTABILITY)
+    path = str(make_url(sqlite_settings.database_url).database)
+
+    def break_the_steps_table(_request: ProcessorRequest, _step: str, _i: int, _n: int) -> None:
+        with sqlite3.connect(path) as db:
+            db.execute(f"ALTER TABLE {STEPS} RENAME TO {STEPS}_gone")
+
+    first = await Runner(services(runtime), progress=break_the_steps_table).run_next()
+    assert first is not None
+    assert first.status is Status.RUNNING
+    assert await services(runtime).store.files(filed.id) == []
+    assert await _step_events(runtime, filed.id) == ["received", "verified"]
+    with sqlite3.connect(path) as db:
+        db.execute(f"ALTER TABLE {STEPS}_gone RENAME TO {STEPS}")
+
+    await _resume_and_expect_the_bundle_once(runtime, filed)
+    verified = _audit_verify(sqlite_settings, tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+@pytest.mark.postgres
+async def test_a_runner_killed_while_recording_a_bundle_leaves_no_files(
+    postgres_settings: Settings, tmp_path: Path
+) -> None:
+    """``linkgate requests run`` killed while ``fetch_and_bundle``'s completion waits on a
+    lock: the request holds no files; a later runner stores the bundle once."""
+    settings = postgres_settings
+    async with open_runtime(settings) as runtime:
+        filed = await _file(runtime, Kind.PORTABILITY)
+
+    await _kill_while_a_step_waits_on_its_completion(settings, filed, tmp_path)
+
+    async with open_runtime(settings) as runtime:
+        assert await services(runtime).store.files(filed.id) == []
+        await _resume_and_expect_the_bundle_once(runtime, filed)
+    verified = _audit_verify(settings, tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def _kill_while_a_step_waits_on_its_completion(
+    settings: Settings, filed: ProcessorRequest, tmp_path: Path
+) -> None:
+    """Run ``filed`` in ``linkgate requests run`` and SIGKILL it while its first step's
+    completion waits for the steps table, which this test holds locked."""
+    database = str(make_url(settings.database_url).database)
+    # PostgreSQL ends a dead client's statement while it waits on a lock (PostgreSQL 14+).
+    await _admin(f'ALTER DATABASE "{database}" SET client_connection_check_interval = 50')
     holder = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL, database))
     try:
         transaction = holder.transaction()
@@ -139,11 +220,6 @@ async def test_a_runner_killed_while_recording_a_step_records_it_once_when_resum
         await transaction.rollback()
     finally:
         await holder.close()
-
-    async with open_runtime(settings) as runtime:
-        await _resume_and_expect_every_event_once(runtime, filed)
-    verified = _audit_verify(settings, tmp_path)
-    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def _start_run(settings: Settings, request_id: str, tmp_path: Path) -> subprocess.Popen[bytes]:
