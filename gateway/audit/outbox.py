@@ -3,15 +3,18 @@
 Most paths write their audit event before they act, and fail closed (503
 audit-unavailable) when they cannot. A few must commit first: a refreshed
 token (a rotated refresh token is single use, RFC 9700 §4.14.2, so it is
-stored the moment the provider answers), a linked connection, a consent
-withdrawal or a suppression (both protect the End User, so they take effect
-even when the audit log is down), a processor request filed, verified or
-finished (a second filing meets the first one's duplicate check), a processor
-request's step recorded done (with the step's own database change, if any: a
-resumed request skips it, so its event must not be appended twice or lost),
-a retention purge's deletions (privacy notice, "Data retention": they happen
-on schedule, audit log or not). Appending their event after the commit would
-lose it to a crash or a failed append while the change stood.
+stored the moment the provider answers), a linked connection, a disconnected
+one (revoked at the provider before its status changes; a caller that skips
+an already revoked connection on retry must neither lose nor repeat its
+event), a consent withdrawal or a suppression (these three end a use of
+data, so they take effect even when the audit log is down), a processor
+request filed, verified or finished (a second filing meets the first one's
+duplicate check), a processor request's step recorded done (with the step's
+own database change, if any: a resumed request skips it, so its event must
+not be appended twice or lost), a retention purge's deletions (privacy
+notice, "Data retention": they happen on schedule, audit log or not).
+Appending their event after the commit would lose it to a crash or a failed
+append while the change stood.
 
 So such a path writes its draft into ``audit_outbox`` with :meth:`AuditOutbox.add`
 inside its own transaction (the transactional outbox, as the webhooks do in
