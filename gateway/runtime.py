@@ -58,7 +58,7 @@ class Runtime:
     connect: ConnectFlow
     audit_store: AuditStore
     audit: AuditWriter  # group commit: record() returns once the event is durable
-    # Events committed with their change (refresh, link, withdrawal, suppression):
+    # Events committed with their change (refresh, link, disconnect, withdrawal, suppression):
     # delivered like any other, drained at startup and periodically if left behind.
     audit_outbox: AuditOutbox
     subjects: SubjectHasher  # per-customer keyed hashes of End User identifiers
