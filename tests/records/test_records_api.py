@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import linecache
+import socket
+import sqlite3
+import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 
 from gateway.errors import PROBLEM_BASE
 from gateway.storage import audit_tables, connections, create_engine
@@ -297,3 +304,114 @@ async def test_no_data_leaves_when_the_audit_log_cannot_be_written(stack: Stack)
     assert body["type"] == PROBLEM_BASE + "audit-unavailable"
     assert "records" not in body
     assert "Jane" not in json.dumps(body)
+    kept, _ = _expected("posts", ADA.posts, connection_id)
+    assert [record_id for record_id in kept if record_id in response.text] == []
+
+
+class _AuditGate:
+    """The audit log's write lock, held from outside the gateway as another writer would hold it.
+
+    While it is closed the gateway's append waits in the database: on
+    PostgreSQL for the table lock (``LOCK TABLE … IN EXCLUSIVE MODE`` blocks
+    inserts, not reads), on SQLite for the write lock (``BEGIN IMMEDIATE``;
+    WAL readers go on). Opening it lets the append commit.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self._url = make_url(database_url)
+        self._postgres: asyncpg.Connection | None = None
+        self._sqlite: sqlite3.Connection | None = None
+
+    async def close(self) -> None:
+        if self._url.get_backend_name() == "postgresql":
+            dsn = self._url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._postgres = await asyncpg.connect(dsn)
+            await self._postgres.execute("BEGIN")
+            await self._postgres.execute("LOCK TABLE audit_events IN EXCLUSIVE MODE")
+        else:
+            assert self._url.database is not None
+            self._sqlite = sqlite3.connect(self._url.database, isolation_level=None)
+            self._sqlite.execute("BEGIN IMMEDIATE")
+
+    async def append_waiting(self) -> bool:
+        """Whether the gateway's append is waiting for this gate."""
+        if self._postgres is not None:
+            waiting = await self._postgres.fetchval(
+                "SELECT count(*) FROM pg_locks"
+                " WHERE NOT granted AND relation = 'audit_events'::regclass"
+            )
+            return bool(waiting)
+        # SQLite shows no lock waits: the audit writer's thread (gateway.audit.sqlite_thread)
+        # is waiting when its innermost Python frame is the transaction's BEGIN IMMEDIATE.
+        frames = sys._current_frames()
+        for thread in threading.enumerate():
+            frame = frames.get(thread.ident or 0)
+            if thread.name.startswith("linkgate-sqlite") and frame is not None:
+                line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+                if frame.f_code.co_name == "transaction" and "BEGIN IMMEDIATE" in line:
+                    return True
+        return False
+
+    async def open(self) -> None:
+        if self._postgres is not None:
+            await self._postgres.execute("ROLLBACK")
+            await self._postgres.close()
+        if self._sqlite is not None:
+            self._sqlite.execute("ROLLBACK")
+            self._sqlite.close()
+
+
+def _received_anything(sock: socket.socket) -> bool:
+    """Whether a byte (or the end of the stream) has arrived, without waiting for one."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)  # with a timeout set, recv would first wait for data
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return False
+    finally:
+        sock.settimeout(timeout)
+    return True
+
+
+def _receive_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def test_no_byte_leaves_before_the_audit_event_is_durable(stack: Stack) -> None:
+    """While the page's audit append waits in the database the client has received nothing."""
+    connection_id = await _linked(stack)
+    assert (await _read(stack, connection_id, "posts")).status_code == 200  # warm: caches, heads
+    gate = _AuditGate(stack.settings.database_url)
+    await gate.close()
+    url = httpx.URL(stack.gateway.url)
+    with socket.create_connection((url.host, url.port or 80), timeout=15) as sock:
+        try:
+            sock.sendall(
+                f"GET /v1/connections/{connection_id}/records/posts?purpose={PURPOSE} HTTP/1.1\r\n"
+                f"Host: {url.host}\r\nAuthorization: Bearer {stack.service_key}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            for _ in range(1000):
+                if await gate.append_waiting():
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                pytest.fail("the gateway's audit append never reached the closed gate")
+            # A request answered after it: the gateway's event loop has run every step
+            # the records request could take without its commit (rendering included).
+            async with stack.api() as api:
+                assert (await api.get("/healthz")).status_code == 200
+            assert not _received_anything(sock)
+        finally:
+            await gate.open()
+        answer = await asyncio.to_thread(_receive_all, sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    kept, _ = _expected("posts", ADA.posts, connection_id)
+    page = json.loads(body)
+    assert kept == [record["id"] for record in page["records"]]
+    assert page["trace_id"] in [row["trace_id"] for row in await _audit_rows(stack)]
