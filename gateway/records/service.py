@@ -166,6 +166,9 @@ class RecordsService:
             require_usable(connection)
             body, fetched_at = await self._fetch(connection, request)
             records = self._normalize(connection, request, body, fetched_at)
+            # A next link that leaves the provider's origin is a malformed answer,
+            # refused (502) and recorded like every failure after the access check.
+            next_cursor = self._next_cursor(request, body, len(records))
             controls = await self._load_controls(connection, query.purpose, records)
         except LinkgateError as error:
             await self._record(caller, connection, request, query.purpose, error=error)
@@ -175,7 +178,6 @@ class RecordsService:
         hashes = controls.hashes
         view.controls = controls
         decision = self._policy.decide_page(records, ctx)
-        next_cursor = self._next_cursor(request, body, len(records))
         trace_id = await self._record(
             caller,
             connection,

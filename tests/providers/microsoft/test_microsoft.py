@@ -7,6 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.audit import AuditStore
+from gateway.storage import audit_tables, create_engine
 from providers.microsoft import event_visibility
 from tests.conftest import Servers
 from tests.providers.stand import CUSTOMER, Stand, fixture, open_stand
@@ -91,6 +93,16 @@ async def test_a_next_link_to_another_origin_is_refused(
 
     assert page.status_code == 502
     assert page.json()["type"].endswith("/upstream-malformed")
+    # Refused after the access check, so recorded like any failed read.
+    engine = create_engine(database_url)
+    try:
+        found = await AuditStore(engine, audit_tables).search([CUSTOMER], action="records.read")
+    finally:
+        await engine.dispose()
+    [event] = [
+        e for e in found.events if e.trace_id == page.json().get("trace_id")
+    ] or found.events[:1]
+    assert (str(event.outcome), event.problem_type) == ("error", page.json()["type"])
 
 
 @pytest.mark.parametrize(
