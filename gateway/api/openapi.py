@@ -664,7 +664,7 @@ OPENAPI: dict[str, Any] = {
                 "parameters": [_CONNECTION_ID],
                 "responses": {
                     "200": _json({"$ref": "#/components/schemas/Connection"}),
-                    **_problems(401, 404),
+                    **_problems(401, 404, 503),
                 },
             },
             "delete": {
@@ -672,7 +672,7 @@ OPENAPI: dict[str, Any] = {
                 "parameters": [_CONNECTION_ID],
                 "responses": {
                     "200": _json({"$ref": "#/components/schemas/Connection"}),
-                    **_problems(401, 404),
+                    **_problems(401, 404, 503),
                 },
             },
         },
