@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from providers.base import Provider
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./linkgate.db"
 DEFAULT_HOST = "127.0.0.1"
@@ -83,8 +85,8 @@ class ProviderSettings:
     team_id: str = ""
     key_id: str = ""
     private_key_file: str = ""
-    # A provider with a dated API version (LinkedIn's YYYYMM): the one to send instead
-    # of the built-in default; empty keeps the default (providers.linkedin.API_VERSION).
+    # A provider pinned to an API version (LinkedIn's YYYYMM, the Graph API's vNN.N): the
+    # one to use instead of the built-in default (Provider.api_version); empty keeps it.
     api_version: str = ""
 
 
@@ -334,14 +336,20 @@ def _provider_problems(settings: Settings) -> list[str]:
         signs = builtin is not None and builtin.oauth.client_secret_jwt is not None
         problems.extend(_signing_problems(where, provider, required=signs))
         if provider.api_version:
-            if builtin is None or builtin.api_version_header is None:
-                problems.append(f"{where}: api_version is only for a provider with dated versions")
-            elif not _API_VERSION.fullmatch(provider.api_version):
-                problems.append(f"{where}: api_version must be YYYYMM (a LinkedIn-Version value)")
+            problems.extend(_api_version_problems(where, builtin, provider.api_version))
     return problems
 
 
-_API_VERSION = re.compile(r"20[0-9]{2}(0[1-9]|1[0-2])(\.[0-9]{2})?")  # 202607, 202508.02
+def _api_version_problems(where: str, builtin: Provider | None, version: str) -> list[str]:
+    """A version only for a provider pinned to one, and only in that provider's form."""
+    from providers import BUILTIN_PROVIDERS
+
+    if builtin is None or builtin.api_version is None:
+        pinned = ", ".join(n for n, p in sorted(BUILTIN_PROVIDERS.items()) if p.api_version)
+        return [f"{where}: api_version is only for a provider pinned to an API version ({pinned})"]
+    if not builtin.api_version.accepts(version):
+        return [f"{where}: api_version must be {builtin.api_version.form}, not {version!r}"]
+    return []
 
 
 _SIGNING_KEYS = ("team_id", "key_id", "private_key_file")

@@ -96,7 +96,9 @@ async def _resolve(section: ProviderSettings, http: httpx.AsyncClient) -> Provid
         return provider_from_discovery(section.name, metadata, section.scopes).with_endpoints(
             section.endpoints
         )
-    provider = BUILTIN_PROVIDERS[section.name].with_endpoints(section.endpoints)
-    if section.api_version:  # validated at start-up: a provider with a version header
+    provider = BUILTIN_PROVIDERS[section.name]
+    if section.api_version:  # validated at start-up: a provider pinned to a version
         provider = provider.with_api_version(section.api_version)
+    # After the version: an endpoint the operator sets is used as written, version and all.
+    provider = provider.with_endpoints(section.endpoints)
     return provider.with_scopes(section.scopes) if section.scopes else provider

@@ -17,6 +17,7 @@ from providers import (
 )
 from providers.base import (
     Account,
+    ApiVersion,
     ClientAuth,
     ClientSecretJWT,
     Endpoints,
@@ -51,6 +52,7 @@ BUILTIN_PROVIDERS: Mapping[str, Provider] = {
 __all__ = [
     "BUILTIN_PROVIDERS",
     "Account",
+    "ApiVersion",
     "ClientAuth",
     "ClientSecretJWT",
     "Endpoints",

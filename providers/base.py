@@ -43,8 +43,14 @@ Hooks a provider uses for its quirks (the gateway has no provider names in it):
 
 ``Provider.api_headers``
     Fixed headers sent with every API call (LinkedIn ``LinkedIn-Version``).
-    ``Provider.api_version_header`` names the one that pins the API version,
-    which an operator may set per provider (``api_version``, gateway.config).
+
+``Provider.api_version`` (:class:`ApiVersion`)
+    The API version the provider is pinned to, which an operator may move per
+    provider (``api_version``, gateway.config; refused at start-up unless it has
+    the provider's form). It travels in a header (``ApiVersion.header``: LinkedIn's
+    ``LinkedIn-Version`` in ``api_headers``) or, without one, as a path segment of
+    every endpoint URL that carries it (the Graph API's ``/v27.0/``, in the OAuth
+    dialog and token URLs as well as the API's), so all of them move together.
 
 ``OAuthSettings.extra_authorize_params``
     Fixed parameters on the authorization request (Google ``access_type=offline``).
@@ -136,6 +142,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from policies.value_type import value_type
 from policies.vocabulary import Record, Visibility
@@ -292,6 +299,23 @@ class ScopedTokens:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ApiVersion:
+    """The API version a provider is pinned to, and what another one must look like."""
+
+    value: str  # the version sent: the built-in default, or the operator's
+    pattern: str  # a regex the whole value must match
+    form: str  # how a valid value looks, said in the start-up problem ("vNN.N")
+    header: str = ""  # sent in this API header; "": a path segment of the endpoint URLs
+
+    def __post_init__(self) -> None:
+        if not self.accepts(self.value):
+            raise ValueError(f"{self.value!r} is not {self.form}")
+
+    def accepts(self, value: str) -> bool:
+        return re.fullmatch(self.pattern, value) is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Endpoints:
     """Where a provider lives. Every field can be overridden from configuration."""
 
@@ -316,6 +340,21 @@ class Endpoints:
     def with_overrides(self, overrides: Mapping[str, str]) -> Endpoints:
         known = {k: v for k, v in overrides.items() if k in self.OVERRIDABLE and v}
         return replace(self, **known)
+
+    def with_path_segment(self, old: str, new: str) -> Endpoints:
+        """Every URL whose path has the segment ``old`` with ``new`` there instead."""
+        moved = {
+            name: _replace_segment(url, old, new)
+            for name in self.OVERRIDABLE
+            if (url := getattr(self, name)) is not None
+        }
+        return replace(self, **moved)
+
+
+def _replace_segment(url: str, old: str, new: str) -> str:
+    parts = urlsplit(url)
+    path = "/".join(new if segment == old else segment for segment in parts.path.split("/"))
+    return urlunsplit(parts._replace(path=path))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -543,8 +582,8 @@ class Provider:
     errors: ErrorTable = ErrorTable()
     # Fixed headers on every API call (LinkedIn's ``LinkedIn-Version``); never credentials.
     api_headers: Mapping[str, str] = field(default_factory=dict)
-    # The api_headers entry that pins a dated API version (LinkedIn's YYYYMM), if any.
-    api_version_header: str | None = None
+    # The API version it is pinned to and where that travels (a header or the URL path).
+    api_version: ApiVersion | None = None
     # Refines the account from the callback's parameters (Apple's first-consent ``user``).
     account_from_callback: Callable[[Account, Mapping[str, str]], Account] | None = None
     scoped_tokens: ScopedTokens | None = None  # per-object tokens (Meta Page tokens)
@@ -559,10 +598,17 @@ class Provider:
         return replace(self, oauth=replace(self.oauth, scopes=scopes))
 
     def with_api_version(self, version: str) -> Provider:
-        """The provider sending ``version`` in its version header instead of its default."""
-        if self.api_version_header is None:
+        """The provider pinned to ``version`` instead: in its version header, or in every
+        endpoint URL that carried the old one as a path segment."""
+        pinned = self.api_version
+        if pinned is None:
             raise ValueError(f"{self.name} pins no API version")
-        return replace(self, api_headers={**self.api_headers, self.api_version_header: version})
+        moved = replace(pinned, value=version)  # ValueError unless it has the form
+        if pinned.header:
+            headers = {**self.api_headers, pinned.header: version}
+            return replace(self, api_headers=headers, api_version=moved)
+        endpoints = self.oauth.endpoints.with_path_segment(pinned.value, version)
+        return replace(self, oauth=replace(self.oauth, endpoints=endpoints), api_version=moved)
 
 
 def dig(body: JSONObject, path: tuple[str, ...]) -> Any:

@@ -14,6 +14,11 @@ the Page list and its tokens, ``pages_read_engagement`` for the Page's posts
 and comments, ``pages_read_user_content`` for what visitors post and comment
 on the Page, ``pages_messaging`` for the Page's conversations (Meta has no
 read-only messaging permission; the gateway only ever reads).
+
+Graph API version (``providers.meta.GRAPH_VERSION``, v27.0 by default; Meta's
+changelog https://developers.facebook.com/docs/graph-api/changelog/versions/): in
+every URL here, the Login dialog's and the token endpoint's included, so an
+operator's ``api_version`` moves them all together.
 """
 
 from __future__ import annotations
@@ -51,7 +56,14 @@ from providers.base import (
     TokenExchange,
     ValuesFrom,
 )
-from providers.meta import CURSOR_PAGES, ERRORS, GRAPH_VERSION, NOTIFICATIONS, graph_account
+from providers.meta import (
+    CURSOR_PAGES,
+    ERRORS,
+    GRAPH_API_VERSION,
+    GRAPH_VERSION,
+    NOTIFICATIONS,
+    graph_account,
+)
 
 GRAPH = f"https://graph.facebook.com/{GRAPH_VERSION}"
 
@@ -297,6 +309,7 @@ PROVIDER = Provider(
         ),
     },
     account_from_claims=graph_account,
+    api_version=GRAPH_API_VERSION,  # in the URL path: with_api_version moves it
     notifications=NOTIFICATIONS,  # Deauthorize and Data Deletion callbacks (providers.meta)
     errors=ERRORS,
     scoped_tokens=ScopedTokens(path="/me/accounts", query={"fields": "id,name,access_token"}),

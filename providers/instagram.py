@@ -17,6 +17,13 @@ Scopes, least and read-only in use (the new ``instagram_business_*`` values):
 ``instagram_business_basic`` (profile and media), ``..._manage_comments`` (read
 comments on the account's media), ``..._manage_messages`` (read conversations).
 Errors and paging are the Graph API's (``providers.meta``).
+
+Graph API version (``providers.meta.GRAPH_VERSION``, v27.0 by default; Meta's
+changelog https://developers.facebook.com/docs/graph-api/changelog/versions/ and
+the Instagram Platform changelog https://developers.facebook.com/documentation/instagram-platform/changelog/):
+in the ``graph.instagram.com`` API and ``/me`` URLs, which an operator's
+``api_version`` moves. The authorization window, the code exchange and the two token
+grants are unversioned in the Business Login guide and stay so.
 """
 
 from __future__ import annotations
@@ -50,7 +57,14 @@ from providers.base import (
     TokenExchange,
     ValuesFrom,
 )
-from providers.meta import CURSOR_PAGES, ERRORS, GRAPH_VERSION, NOTIFICATIONS, graph_account
+from providers.meta import (
+    CURSOR_PAGES,
+    ERRORS,
+    GRAPH_API_VERSION,
+    GRAPH_VERSION,
+    NOTIFICATIONS,
+    graph_account,
+)
 
 GRAPH = f"https://graph.instagram.com/{GRAPH_VERSION}"
 
@@ -272,6 +286,7 @@ PROVIDER = Provider(
         ),
     },
     account_from_claims=graph_account,
+    api_version=GRAPH_API_VERSION,  # in the URL path: with_api_version moves it
     # Business Login's app settings take the same Deauthorize and Data Deletion callback
     # URLs (providers.meta), and the signed_request's ``user_id`` is read as the account.
     # UNCONFIRMED which id that is. The connection is keyed by /me ``user_id``, which the

@@ -16,6 +16,7 @@ from typing import Any
 from policies import Field, JSONValue, Record, Visibility
 from providers.assembly import without_content
 from providers.base import (
+    ApiVersion,
     ClientAuth,
     Endpoints,
     ErrorKind,
@@ -216,7 +217,13 @@ PROVIDER = Provider(
     },
     errors=ERRORS,
     api_headers={API_VERSION_HEADER: API_VERSION, "X-Restli-Protocol-Version": "2.0.0"},
-    api_version_header=API_VERSION_HEADER,
+    api_version=ApiVersion(
+        value=API_VERSION,
+        # YYYYMM, or YYYYMM.NN for a patch release (202508.02)
+        pattern=r"20[0-9]{2}(0[1-9]|1[0-2])(\.[0-9]{2})?",
+        form="YYYYMM (a LinkedIn-Version value)",
+        header=API_VERSION_HEADER,
+    ),
 )
 
 __all__ = ["POST_VISIBILITY", "PROVIDER", "normalize_post", "post_visibility"]

@@ -47,6 +47,7 @@ import json
 
 from providers.base import (
     Account,
+    ApiVersion,
     ErrorKind,
     ErrorRule,
     ErrorTable,
@@ -59,7 +60,29 @@ from providers.base import (
     ProviderNotification,
 )
 
-GRAPH_VERSION = "v21.0"
+# The Graph API version in every Graph URL path (graph.facebook.com, graph.instagram.com
+# and the Facebook Login dialog): the default; an operator moves it with ``api_version``
+# in [providers.facebook] / [providers.instagram] (gateway.config), so a sunset does not
+# wait for a release. Meta's "Versions" changelog
+# (https://developers.facebook.com/docs/graph-api/changelog/versions/, seen 2026-11-29):
+# v21.0 is available until January 21, 2027, v25.0 until July 29, 2028, v26.0 (July 29,
+# 2026) and v27.0 (November 4, 2026, "Introducing Graph API v27.0", Meta's developer
+# blog) until a date not yet set; each version so far stayed about two years past the
+# next one's release. v27.0 is the newest. Checked against the v22.0-v27.0 changelogs
+# and the Instagram Platform changelog for what these modules read (Page feed, comments
+# and conversations with their fields, /me, /me/accounts, /me/permissions, the token
+# exchanges, IG media, comments and conversations, cursor paging, error codes, the
+# deauthorize and data-deletion callbacks): nothing they read was renamed or removed.
+# v26.0 removes five legacy protocol behaviours and v27.0 closes multi-ID requests,
+# date formatting, method override, field aliases, JSONP and async batches to new apps,
+# on every version alike; none of them is used here (plain GETs, ``fields`` with field
+# expansion, ``paging.next``).
+GRAPH_VERSION = "v27.0"
+GRAPH_API_VERSION = ApiVersion(
+    value=GRAPH_VERSION,
+    pattern=r"v[1-9][0-9]?\.[0-9]{1,2}",  # v27.0, v2.12: Meta's version path segment
+    form="vNN.N (a Graph API version such as v27.0)",
+)
 MAX_PAGE_SIZE = 100
 
 # A wait to announce when Meta pages us: its usage headers give percentages and

@@ -103,9 +103,12 @@ Factory = Callable[..., Any]
 
 @pytest.fixture
 async def provider_gateway(database_url: str, servers: Servers) -> Callable[..., Any]:
-    """``await provider_gateway(name, endpoints)``: a live gateway for that provider."""
+    """``await provider_gateway(name, endpoints, api_version=...)``: a live gateway for that
+    provider, with the operator's ``api_version`` when one is given."""
 
-    async def build(name: str, endpoints: Mapping[str, str]) -> ProviderGateway:
+    async def build(
+        name: str, endpoints: Mapping[str, str], *, api_version: str = ""
+    ) -> ProviderGateway:
         router = respx.MockRouter(assert_all_called=False, assert_all_mocked=True)
         transport = httpx.MockTransport(router.async_handler)
         url = servers.reserve()
@@ -117,6 +120,7 @@ async def provider_gateway(database_url: str, servers: Servers) -> Callable[...,
                     client_id=CLIENT_ID,
                     client_secret=CLIENT_SECRET,
                     endpoints=dict(endpoints),
+                    api_version=api_version,
                 )
             },
         )

@@ -122,7 +122,7 @@ def test_an_operator_sets_the_linkedin_version_in_the_file_or_the_environment(
     [
         ("linkedin", "2026-08", "api_version must be YYYYMM"),
         ("linkedin", "202613", "api_version must be YYYYMM"),
-        ("google", "202608", "api_version is only for a provider with dated versions"),
+        ("google", "202608", "api_version is only for a provider pinned to an API version"),
     ],
 )
 def test_a_version_linkedin_cannot_take_is_a_configuration_problem(
