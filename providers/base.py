@@ -49,7 +49,7 @@ Hooks a provider uses for its quirks (the gateway has no provider names in it):
     provider (``api_version``, gateway.config; refused at start-up unless it has
     the provider's form). It travels in a header (``ApiVersion.header``: LinkedIn's
     ``LinkedIn-Version`` in ``api_headers``) or, without one, as a path segment of
-    every endpoint URL that carries it (the Graph API's ``/v27.0/``, in the OAuth
+    every endpoint URL that carries it (the Graph API's ``/v26.0/``, in the OAuth
     dialog and token URLs as well as the API's), so all of them move together.
 
 ``OAuthSettings.extra_authorize_params``

@@ -15,7 +15,7 @@ and comments, ``pages_read_user_content`` for what visitors post and comment
 on the Page, ``pages_messaging`` for the Page's conversations (Meta has no
 read-only messaging permission; the gateway only ever reads).
 
-Graph API version (``providers.meta.GRAPH_VERSION``, v27.0 by default; Meta's
+Graph API version (``providers.meta.GRAPH_VERSION``, v26.0 by default; Meta's
 changelog https://developers.facebook.com/docs/graph-api/changelog/versions/): in
 every URL here, the Login dialog's and the token endpoint's included, so an
 operator's ``api_version`` moves them all together.

@@ -18,7 +18,7 @@ Scopes, least and read-only in use (the new ``instagram_business_*`` values):
 comments on the account's media), ``..._manage_messages`` (read conversations).
 Errors and paging are the Graph API's (``providers.meta``).
 
-Graph API version (``providers.meta.GRAPH_VERSION``, v27.0 by default; Meta's
+Graph API version (``providers.meta.GRAPH_VERSION``, v26.0 by default; Meta's
 changelog https://developers.facebook.com/docs/graph-api/changelog/versions/ and
 the Instagram Platform changelog https://developers.facebook.com/documentation/instagram-platform/changelog/):
 in the ``graph.instagram.com`` API and ``/me`` URLs, which an operator's

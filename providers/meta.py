@@ -65,26 +65,25 @@ from providers.base import (
 # in [providers.facebook] / [providers.instagram] (gateway.config), so a sunset does not
 # wait for a release. Meta's "Versions" changelog
 # (https://developers.facebook.com/docs/graph-api/changelog/versions/, seen 2026-11-29):
-# v21.0 is available until January 21, 2027, v25.0 until July 29, 2028, v26.0 (July 29,
-# 2026) and v27.0 (November 4, 2026, "Introducing Graph API v27.0", Meta's developer
-# blog) until a date not yet set; so far each version has stayed two years past the
-# next one's release. v27.0 is the newest, so it is the default.
+# v21.0 is available until January 21, 2027, v25.0 until July 29, 2028, and v26.0
+# (July 29, 2026), the newest version that table lists, until a date not yet set; so
+# far each version has stayed two years past the next one's release. v26.0 is the
+# default. (A v27.0 was reported released on November 4, 2026, but no versions table
+# seen here lists it yet; an operator can move to it with ``api_version``.)
 # What was checked for the endpoints, fields, scopes, paging and callbacks these modules
 # use (Page feed, comments, conversations; /me, /me/accounts, /me/permissions, the token
 # exchanges; IG media, comments, conversations): the v22.0 and v26.0 changelogs, the
-# v22.0-v27.0 release posts, the Instagram Platform changelog through October 2026 and
+# v22.0-v26.0 release posts, the Instagram Platform changelog through October 2026 and
 # the current references (Page Post, Conversation messages, IG Media, IG Comment, Get
 # Conversations). None renames or removes anything read here. v22.0 retired the legacy
 # Instagram User/Media/Comment objects in favour of the IG User/Media/Comment ones read
-# here; v26.0 removes five legacy protocol behaviours and v27.0 closes
-# multi-ID requests, date formatting, method override, field aliases, JSONP and async
-# batches to new apps, on every version alike; none is used here (plain GETs, ``fields``
-# with field expansion, ``paging.next``).
-GRAPH_VERSION = "v27.0"
+# here; v26.0 removes five legacy protocol behaviours that these modules do not use
+# (plain GETs, ``fields`` with field expansion, ``paging.next``).
+GRAPH_VERSION = "v26.0"
 GRAPH_API_VERSION = ApiVersion(
     value=GRAPH_VERSION,
-    pattern=r"v[1-9][0-9]?\.[0-9]{1,2}",  # v27.0, v2.12: Meta's version path segment
-    form="vNN.N (a Graph API version such as v27.0)",
+    pattern=r"v[1-9][0-9]?\.[0-9]{1,2}",  # v26.0, v2.12: Meta's version path segment
+    form="vNN.N (a Graph API version such as v26.0)",
 )
 MAX_PAGE_SIZE = 100
 

@@ -17,9 +17,9 @@ import httpx
 from tests.providers.conftest import CUSTOMER, ProviderGateway, provider_gateway  # noqa: F401
 from tests.providers.stand import fixture
 
-BASE = "https://graph.fb.test/v27.0"
+BASE = "https://graph.fb.test/v26.0"
 ENDPOINTS = {
-    "authorize_url": "https://www.fb.test/v27.0/dialog/oauth",
+    "authorize_url": "https://www.fb.test/v26.0/dialog/oauth",
     "token_url": f"{BASE}/oauth/access_token",
     "revoke_url": f"{BASE}/me/permissions",
     "userinfo_url": f"{BASE}/me?fields=id,name",

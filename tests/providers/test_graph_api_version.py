@@ -1,6 +1,6 @@
 """The Graph API version Facebook and Instagram are pinned to, and the operator's own.
 
-Meta puts the version in the URL path (``https://graph.facebook.com/v27.0/me``), the
+Meta puts the version in the URL path (``https://graph.facebook.com/v26.0/me``), the
 Facebook Login dialog's and token endpoint's included; Instagram's Business Login
 window, code exchange and token grants carry none. The live tests talk to the real
 hosts' URLs (respx stands in for them, no endpoint override), so what they see is what
@@ -28,8 +28,8 @@ from tests.conftest import make_settings
 from tests.providers.conftest import ProviderGateway
 from tests.providers.stand import fixture
 
-DEFAULT = "v27.0"
-OPERATOR = "v26.0"
+DEFAULT = "v26.0"
+OPERATOR = "v25.0"
 VERSIONS = pytest.mark.parametrize(
     ("api_version", "version"),
     [("", DEFAULT), (OPERATOR, OPERATOR)],
@@ -63,7 +63,7 @@ async def test_every_facebook_url_carries_the_graph_version(
     provider_gateway: Any, api_version: str, version: str
 ) -> None:
     """Login dialog, code and token exchanges, /me, Page tokens, feed and revocation:
-    all on the pinned version (v27.0, or the operator's), none on another."""
+    all on the pinned version (v26.0, or the operator's), none on another."""
     gw: ProviderGateway = await provider_gateway("facebook", {}, api_version=api_version)
     graph = f"https://graph.facebook.com/{version}"
     short = {"access_token": "fb-short", "token_type": "bearer", "expires_in": 5400}
@@ -144,7 +144,7 @@ async def test_instagram_api_urls_carry_the_graph_version_and_its_login_urls_non
 
 
 def test_the_default_is_the_newest_graph_version() -> None:
-    """v27.0 (November 4, 2026) for both; v21.0 is gone from Meta on January 21, 2027."""
+    """v26.0 (November 4, 2026) for both; v21.0 is gone from Meta on January 21, 2027."""
     versions = {name: BUILTIN_PROVIDERS[name].api_version for name in ("facebook", "instagram")}
 
     assert {name: v.value for name, v in versions.items() if v} == {
@@ -154,7 +154,7 @@ def test_the_default_is_the_newest_graph_version() -> None:
 
 
 def test_an_operator_version_moves_every_facebook_endpoint_that_carried_one() -> None:
-    """Dialog, token, revocation, userinfo and API base all move; nothing keeps v27.0."""
+    """Dialog, token, revocation, userinfo and API base all move; nothing keeps v26.0."""
     endpoints = BUILTIN_PROVIDERS["facebook"].with_api_version(OPERATOR).oauth.endpoints
 
     assert (
@@ -193,14 +193,14 @@ def test_an_operator_sets_the_graph_version_in_the_file_or_the_environment(
 ) -> None:
     """``api_version`` in [providers.NAME], or LINKGATE_PROVIDER_NAME_API_VERSION, wins."""
     config = tmp_path / "linkgate.toml"
-    config.write_text(f'[providers.{provider}]\nclient_id = "c"\napi_version = "v26.0"\n')
+    config.write_text(f'[providers.{provider}]\nclient_id = "c"\napi_version = "v25.0"\n')
     variable = f"LINKGATE_PROVIDER_{provider.upper()}_API_VERSION"
 
     from_file = load_settings(REQUIRED, config_path=config)
-    from_env = load_settings({**REQUIRED, variable: "v25.0"}, config_path=config)
+    from_env = load_settings({**REQUIRED, variable: "v24.0"}, config_path=config)
 
-    assert from_file.providers[provider].api_version == "v26.0"
-    assert from_env.providers[provider].api_version == "v25.0"
+    assert from_file.providers[provider].api_version == "v25.0"
+    assert from_env.providers[provider].api_version == "v24.0"
 
 
 @pytest.mark.parametrize(
@@ -210,11 +210,11 @@ def test_an_operator_sets_the_graph_version_in_the_file_or_the_environment(
         ("facebook", "v27", "api_version must be vNN.N"),
         ("facebook", "202607", "api_version must be vNN.N"),
         ("instagram", "V27.0", "api_version must be vNN.N"),
-        ("instagram", "v27.0/me", "api_version must be vNN.N"),
-        ("linkedin", "v27.0", "api_version must be YYYYMM"),
+        ("instagram", "v26.0/me", "api_version must be vNN.N"),
+        ("linkedin", "v26.0", "api_version must be YYYYMM"),
         (
             "google",
-            "v27.0",
+            "v26.0",
             "api_version is only for a provider pinned to an API version "
             "(facebook, instagram, linkedin)",
         ),
@@ -242,7 +242,7 @@ async def test_an_endpoint_the_operator_sets_is_used_as_written(tmp_path: Path) 
         client_id="c",
         client_secret="s",
         api_version=OPERATOR,
-        endpoints={"api_base_url": "https://graph-proxy.example/v27.0"},
+        endpoints={"api_base_url": "https://graph-proxy.example/v26.0"},
     )
     settings = replace(
         make_settings(f"sqlite+aiosqlite:///{tmp_path}/unused.db"),
@@ -252,5 +252,5 @@ async def test_an_endpoint_the_operator_sets_is_used_as_written(tmp_path: Path) 
         registry = await load_providers(settings, http)
     endpoints = registry["facebook"].provider.oauth.endpoints
 
-    assert endpoints.api_base_url == "https://graph-proxy.example/v27.0"
+    assert endpoints.api_base_url == "https://graph-proxy.example/v26.0"
     assert endpoints.authorize_url == f"https://www.facebook.com/{OPERATOR}/dialog/oauth"

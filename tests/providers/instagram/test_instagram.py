@@ -19,7 +19,7 @@ from tests.providers.stand import fixture
 
 AUTH = "https://www.ig.test/oauth/authorize"
 TOKEN = "https://api.ig.test/oauth/access_token"
-GRAPH = "https://graph.ig.test/v27.0"
+GRAPH = "https://graph.ig.test/v26.0"
 ENDPOINTS = {
     "authorize_url": AUTH,
     "token_url": TOKEN,
