@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -103,6 +104,38 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
 @pytest.fixture
 def settings_factory(database_url: str) -> Callable[..., Settings]:
     return lambda **overrides: make_settings(database_url, **overrides)
+
+
+def _ephemeral_ports() -> range:
+    """The ports the kernel hands to outgoing connections (Linux's ip_local_port_range)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except (OSError, ValueError):
+        low, high = "32768", "60999"  # Linux's default
+    return range(int(low), int(high) + 1)
+
+
+def free_port() -> int:
+    """A free port for a child process to bind later (``--port``).
+
+    A port the kernel picked (bind to 0, close) is an ephemeral one, which any
+    outgoing connection of the busy test run may take before the child binds
+    it ("address already in use"); this one is chosen below that range, where
+    only a listener asking for it by number would.
+    """
+    ephemeral = _ephemeral_ports()
+    start = max(1024, min(ephemeral.start, 20000) - 10000)
+    for _ in range(100):
+        port = secrets.randbelow(min(ephemeral.start, 65536) - start) + start
+        if port in ephemeral:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def free_socket() -> socket.socket:

@@ -215,6 +215,8 @@ def test_nothing_committed_is_lost_when_the_process_dies(database: Path) -> None
     committed = 0
     try:
         for line in process.stdout:
+            if not line.strip().isdigit():
+                continue  # a log line (the checkpointer's), not a committed count
             committed = int(line)
             if committed >= 1500:
                 break

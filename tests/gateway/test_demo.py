@@ -12,19 +12,12 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_socket
-
-
-def _free_port() -> int:
-    sock = free_socket()
-    port = int(sock.getsockname()[1])
-    sock.close()
-    return port
+from tests.conftest import free_port
 
 
 def test_demo_prints_a_working_portal_link_and_curl_line(tmp_path: Path) -> None:
     """The portal link reaches the consent page, the curl line answers 200, the auditor signs in."""
-    port, sandbox_port = _free_port(), _free_port()
+    port, sandbox_port = free_port(), free_port()
     home = tmp_path / "demo"
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "demo", "--port", str(port),

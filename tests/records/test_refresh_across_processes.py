@@ -26,7 +26,7 @@ from gateway.storage.migrate import upgrade
 from gateway.vault import generate_key_entry
 from providers.sandbox.server import create_sandbox_app
 from providers.sandbox.settings import ClientRegistration, SandboxSettings
-from tests.conftest import Servers, free_socket
+from tests.conftest import Servers, free_port
 
 CUSTOMER = "acme"
 PURPOSE = "essential.service"
@@ -34,11 +34,6 @@ START_TIMEOUT = 30.0  # seconds for a process to answer /healthz
 REQUESTS_PER_PROCESS = 30
 
 pytestmark = pytest.mark.postgres
-
-
-def _free_port() -> int:
-    with free_socket() as sock:
-        return int(sock.getsockname()[1])
 
 
 def _config_file(path: Path, sandbox_url: str, client_secret: str) -> Path:
@@ -113,7 +108,7 @@ def replicas(
     """Two gateway processes and a live sandbox; yields them, the sandbox URL and the DB URL."""
     upgrade(postgres_database)
     client_secret = secrets.token_urlsafe(16)
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     sandbox_url = servers.reserve()
     servers.serve(
         sandbox_url,

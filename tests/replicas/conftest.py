@@ -32,7 +32,7 @@ from gateway.vault import generate_key_entry
 from policies.vocabulary import CallerClass
 from providers.sandbox.server import create_sandbox_app
 from providers.sandbox.settings import ClientRegistration, SandboxSettings
-from tests.conftest import Servers, free_socket
+from tests.conftest import Servers, free_port
 
 CUSTOMER = "acme"
 PURPOSE = "essential.service"
@@ -110,16 +110,8 @@ class Cluster:
         return str(connection["id"])
 
 
-def _port() -> int:
-    sock = free_socket()
-    try:
-        return int(sock.getsockname()[1])
-    finally:
-        sock.close()
-
-
 def _start(name: str, env: dict[str, str], workdir: Path) -> Replica:
-    port = _port()
+    port = free_port()
     log = workdir / f"{name}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
