@@ -212,6 +212,8 @@ def test_an_operator_sets_the_graph_version_in_the_file_or_the_environment(
         ("instagram", "V27.0", "api_version must be vNN.N"),
         ("instagram", "v26.0/me", "api_version must be vNN.N"),
         ("linkedin", "v26.0", "api_version must be YYYYMM"),
+        ("linkedin", "2026-08", "api_version must be YYYYMM"),
+        ("linkedin", "202613", "api_version must be YYYYMM"),
         (
             "google",
             "v26.0",
@@ -220,10 +222,11 @@ def test_an_operator_sets_the_graph_version_in_the_file_or_the_environment(
         ),
     ],
 )
-def test_a_malformed_graph_version_is_a_start_up_problem(
+def test_a_version_the_provider_cannot_take_is_a_start_up_problem(
     tmp_path: Path, provider: str, version: str, problem: str
 ) -> None:
-    """Not vNN.N for Facebook or Instagram: one clear line at start-up, naming the form."""
+    """Not vNN.N for Facebook or Instagram, not YYYYMM for LinkedIn, or set on a provider
+    pinned to no version: one clear line at start-up, naming the form."""
     config = tmp_path / "linkgate.toml"
     config.write_text(f'[providers.{provider}]\nclient_id = "c"\napi_version = "{version}"\n')
 

@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 from gateway.config import load_settings
-from gateway.errors import ConfigError
 from gateway.vault import generate_key_entry
 from providers.linkedin import API_VERSION, post_visibility
 from tests.conftest import Servers
@@ -115,25 +114,3 @@ def test_an_operator_sets_the_linkedin_version_in_the_file_or_the_environment(
 
     assert from_file.providers["linkedin"].api_version == "202608"
     assert from_env.providers["linkedin"].api_version == "202609"
-
-
-@pytest.mark.parametrize(
-    ("provider", "version", "problem"),
-    [
-        ("linkedin", "2026-08", "api_version must be YYYYMM"),
-        ("linkedin", "202613", "api_version must be YYYYMM"),
-        ("google", "202608", "api_version is only for a provider pinned to an API version"),
-    ],
-)
-def test_a_version_linkedin_cannot_take_is_a_configuration_problem(
-    tmp_path: Path, provider: str, version: str, problem: str
-) -> None:
-    """Not YYYYMM, or set on a provider without dated versions: refused at start-up."""
-    config = tmp_path / "linkgate.toml"
-    config.write_text(f'[providers.{provider}]\nclient_id = "c"\napi_version = "{version}"\n')
-
-    with pytest.raises(ConfigError) as raised:
-        load_settings(REQUIRED, config_path=config)
-
-    [only] = raised.value.problems
-    assert only.startswith(f"[providers.{provider}]: {problem}")
