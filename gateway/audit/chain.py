@@ -60,6 +60,7 @@ __all__ = [
     "ChainVerifier",
     "VerifyResult",
     "canonical_content",
+    "decode_canonical",
     "decode_event",
     "event_hash",
     "genesis_hash",
@@ -91,6 +92,7 @@ _CONTENT_FIELDS = (
     "trace_id",
     "trace_summary",
 )
+_FIELD_SET = frozenset(_CONTENT_FIELDS)
 
 
 def genesis_hash(customer_id: str) -> str:
@@ -188,15 +190,47 @@ def decode_event(content: str | bytes, *, prev_hash: str, hash: str) -> AuditEve
 
     Raises ``ValueError`` when the content is not an event (a tampered row).
     """
-    data = json.loads(content)
-    if not isinstance(data, dict) or set(data) != set(_CONTENT_FIELDS):
+    return _event_from(json.loads(content), prev_hash, hash)
+
+
+def decode_canonical(content: str, *, prev_hash: str, hash: str) -> tuple[AuditEvent, bytes]:
+    """:func:`decode_event`'s event and its :func:`canonical_content`, read faster when
+    ``content`` is already canonical (as every appended row's is).
+
+    Verification decodes every event of a chain and hashes its canonical
+    content. orjson reads the text in about half the time ``json.loads``
+    takes, but reads some texts differently (an integer past 64 bits becomes
+    a float, a lone surrogate is refused; see gateway/upstream/_json_text.py).
+    Its reading is kept only when the event it gives writes back exactly the
+    stored text: such a text holds nothing the two read differently, so it is
+    :func:`decode_event`'s event, and those bytes are what the hash covers.
+    Any other text (a tampered row, a legitimate integer past 64 bits) is
+    decoded by :func:`decode_event`, which gives the verdict it always gave.
+    """
+    raw = content.encode("utf-8")
+    try:
+        event = _event_from(orjson.loads(raw), prev_hash, hash)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        pass  # decode_event below decides (and raises what it always raised)
+    else:
+        canonical = canonical_content(event)
+        if canonical == raw:
+            return event, canonical
+    event = decode_event(content, prev_hash=prev_hash, hash=hash)
+    return event, canonical_content(event)
+
+
+def _event_from(data: Any, prev_hash: str, hash: str) -> AuditEvent:
+    if not isinstance(data, dict) or data.keys() != _FIELD_SET:
         raise ValueError("content does not have the event's fields")
     data["occurred_at"] = parse_time(data["occurred_at"])
     data["action"] = Action(data["action"])
     data["outcome"] = Outcome(data["outcome"])
     data["categories"] = tuple(data["categories"])
     data["subjects"] = tuple(data["subjects"])
-    return AuditEvent(**data, prev_hash=prev_hash, hash=hash)
+    data["prev_hash"] = prev_hash
+    data["hash"] = hash
+    return AuditEvent.from_fields(data)
 
 
 def _with_hash(event: AuditEvent, digest: str) -> AuditEvent:
@@ -309,8 +343,9 @@ class ChainVerifier:
         self._seq, self._hash = anchor.seq, anchor.head_hash
         return True
 
-    def add(self, event: AuditEvent) -> None:
-        """Check the next event of the chain."""
+    def add(self, event: AuditEvent, content: bytes | None = None) -> None:
+        """Check the next event of the chain; ``content``: its :func:`canonical_content`,
+        when the caller has it already (:func:`decode_canonical`)."""
         if self._event_finding is not None:
             return
         if not self._started and not self._start(event.seq):
@@ -326,7 +361,7 @@ class ChainVerifier:
             )
         elif event.prev_hash != self._hash:
             self._fail_event(event.seq, f"event {event.seq} does not link to event {self._seq}")
-        elif event_hash(event.prev_hash, canonical_content(event)) != event.hash:
+        elif event_hash(event.prev_hash, content or canonical_content(event)) != event.hash:
             self._fail_event(event.seq, f"event {event.seq} was altered (hash mismatch)")
         elif self._time is not None and event.occurred_at < self._time:
             self._fail_event(event.seq, f"event {event.seq} is older than event {self._seq}")

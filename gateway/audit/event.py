@@ -260,6 +260,22 @@ class AuditEvent(EventDraft):
         event._check_place()
         return event
 
+    @classmethod
+    def from_fields(cls, values: dict[str, Any]) -> AuditEvent:
+        """An event from a value for every field (``ValueError`` if invalid), checked and
+        normalized as the constructor checks them.
+
+        For reading events back (:func:`gateway.audit.chain.decode_event`): the
+        generated ``__init__`` sets each of the twenty fields through
+        ``object.__setattr__`` before :meth:`__post_init__` runs the checks;
+        here one dict update fills the instance dict and the same
+        :meth:`__post_init__` runs. ``values`` must hold exactly the fields.
+        """
+        event = object.__new__(cls)
+        event.__dict__.update(values)
+        event.__post_init__()
+        return event
+
     def _check_place(self) -> None:
         if self.seq < 1:
             raise ValueError("seq counts from 1")

@@ -17,7 +17,6 @@ Database and driver errors are translated into
 from __future__ import annotations
 
 import contextlib
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
@@ -28,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit.append import ChainAppender, utcnow
-from gateway.audit.chain import ChainVerifier, VerifyResult, decode_event, genesis_hash
+from gateway.audit.chain import ChainVerifier, VerifyResult, decode_canonical, genesis_hash
 from gateway.audit.checkpoint import Checkpoint, CheckpointKeys, CheckpointSigner, prunable_up_to
 from gateway.audit.errors import DATABASE_ERRORS, AuditUnavailable, ChainBroken
 from gateway.audit.event import AuditEvent, EventDraft, OutboxEntry
@@ -39,6 +38,7 @@ from gateway.audit.search import (
     AuditPage,
     AuditSearch,
 )
+from gateway.audit.subject_rows import SubjectRows, SubjectTally
 from gateway.audit.tables import AuditTables, aware_utc
 
 __all__ = ["DEFAULT_SEARCH_LIMIT", "MAX_SEARCH_LIMIT", "AuditCursor", "AuditPage", "AuditStore"]
@@ -89,6 +89,7 @@ class AuditStore(AuditSearch):
         self._clock = clock
         super().__init__(self._reader, tables)
         self._appender = ChainAppender(engine, tables, read_engine=self._reader, clock=clock)
+        self._subject_rows = SubjectRows(tables, engine.dialect.name)
 
     # -- append (gateway.audit.append) -----------------------------------------------------
 
@@ -259,14 +260,16 @@ class AuditStore(AuditSearch):
         is held: the verifier carries the running hash, and the next batch
         continues after the last seq read.
         """
+        tally = SubjectTally(self._verify_batch)
         async with self._reader.connect() as conn:
             while not verifier.failed:
                 last = await self._feed_batch(
-                    conn, verifier, customer_id, after_seq=after_seq, upto=upto
+                    conn, verifier, customer_id, after_seq=after_seq, upto=upto, tally=tally
                 )
                 if last is None:
-                    return
+                    break
                 after_seq = last
+            await self._check_subject_count(conn, verifier, customer_id, tally)
 
     async def _feed_batch(
         self,
@@ -276,12 +279,14 @@ class AuditStore(AuditSearch):
         *,
         after_seq: int,
         upto: int | None,
+        tally: SubjectTally,
     ) -> int | None:
-        """One batch: read in one transaction, ended before the rows are hashed.
+        """One batch: read in one transaction, ended before the rows are hashed; then
+        its subject rows probed in another (see :mod:`gateway.audit.subject_rows`).
 
         Returns the last seq read, ``None`` when there was none.
         """
-        e, s = self._t.events, self._t.subjects
+        e = self._t.events
         query = (
             select(e)
             .where(e.c.customer_id == customer_id, e.c.seq > after_seq)
@@ -292,53 +297,86 @@ class AuditStore(AuditSearch):
             query = query.where(e.c.seq <= upto)
         async with conn.begin():
             rows = (await conn.execute(query)).all()
-            if not rows:
-                return None
-            subject_rows = (
-                await conn.execute(
-                    select(s.c.seq, s.c.subject_hash).where(
-                        s.c.customer_id == customer_id,
-                        s.c.seq > after_seq,
-                        s.c.seq <= rows[-1].seq,
-                    )
-                )
-            ).all()
-        subjects: dict[int, set[str]] = defaultdict(set)
-        for seq, subject_hash in subject_rows:
-            subjects[seq].add(subject_hash)
+        if not rows:
+            return None
+        expected: list[tuple[int, str]] = []
         for row in rows:
-            problem, event = self._check_row(row, subjects.pop(row.seq, set()))
+            problem, event, content = self._check_row(row)
             if event is None:
+                tally.stop()
                 verifier.add_unreadable(row.seq, problem)
-            else:
-                verifier.add(event)
-                if problem:
-                    verifier.flag(row.seq, f"event {row.seq}: {problem}")
+                continue
+            tally.expect(event.seq, len(event.subjects))
+            expected += [(event.seq, subject) for subject in event.subjects]
+            verifier.add(event, content)
+            if problem:
+                verifier.flag(row.seq, f"event {row.seq}: {problem}")
+        async with conn.begin():
+            missing = await self._subject_rows.missing(conn, customer_id, expected)
+        if missing:
+            verifier.flag(missing[0], _subjects_differ(missing[0]))
         return int(rows[-1].seq)
 
+    async def _check_subject_count(
+        self, conn: AsyncConnection, verifier: ChainVerifier, customer_id: str, tally: SubjectTally
+    ) -> None:
+        """Flag the first event with a subject row its content does not name: one count
+        when there is none, a second pass naming the event when there is."""
+        if not tally.first:
+            return
+        rows = self._subject_rows
+        async with conn.begin():
+            stored = await rows.count(conn, customer_id, tally.first, tally.last)
+        if stored == tally.total:
+            return
+        async with conn.begin():
+            counts = await rows.count_by_stretch(conn, customer_id, tally)
+        number = min(n for n in counts | tally.by_stretch if counts[n] != tally.by_stretch[n])
+        first, last = tally.stretch(number)
+        e = self._t.events
+        async with conn.begin():
+            events = await conn.execute(
+                select(e).where(e.c.customer_id == customer_id, e.c.seq >= first, e.c.seq <= last)
+            )
+            named = {row.seq: self._check_row(row)[1] for row in events}
+            by_seq = await rows.by_seq(conn, customer_id, first, last)
+        for seq in sorted(by_seq.keys() | named.keys()):
+            event = named.get(seq)
+            if sorted(by_seq.get(seq, ())) != sorted(event.subjects if event else ()):
+                verifier.flag(seq, _subjects_differ(seq))
+                return
+        # Neither stretch differs now: the rows changed between the count and this
+        # pass (a prune, which verification tells apart from tampering).
+        verifier.flag(
+            first, f"subject rows of events {tally.first}..{tally.last} changed while verified"
+        )
+
     @staticmethod
-    def _check_row(row: Any, subjects: set[str]) -> tuple[str, AuditEvent | None]:
+    def _check_row(row: Any) -> tuple[str, AuditEvent | None, bytes]:
+        """A row's event and canonical content (``None``: unreadable), and the first of its
+        search columns that is not a copy of the hashed content (``""``: none)."""
         try:
-            event = decode_event(row.content, prev_hash=row.prev_hash, hash=row.hash)
+            event, content = decode_canonical(row.content, prev_hash=row.prev_hash, hash=row.hash)
         except (ValueError, TypeError, KeyError) as exc:
-            return f"content does not decode ({type(exc).__name__})", None
+            return f"content does not decode ({type(exc).__name__})", None, b""
         if event.seq != row.seq or event.customer_id != row.customer_id:
-            return f"row holds event {event.seq} (rows moved or swapped)", None
+            return f"row holds event {event.seq} (rows moved or swapped)", None, b""
         # The search columns are copies of hashed content; an edit to them
-        # would misdirect a search without touching the chain.
-        copies = {
-            "occurred_at": (aware_utc(row.occurred_at), event.occurred_at),
-            "action": (row.action, str(event.action)),
-            "outcome": (row.outcome, str(event.outcome)),
-            "caller_id": (row.caller_id, event.caller_id),
-            "connection_id": (row.connection_id, event.connection_id),
-            "trace_id": (row.trace_id, event.trace_id),
-            "subjects": (subjects, set(event.subjects)),
-        }
-        for name, (stored, hashed) in copies.items():
+        # would misdirect a search without touching the chain. Compared in
+        # order, the first that differs named (action and outcome are StrEnum
+        # members, equal to their text).
+        if aware_utc(row.occurred_at) != event.occurred_at:
+            return _column_differs("occurred_at"), event, content
+        for name, stored, hashed in (
+            ("action", row.action, event.action),
+            ("outcome", row.outcome, event.outcome),
+            ("caller_id", row.caller_id, event.caller_id),
+            ("connection_id", row.connection_id, event.connection_id),
+            ("trace_id", row.trace_id, event.trace_id),
+        ):
             if stored != hashed:
-                return f"search column {name} differs from the hashed content", event
-        return "", event
+                return _column_differs(name), event, content
+        return "", event, content
 
     # -- checkpoints and retention ---------------------------------------------------------
 
@@ -523,3 +561,11 @@ class AuditStore(AuditSearch):
                 delete(e).where(e.c.customer_id == customer_id, e.c.seq <= upto)
             )
             return int(deleted.rowcount)
+
+
+def _column_differs(name: str) -> str:
+    return f"search column {name} differs from the hashed content"
+
+
+def _subjects_differ(seq: int) -> str:
+    return f"event {seq}: {_column_differs('subjects')}"
