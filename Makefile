@@ -29,7 +29,7 @@ types: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
-## make bench: every benchmark, then one table (var/bench/report.md); about 8 min here
+## make bench: every benchmark, then one table (var/bench/report.md); about 10 min here
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/report.py --run
 

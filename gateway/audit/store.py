@@ -22,7 +22,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -288,7 +288,7 @@ class AuditStore(AuditSearch):
         """
         e = self._t.events
         query = (
-            select(e)
+            self._checked_columns()
             .where(e.c.customer_id == customer_id, e.c.seq > after_seq)
             .order_by(e.c.seq)
             .limit(self._verify_batch)
@@ -304,18 +304,18 @@ class AuditStore(AuditSearch):
             problem, event, content = self._check_row(row)
             if event is None:
                 tally.stop()
-                verifier.add_unreadable(row.seq, problem)
+                verifier.add_unreadable(row[1], problem)
                 continue
             tally.expect(event.seq, len(event.subjects))
             expected += [(event.seq, subject) for subject in event.subjects]
             verifier.add(event, content)
             if problem:
-                verifier.flag(row.seq, f"event {row.seq}: {problem}")
+                verifier.flag(event.seq, f"event {event.seq}: {problem}")
         async with conn.begin():
             missing = await self._subject_rows.missing(conn, customer_id, expected)
         if missing:
             verifier.flag(missing[0], _subjects_differ(missing[0]))
-        return int(rows[-1].seq)
+        return int(rows[-1][1])
 
     async def _check_subject_count(
         self, conn: AsyncConnection, verifier: ChainVerifier, customer_id: str, tally: SubjectTally
@@ -336,9 +336,11 @@ class AuditStore(AuditSearch):
         e = self._t.events
         async with conn.begin():
             events = await conn.execute(
-                select(e).where(e.c.customer_id == customer_id, e.c.seq >= first, e.c.seq <= last)
+                self._checked_columns().where(
+                    e.c.customer_id == customer_id, e.c.seq >= first, e.c.seq <= last
+                )
             )
-            named = {row.seq: self._check_row(row)[1] for row in events}
+            named = {row[1]: self._check_row(row)[1] for row in events}
             by_seq = await rows.by_seq(conn, customer_id, first, last)
         for seq in sorted(by_seq.keys() | named.keys()):
             event = named.get(seq)
@@ -351,32 +353,66 @@ class AuditStore(AuditSearch):
             first, f"subject rows of events {tally.first}..{tally.last} changed while verified"
         )
 
+    def _checked_columns(self) -> Select[Any]:
+        """The event columns :meth:`_check_row` takes, in its order."""
+        e = self._t.events
+        return select(
+            e.c.customer_id,
+            e.c.seq,
+            e.c.occurred_at,
+            e.c.action,
+            e.c.outcome,
+            e.c.caller_id,
+            e.c.connection_id,
+            e.c.trace_id,
+            e.c.content,
+            e.c.prev_hash,
+            e.c.hash,
+        )
+
     @staticmethod
-    def _check_row(row: Any) -> tuple[str, AuditEvent | None, bytes]:
+    def _check_row(row: Sequence[Any]) -> tuple[str, AuditEvent | None, bytes]:
         """A row's event and canonical content (``None``: unreadable), and the first of its
-        search columns that is not a copy of the hashed content (``""``: none)."""
+        search columns that is not a copy of the hashed content (``""``: none).
+
+        ``row`` holds :meth:`_checked_columns`, unpacked by position: each read of a
+        result row's attribute by name costs about as much as decoding a field.
+        """
+        (
+            customer_id,
+            seq,
+            occurred_at,
+            action,
+            outcome,
+            caller_id,
+            connection_id,
+            trace_id,
+            content,
+            prev_hash,
+            hash_,
+        ) = row
         try:
-            event, content = decode_canonical(row.content, prev_hash=row.prev_hash, hash=row.hash)
+            event, canonical = decode_canonical(content, prev_hash=prev_hash, hash=hash_)
         except (ValueError, TypeError, KeyError) as exc:
             return f"content does not decode ({type(exc).__name__})", None, b""
-        if event.seq != row.seq or event.customer_id != row.customer_id:
+        if event.seq != seq or event.customer_id != customer_id:
             return f"row holds event {event.seq} (rows moved or swapped)", None, b""
         # The search columns are copies of hashed content; an edit to them
         # would misdirect a search without touching the chain. Compared in
         # order, the first that differs named (action and outcome are StrEnum
         # members, equal to their text).
-        if aware_utc(row.occurred_at) != event.occurred_at:
-            return _column_differs("occurred_at"), event, content
+        if aware_utc(occurred_at) != event.occurred_at:
+            return _column_differs("occurred_at"), event, canonical
         for name, stored, hashed in (
-            ("action", row.action, event.action),
-            ("outcome", row.outcome, event.outcome),
-            ("caller_id", row.caller_id, event.caller_id),
-            ("connection_id", row.connection_id, event.connection_id),
-            ("trace_id", row.trace_id, event.trace_id),
+            ("action", action, event.action),
+            ("outcome", outcome, event.outcome),
+            ("caller_id", caller_id, event.caller_id),
+            ("connection_id", connection_id, event.connection_id),
+            ("trace_id", trace_id, event.trace_id),
         ):
             if stored != hashed:
-                return _column_differs(name), event, content
-        return "", event, content
+                return _column_differs(name), event, canonical
+        return "", event, canonical
 
     # -- checkpoints and retention ---------------------------------------------------------
 

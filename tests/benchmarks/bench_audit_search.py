@@ -255,7 +255,7 @@ async def bench(
     try:
         rate = await fill(engine, url, rows)
         if url.startswith("postgresql"):
-            async with engine.connect() as conn:
+            async with engine.begin() as conn:  # committed, else the statistics roll back
                 await conn.exec_driver_sql("ANALYZE")
         store = AuditStore(engine, audit_tables)
         rng = random.Random(2)
