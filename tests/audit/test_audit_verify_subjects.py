@@ -9,11 +9,12 @@ names its event. See gateway/audit/subject_rows.py.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from sqlalchemy import event, insert, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit import (
     AuditStore,
@@ -51,59 +52,55 @@ async def verdicts(
     return out
 
 
-async def test_a_subject_row_no_content_names_is_found_and_its_event_named(
+Tamper = Callable[[AsyncConnection, AuditTables, SubjectHasher], Awaitable[None]]
+
+
+async def add_a_row(conn: AsyncConnection, t: AuditTables, hasher: SubjectHasher) -> None:
+    """A search for this person would list event 5, which never touched them."""
+    subject = hasher.hash("acme", "email:m@x.example")
+    await conn.execute(insert(t.subjects).values(customer_id="acme", subject_hash=subject, seq=5))
+
+
+async def move_rows(conn: AsyncConnection, t: AuditTables, _hasher: SubjectHasher) -> None:
+    """Event 2's rows moved to event 8, which names other people: the count is unchanged."""
+    s = t.subjects
+    await conn.execute(update(s).where(s.c.customer_id == "acme", s.c.seq == 2).values(seq=8))
+
+
+async def drop_a_row_and_break_a_link(
+    conn: AsyncConnection, t: AuditTables, _hasher: SubjectHasher
+) -> None:
+    """Event 3 loses a row; the chain breaks at event 6, where reading stops."""
+    s, e = t.subjects, t.events
+    await conn.execute(s.delete().where(s.c.customer_id == "acme", s.c.seq == 3))
+    await conn.execute(update(e).where(e.c.seq == 6).values(prev_hash="0" * 64))
+
+
+@pytest.mark.parametrize(
+    ("tamper", "first_bad"),
+    [
+        pytest.param(add_a_row, 5, id="row-no-content-names"),
+        pytest.param(move_rows, 2, id="rows-moved-to-another-event"),
+        pytest.param(drop_a_row_and_break_a_link, 3, id="row-missing-before-a-broken-link"),
+    ],
+)
+async def test_a_subject_index_that_differs_from_the_log_is_named_at_its_first_event(
     engine: AsyncEngine,
     tables: AuditTables,
     store: AuditStore,
     keys: CheckpointKeys,
     hasher: SubjectHasher,
     make_draft: MakeDraft,
+    tamper: Tamper,
+    first_bad: int,
 ) -> None:
-    """A row added to the subject index (a search for that person would list an event
-    that never touched them) fails verification at that event, whatever the batch size."""
+    """A subject row added, moved or deleted fails verification at the first event whose
+    rows differ from its content (a row no content names found by the count, one
+    missing by its probe), with the same verdict whatever the batch size."""
     await fill(store, make_draft, 9)
     async with engine.begin() as conn:
-        await conn.execute(
-            insert(tables.subjects).values(
-                customer_id="acme", subject_hash=hasher.hash("acme", "email:m@x.example"), seq=5
-            )
-        )
-    expected = (False, 5, subjects_differ(5))
-    assert await verdicts(engine, tables, keys) == [expected] * len(BATCH_SIZES)
-
-
-async def test_a_subject_row_moved_to_another_event_is_named_where_it_went_missing(
-    engine: AsyncEngine,
-    tables: AuditTables,
-    store: AuditStore,
-    keys: CheckpointKeys,
-    make_draft: MakeDraft,
-) -> None:
-    """Event 2's rows moved to event 8 (which names other people) keep the count:
-    the probe finds event 2's rows missing, the first place the index stops matching."""
-    await fill(store, make_draft, 9)
-    s = tables.subjects
-    async with engine.begin() as conn:
-        await conn.execute(update(s).where(s.c.customer_id == "acme", s.c.seq == 2).values(seq=8))
-    expected = (False, 2, subjects_differ(2))
-    assert await verdicts(engine, tables, keys) == [expected] * len(BATCH_SIZES)
-
-
-async def test_a_missing_subject_row_is_named_even_after_a_broken_link(
-    engine: AsyncEngine,
-    tables: AuditTables,
-    store: AuditStore,
-    keys: CheckpointKeys,
-    make_draft: MakeDraft,
-) -> None:
-    """A chain broken at event 6 stops the reading there; a subject row deleted at
-    event 3, before it, is still the first problem reported."""
-    await fill(store, make_draft, 9)
-    s, e = tables.subjects, tables.events
-    async with engine.begin() as conn:
-        await conn.execute(s.delete().where(s.c.customer_id == "acme", s.c.seq == 3))
-        await conn.execute(update(e).where(e.c.seq == 6).values(prev_hash="0" * 64))
-    expected = (False, 3, subjects_differ(3))
+        await tamper(conn, tables, hasher)
+    expected = (False, first_bad, subjects_differ(first_bad))
     assert await verdicts(engine, tables, keys) == [expected] * len(BATCH_SIZES)
 
 

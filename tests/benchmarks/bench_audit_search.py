@@ -27,7 +27,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,17 @@ async def _admin(sql: str) -> None:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+@asynccontextmanager
+async def throwaway_postgres() -> AsyncIterator[str]:
+    """The URL of a new PostgreSQL database on ``LINKGATE_TEST_POSTGRES_URL``, dropped after."""
+    name = f"linkgate_bench_{secrets.token_hex(4)}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 Rows = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], tuple[int, str]]
@@ -317,13 +329,8 @@ async def main() -> None:
             url = f"sqlite+aiosqlite:///{tmp}/bench.db"
             results += await bench(url, "SQLite", rows, hasher, people, args.queries)
     if args.only != "sqlite":
-        name = f"linkgate_bench_{secrets.token_hex(4)}"
-        await _admin(f'CREATE DATABASE "{name}"')
-        try:
-            url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+        async with throwaway_postgres() as url:
             results += await bench(url, "PostgreSQL", rows, hasher, people, args.queries)
-        finally:
-            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     if args.only:
         return  # a partial run does not overwrite the published figures
     path = write("audit_search", results)

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit import AuditStore, SubjectHasher
@@ -40,7 +39,7 @@ from gateway.storage import audit_tables, create_engine
 from gateway.storage.migrate import upgrade
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_audit_search import CUSTOMER, PEOPLE, POSTGRES_URL, Rows, _admin, fill, generate
+from bench_audit_search import CUSTOMER, PEOPLE, Rows, fill, generate, throwaway_postgres
 from contract import REPO, row, write
 
 DEFAULT_SIZES = (100_000, 400_000)
@@ -132,15 +131,8 @@ async def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 results += await bench(f"sqlite+aiosqlite:///{tmp}/bench.db", "SQLite", rows)
         if args.only != "sqlite":
-            name = f"linkgate_bench_{secrets.token_hex(4)}"
-            await _admin(f'CREATE DATABASE "{name}"')
-            try:
-                url = make_url(POSTGRES_URL).set(database=name)
-                results += await bench(
-                    url.render_as_string(hide_password=False), "PostgreSQL", rows
-                )
-            finally:
-                await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            async with throwaway_postgres() as url:
+                results += await bench(url, "PostgreSQL", rows)
     if args.only:
         return  # a partial run does not overwrite the published figures
     path = write("audit_verify", results)
