@@ -331,8 +331,24 @@ class AuditStore(AuditSearch):
             return
         async with conn.begin():
             counts = await rows.count_by_stretch(conn, customer_id, tally)
-        number = min(n for n in counts | tally.by_stretch if counts[n] != tally.by_stretch[n])
-        first, last = tally.stretch(number)
+        differing = [n for n in counts | tally.by_stretch if counts[n] != tally.by_stretch[n]]
+        if differing:
+            first, last = tally.stretch(min(differing))
+            seq = await self._first_differing_seq(conn, customer_id, first, last)
+            if seq is not None:
+                verifier.flag(seq, _subjects_differ(seq))
+                return
+        # Nothing differs any more: the rows changed after the count (a prune,
+        # which verification tells apart from tampering by the first kept event).
+        verifier.flag(
+            tally.first,
+            f"subject rows of events {tally.first}..{tally.last} changed while verified",
+        )
+
+    async def _first_differing_seq(
+        self, conn: AsyncConnection, customer_id: str, first: int, last: int
+    ) -> int | None:
+        """The first seq in ``first..last`` whose subject rows are not those its event names."""
         e = self._t.events
         async with conn.begin():
             events = await conn.execute(
@@ -341,17 +357,12 @@ class AuditStore(AuditSearch):
                 )
             )
             named = {row[1]: self._check_row(row)[1] for row in events}
-            by_seq = await rows.by_seq(conn, customer_id, first, last)
+            by_seq = await self._subject_rows.by_seq(conn, customer_id, first, last)
         for seq in sorted(by_seq.keys() | named.keys()):
             event = named.get(seq)
             if sorted(by_seq.get(seq, ())) != sorted(event.subjects if event else ()):
-                verifier.flag(seq, _subjects_differ(seq))
-                return
-        # Neither stretch differs now: the rows changed between the count and this
-        # pass (a prune, which verification tells apart from tampering).
-        verifier.flag(
-            first, f"subject rows of events {tally.first}..{tally.last} changed while verified"
-        )
+                return seq
+        return None
 
     def _checked_columns(self) -> Select[Any]:
         """The event columns :meth:`_check_row` takes, in its order."""

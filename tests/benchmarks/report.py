@@ -6,8 +6,8 @@ Without ``--run`` it only reads ``var/bench/bench_*.json`` (the contract in
 tests/benchmarks/contract.py) and prints the table. ``make bench`` runs it with
 ``--run``: the scripts below in turn, each in its own process, then the table.
 A full run takes about 10 minutes on the 2-core machine the README names
-(audit search at 1,000,000 events about 3, audit verification at 100,000
-and 400,000 events about 2, the audited-vs-unaudited gateway about 2, the
+(audit search at 1,000,000 events about 3, audit verification at 50,000
+and 200,000 events about 2, the audited-vs-unaudited gateway about 2, the
 gateway table with its 10,000-request memory figure about 1.5, the
 instruction count under callgrind about 1, the commit floor a few seconds);
 ``--quick`` (``make bench-quick``) passes each script smaller sizes and takes
@@ -46,7 +46,7 @@ SCRIPTS = (
     Script("policies", quick=("--repeats", "2")),
     Script("audit_append", quick=("--events", "1000")),
     Script("audit_search", quick=("--events", "100000", "--queries", "100")),
-    Script("audit_verify", quick=("--events", "25000", "100000")),
+    Script("audit_verify", quick=("--events", "20000", "80000")),
     Script("audit_overhead", quick=("--seconds", "1", "--rounds", "1")),
     Script("gateway", quick=("--seconds", "1", "--rss-requests", "1000", "--cpu-requests", "300")),
     Script("instructions", quick=("--requests", "100")),
