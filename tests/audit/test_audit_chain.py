@@ -26,7 +26,7 @@ from gateway.audit import (
     link,
     verify_chain,
 )
-from gateway.audit.chain import _content
+from gateway.audit.chain import _content, decode_canonical
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
@@ -175,6 +175,71 @@ def test_decode_round_trips(chain: Chain) -> None:
     assert event == decode_event(
         canonical_content(event), prev_hash=event.prev_hash, hash=event.hash
     )
+
+
+def canonical_content_text(content: dict[str, Any]) -> str:
+    """The canonical text, as ``json.dumps`` defines it."""
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _as_stored(event: AuditEvent, rewrite: Callable[[dict[str, Any]], str]) -> str:
+    return rewrite(json.loads(canonical_content(event)))
+
+
+@pytest.mark.parametrize(
+    ("fields", "rewrite"),
+    [
+        pytest.param({}, canonical_content_text, id="canonical"),
+        pytest.param({"record_count": 2**70}, canonical_content_text, id="count-past-64-bits"),
+        pytest.param(
+            {"trace_summary": {"n": -(2**64)}},
+            canonical_content_text,
+            id="summary-integer-past-64-bits",
+        ),
+        pytest.param({}, lambda c: json.dumps(c), id="spaces-and-escapes"),
+        pytest.param({}, lambda c: json.dumps(dict(reversed(c.items()))), id="keys-unsorted"),
+        pytest.param(
+            {"trace_summary": {"deep": [[[[1]]]]}},
+            lambda c: json.dumps(c, indent=1),
+            id="indented",
+        ),
+    ],
+)
+def test_decode_canonical_reads_what_decode_event_reads(
+    make_draft: Callable[..., EventDraft],
+    fields: dict[str, Any],
+    rewrite: Callable[[dict[str, Any]], str],
+) -> None:
+    """The faster reading verification uses gives :func:`decode_event`'s event and its
+    canonical bytes for stored text of any form, canonical or not, including integers
+    that orjson alone would read as floats (a record count past 64 bits)."""
+    event = link(make_draft(**fields), 1, genesis_hash("acme"), T0)
+    stored = _as_stored(event, rewrite)
+    expected = decode_event(stored, prev_hash=event.prev_hash, hash=event.hash)
+    fast = decode_canonical(stored, prev_hash=event.prev_hash, hash=event.hash)
+    assert fast == (expected, canonical_content(expected))
+    assert fast[0] == event
+
+
+NOT_AN_EVENT = "content does not have the event's fields"
+
+
+@pytest.mark.parametrize(
+    ("stored", "message"),
+    [
+        pytest.param("[]", NOT_AN_EVENT, id="not-an-object"),
+        pytest.param('{"seq": 1}', NOT_AN_EVENT, id="missing-fields"),
+        pytest.param("NaN", NOT_AN_EVENT, id="nan"),
+        pytest.param("{", "Expecting property name", id="not-json"),
+    ],
+)
+def test_decode_canonical_refuses_what_decode_event_refuses(stored: str, message: str) -> None:
+    """Text that is not an event raises the error :func:`decode_event` raises."""
+    with pytest.raises(ValueError, match=message) as slow:
+        decode_event(stored, prev_hash="0" * 64, hash="0" * 64)
+    with pytest.raises(ValueError, match=message) as fast:
+        decode_canonical(stored, prev_hash="0" * 64, hash="0" * 64)
+    assert (type(fast.value), str(fast.value)) == (type(slow.value), str(slow.value))
 
 
 def test_changed_byte_is_detected_and_located(chain: Chain, keys: CheckpointKeys) -> None:
