@@ -158,6 +158,16 @@ async def change_byte(conn: AsyncConnection, t: AuditTables) -> None:
     )
 
 
+async def mistype_a_field(conn: AsyncConnection, t: AuditTables) -> None:
+    e = t.events
+    content = (await conn.execute(select(e.c.content).where(e.c.seq == 4))).scalar_one()
+    await conn.execute(
+        update(e)
+        .where(e.c.seq == 4)
+        .values(content=content.replace('"dropped":{"public-or-direct":1}', '"dropped":[1]'))
+    )
+
+
 async def delete_row(conn: AsyncConnection, t: AuditTables) -> None:
     await conn.execute(delete(t.subjects).where(t.subjects.c.seq == 4))
     await conn.execute(delete(t.events).where(t.events.c.seq == 4))
@@ -212,6 +222,7 @@ async def drop_subject_row(conn: AsyncConnection, t: AuditTables) -> None:
     ("tamper", "first_bad"),
     [
         pytest.param(change_byte, 4, id="changed-byte"),
+        pytest.param(mistype_a_field, 4, id="field-of-another-json-type"),
         pytest.param(delete_row, 4, id="deleted-row"),
         pytest.param(swap_rows, 4, id="swapped-rows"),
         pytest.param(insert_row, 7, id="inserted-row"),
