@@ -221,16 +221,27 @@ def decode_canonical(content: str, *, prev_hash: str, hash: str) -> tuple[AuditE
 
 
 def _event_from(data: Any, prev_hash: str, hash: str) -> AuditEvent:
+    """The event ``data`` (parsed content) describes; ``ValueError`` for anything else.
+
+    A tampered row can hold any JSON: a field of another type (a list for
+    ``dropped``, a number for ``subjects``) fails inside the checks as a
+    ``TypeError`` or ``AttributeError``. Each is turned into the ``ValueError``
+    that every reader (verification, search, export) treats as "not an event",
+    so none of them answers a tampered row with a crash.
+    """
     if not isinstance(data, dict) or data.keys() != _FIELD_SET:
         raise ValueError("content does not have the event's fields")
-    data["occurred_at"] = parse_time(data["occurred_at"])
-    data["action"] = Action(data["action"])
-    data["outcome"] = Outcome(data["outcome"])
-    data["categories"] = tuple(data["categories"])
-    data["subjects"] = tuple(data["subjects"])
-    data["prev_hash"] = prev_hash
-    data["hash"] = hash
-    return AuditEvent.from_fields(data)
+    try:
+        data["occurred_at"] = parse_time(data["occurred_at"])
+        data["action"] = Action(data["action"])
+        data["outcome"] = Outcome(data["outcome"])
+        data["categories"] = tuple(data["categories"])
+        data["subjects"] = tuple(data["subjects"])
+        data["prev_hash"] = prev_hash
+        data["hash"] = hash
+        return AuditEvent.from_fields(data)
+    except (TypeError, AttributeError) as exc:
+        raise ValueError(f"a field of the content has the wrong type ({exc})") from exc
 
 
 def _with_hash(event: AuditEvent, digest: str) -> AuditEvent:

@@ -347,6 +347,21 @@ async def test_prune_refuses_to_delete_tampered_events(
     assert count == 6
 
 
+async def test_reading_a_row_of_the_wrong_json_type_reports_the_chain_broken(
+    engine: AsyncEngine, tables: AuditTables, store: AuditStore, make_draft: MakeDraft
+) -> None:
+    """Search and export meet a tampered row whose field has another JSON type as an
+    unreadable event (ChainBroken, which the API answers as audit-chain-broken), not as
+    the AttributeError the event's checks raise on it (an HTTP 500)."""
+    await fill(store, make_draft, 6)
+    async with engine.begin() as conn:
+        await mistype_a_field(conn, tables)
+    with pytest.raises(ChainBroken, match="event 4 of acme is unreadable"):
+        await store.search(["acme"])
+    with pytest.raises(ChainBroken, match="event 4 of acme is unreadable"):
+        [event async for event in store.events("acme")]
+
+
 # -- search ---------------------------------------------------------------------------------
 
 
