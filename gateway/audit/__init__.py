@@ -10,7 +10,8 @@ that must commit before its event can be appended writes the draft into an
 Modules: :mod:`~gateway.audit.event` (the values), :mod:`~gateway.audit.chain`
 (hashing and verification, sans-I/O), :mod:`~gateway.audit.checkpoint` (signed
 notes), :mod:`~gateway.audit.subjects` (keyed subject hashes),
-:mod:`~gateway.audit.tables`, :mod:`~gateway.audit.store` (verification, and the
+:mod:`~gateway.audit.tables`, :mod:`~gateway.audit.partitions` (the tables' month
+partitions on PostgreSQL: upkeep, listing), :mod:`~gateway.audit.store` (verification, and the
 one object that appends, :mod:`~gateway.audit.append`, and searches,
 :mod:`~gateway.audit.search`), :mod:`~gateway.audit.writer` (group commit),
 :mod:`~gateway.audit.outbox` (events committed with the change they record),
@@ -57,6 +58,7 @@ from gateway.audit.event import (
     parse_time,
 )
 from gateway.audit.outbox import AuditOutbox
+from gateway.audit.partitions import AuditPartitions, Partition, UpkeepReport, is_partition_name
 from gateway.audit.store import AuditCursor, AuditPage, AuditStore
 from gateway.audit.subjects import SubjectHasher
 from gateway.audit.tables import AuditTables, define_audit_tables
@@ -71,6 +73,7 @@ __all__ = [
     "AuditEvent",
     "AuditOutbox",
     "AuditPage",
+    "AuditPartitions",
     "AuditStore",
     "AuditTables",
     "AuditUnavailable",
@@ -85,7 +88,9 @@ __all__ = [
     "KeyFileError",
     "OutboxEntry",
     "Outcome",
+    "Partition",
     "SubjectHasher",
+    "UpkeepReport",
     "VerifyResult",
     "account_disclosures",
     "canonical_content",
@@ -96,6 +101,7 @@ __all__ = [
     "generate_key_file",
     "genesis_hash",
     "is_disclosure",
+    "is_partition_name",
     "link",
     "link_with_content",
     "months_before",

@@ -141,8 +141,8 @@ def _postgres_statements(
     new_rows = (
         f"new AS (SELECT * FROM unnest({arrays}, ${first}::text[]) AS n({columns}, subjects)), "  # noqa: S608
         f"new_events AS (INSERT INTO {events} ({columns}) SELECT {columns} FROM new), "
-        f"new_subjects AS (INSERT INTO {subjects} (customer_id, subject_hash, seq) "
-        "SELECT new.customer_id, s.subject_hash, new.seq FROM new "
+        f"new_subjects AS (INSERT INTO {subjects} (customer_id, subject_hash, seq, occurred_at) "
+        "SELECT new.customer_id, s.subject_hash, new.seq, new.occurred_at FROM new "
         "CROSS JOIN LATERAL unnest(string_to_array(new.subjects, ' ')) AS s(subject_hash))"
     )
     head = first + 1
@@ -200,9 +200,9 @@ def _sqlite_statements(
         f"SELECT seq, hash, occurred_at FROM {heads} WHERE customer_id = ?",  # noqa: S608
         f"INSERT INTO {events} ({', '.join(_EVENT_COLUMNS)}) "  # noqa: S608
         f"SELECT {fields} FROM json_each(?)",
-        f"INSERT INTO {subjects} (customer_id, subject_hash, seq) "  # noqa: S608
+        f"INSERT INTO {subjects} (customer_id, subject_hash, seq, occurred_at) "  # noqa: S608
         "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
-        "json_extract(value, '$[2]') FROM json_each(?)",
+        "json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?)",
         f"UPDATE {heads} SET seq = ?, hash = ?, occurred_at = ? WHERE customer_id = ?",  # noqa: S608
     )
 
@@ -596,7 +596,12 @@ class ChainAppender:
         at = _EVENT_COLUMNS.index("occurred_at")
         events = [(*row[:at], to_db(row[at]), *row[at + 1 :]) for row in event_rows]
         connection.execute(write_event, (_json_each_argument(events),))
-        subjects = [(e.customer_id, s, e.seq) for e in linked for s in e.subjects]
+        stored_at = {(row[0], row[1]): row[at] for row in events}
+        subjects = [
+            (e.customer_id, s, e.seq, stored_at[e.customer_id, e.seq])
+            for e in linked
+            for s in e.subjects
+        ]
         if subjects:
             connection.execute(write_subject, (_json_each_argument(subjects),))
         connection.executemany(

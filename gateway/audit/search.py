@@ -87,19 +87,30 @@ class AuditSearch:
             # outer query (https://sqlite.org/lang_with.html#materialization_hints;
             # PostgreSQL: https://www.postgresql.org/docs/current/queries-with.html
             # "MATERIALIZED"), so neither planner can turn it into that walk.
-            hits = (
-                select(s.c.customer_id, s.c.seq)
-                .where(
-                    s.c.subject_hash.in_(
-                        [subject_hash] if isinstance(subject_hash, str) else list(subject_hash)
-                    ),
-                    s.c.customer_id.in_(customer_ids),
-                )
-                .cte("subject_hits")
-                .prefix_with("MATERIALIZED")
+            # Each hit carries its event's occurred_at: joined on it too, the
+            # events are probed only in the partitions that hold them, and a
+            # since/until bound on the hits prunes the subjects' partitions
+            # (https://www.postgresql.org/docs/current/ddl-partitioning.html#DDL-PARTITION-PRUNING).
+            hits = select(s.c.customer_id, s.c.seq, s.c.occurred_at).where(
+                s.c.subject_hash.in_(
+                    [subject_hash] if isinstance(subject_hash, str) else list(subject_hash)
+                ),
+                s.c.customer_id.in_(customer_ids),
             )
+            if since is not None:
+                hits = hits.where(s.c.occurred_at >= since.astimezone(UTC))
+            if until is not None:
+                hits = hits.where(s.c.occurred_at < until.astimezone(UTC))
+            hits_cte = hits.cte("subject_hits").prefix_with("MATERIALIZED")
             query = query.select_from(
-                hits.join(e, and_(e.c.customer_id == hits.c.customer_id, e.c.seq == hits.c.seq))
+                hits_cte.join(
+                    e,
+                    and_(
+                        e.c.customer_id == hits_cte.c.customer_id,
+                        e.c.seq == hits_cte.c.seq,
+                        e.c.occurred_at == hits_cte.c.occurred_at,
+                    ),
+                )
             )
         query = query.where(e.c.customer_id.in_(customer_ids))
         for column, value in (

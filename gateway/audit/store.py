@@ -22,8 +22,9 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit.append import ChainAppender, utcnow
@@ -31,6 +32,7 @@ from gateway.audit.chain import ChainVerifier, VerifyResult, decode_canonical, g
 from gateway.audit.checkpoint import Checkpoint, CheckpointKeys, CheckpointSigner, prunable_up_to
 from gateway.audit.errors import DATABASE_ERRORS, AuditUnavailable, ChainBroken
 from gateway.audit.event import AuditEvent, EventDraft, OutboxEntry
+from gateway.audit.partitions import AuditPartitions, Partition
 from gateway.audit.search import (
     DEFAULT_SEARCH_LIMIT,
     MAX_SEARCH_LIMIT,
@@ -90,6 +92,7 @@ class AuditStore(AuditSearch):
         super().__init__(self._reader, tables)
         self._appender = ChainAppender(engine, tables, read_engine=self._reader, clock=clock)
         self._subject_rows = SubjectRows(tables, engine.dialect.name)
+        self._partitions = AuditPartitions(engine, tables, clock=clock)
 
     # -- append (gateway.audit.append) -----------------------------------------------------
 
@@ -571,43 +574,174 @@ class AuditStore(AuditSearch):
             raise AuditUnavailable(f"audit prune failed: {type(exc).__name__}") from exc
         raise AuditUnavailable("audit prune failed: other prunes kept deleting the events it read")
 
-    async def _prune_once(self, customer_id: str, before: datetime) -> int:
-        e, s = self._t.events, self._t.subjects
+    async def _verified_anchor(
+        self, customer_id: str, before: datetime, *, at_least: int | None = None
+    ) -> tuple[int, Checkpoint] | None:
+        """The checkpoint a prune may delete up to, with the events up to it verified.
+
+        The newest checkpoint signed before ``before`` (:func:`prunable_up_to`);
+        with ``at_least``, the oldest such checkpoint at or after that seq, so
+        that the events deleted beyond it are as few as possible. Returns the
+        first kept seq (read before the checkpoints, as in :meth:`_verify_once`)
+        and the checkpoint, or ``None`` when no checkpoint qualifies or nothing
+        is left to delete. Raises :class:`ChainBroken` when the events do not
+        verify, :class:`_Overtaken` when another prune explains why.
+        """
         async with self._reader.connect() as conn:
-            # The first kept seq before the checkpoints, as in _verify_once.
             first = await self._first_seq(conn, customer_id)
             checkpoints, bad = await self._load_checkpoints(conn, customer_id)
         if bad:
             raise ChainBroken(bad[0][1])
         upto = prunable_up_to(checkpoints, before)
         if upto is None or first is None or first > upto:
-            return 0
+            return None
+        if at_least is not None:
+            if upto < at_least:
+                return None
+            upto = min(c.seq for c in checkpoints if at_least <= c.seq <= upto)
         verifier = ChainVerifier(customer_id, checkpoints, self._keys)
         await self._feed(verifier, customer_id, after_seq=first - 1, upto=upto)
         result = verifier.finish(complete=False)
         if not result.ok or result.head_seq != upto:
             await self._raise_if_pruned_since(customer_id, first)
             raise ChainBroken(f"refusing to prune: {result.problem or 'chain ends early'}")
-        anchor = next(c for c in checkpoints if c.seq == upto)
+        return first, next(c for c in checkpoints if c.seq == upto)
+
+    async def _recheck_anchor(
+        self, conn: AsyncConnection, customer_id: str, anchor: Checkpoint
+    ) -> bool:
+        """Under the customer's head lock: whether the events up to ``anchor`` are still
+        there to delete (``False``: another prune deleted them first). Raises
+        :class:`ChainBroken` when the checkpoint or the event at it changed."""
+        now, bad = await self._load_checkpoints(conn, customer_id)
+        if bad:
+            raise ChainBroken(bad[0][1])
+        if anchor.note not in {c.note for c in now}:
+            raise ChainBroken(f"refusing to prune: the checkpoint at seq {anchor.seq} changed")
+        at_anchor = await self._event_hash(conn, customer_id, anchor.seq)
+        if at_anchor is None:
+            still = await self._first_seq(conn, customer_id)
+            if still is None or still > anchor.seq:
+                return False
+        if at_anchor != anchor.head_hash:
+            raise ChainBroken(f"refusing to prune: event {anchor.seq} changed")
+        return True
+
+    async def _prune_once(self, customer_id: str, before: datetime) -> int:
+        e, s = self._t.events, self._t.subjects
+        found = await self._verified_anchor(customer_id, before)
+        if found is None:
+            return 0
+        _first, anchor = found
+        upto = anchor.seq
         async with self._engine.begin() as conn:
             await self._lock_heads(conn, [customer_id])
-            now, bad = await self._load_checkpoints(conn, customer_id)
-            if bad:
-                raise ChainBroken(bad[0][1])
-            if anchor.note not in {c.note for c in now}:
-                raise ChainBroken(f"refusing to prune: the checkpoint at seq {upto} changed")
-            at_anchor = await self._event_hash(conn, customer_id, upto)
-            if at_anchor is None:
-                still = await self._first_seq(conn, customer_id)
-                if still is None or still > upto:
-                    return 0  # another prune deleted them first
-            if at_anchor != anchor.head_hash:
-                raise ChainBroken(f"refusing to prune: event {upto} changed")
+            if not await self._recheck_anchor(conn, customer_id, anchor):
+                return 0
             await conn.execute(delete(s).where(s.c.customer_id == customer_id, s.c.seq <= upto))
             deleted = await conn.execute(
                 delete(e).where(e.c.customer_id == customer_id, e.c.seq <= upto)
             )
             return int(deleted.rowcount)
+
+    # -- retention by month (PostgreSQL) ---------------------------------------------------
+
+    @property
+    def partitions(self) -> AuditPartitions:
+        """The tables' month partitions (:mod:`gateway.audit.partitions`)."""
+        return self._partitions
+
+    async def prune_partitions(self, before: datetime) -> list[Partition]:
+        """Drop the month partitions wholly before ``before`` that every customer in them
+        may prune past; returns the partitions dropped (events' and subjects').
+
+        PostgreSQL only (nothing on SQLite). A month is dropped when, for every
+        customer with events in it, a checkpoint signed before ``before`` lies
+        at or after the customer's newest event there, and the events up to
+        that checkpoint verify, as :meth:`prune` requires. Otherwise it is left
+        whole, to :meth:`prune`'s row deletes.
+
+        In one transaction, holding both tables (ACCESS EXCLUSIVE, waited for
+        no longer than the partitions' ``lock_timeout``: a month not granted
+        its lock is tried again next round) and the customers' head rows, each
+        checkpoint is checked again as :meth:`prune` does, each customer's
+        events after the month up to its checkpoint (at most one checkpoint
+        interval) are deleted, then the month's partitions are dropped. So
+        every customer's chain still starts right after a signed checkpoint,
+        as after :meth:`prune`; a verification reading meanwhile sees its first
+        kept seq move and starts over (:class:`_Overtaken`).
+        """
+        if not self._partitions.enabled:
+            return []
+        try:
+            months: dict[tuple[datetime, datetime], dict[str, Partition]] = defaultdict(dict)
+            for partition in await self._partitions.partitions():
+                if partition.start and partition.end and partition.end <= before:
+                    months[partition.start, partition.end][partition.parent] = partition
+            dropped: list[Partition] = []
+            for bounds, pair in sorted(months.items()):
+                events = pair.get(self._t.events.name)
+                subjects = pair.get(self._t.subjects.name)
+                if events is None or subjects is None:
+                    continue
+                for _ in range(_OVERTAKEN_ATTEMPTS):
+                    with contextlib.suppress(_Overtaken):
+                        if await self._drop_month(events, subjects, bounds, before):
+                            dropped += [events, subjects]
+                        break
+            return dropped
+        except DATABASE_ERRORS as exc:
+            raise AuditUnavailable(f"audit prune failed: {type(exc).__name__}") from exc
+
+    async def _drop_month(
+        self,
+        events: Partition,
+        subjects: Partition,
+        bounds: tuple[datetime, datetime],
+        before: datetime,
+    ) -> bool:
+        e, s = self._t.events, self._t.subjects
+        start, end = bounds
+        async with self._reader.connect() as conn:
+            newest = await self._partitions.customers_in(conn, events.name)
+        anchors: dict[str, Checkpoint] = {}
+        for customer_id, seq in sorted(newest.items()):
+            try:
+                found = await self._verified_anchor(customer_id, before, at_least=seq)
+            except ChainBroken:
+                return False  # left to prune(), which reports it
+            if found is None:
+                return False
+            anchors[customer_id] = found[1]
+        outside = or_(e.c.occurred_at < start, e.c.occurred_at >= end)
+        outside_subjects = or_(s.c.occurred_at < start, s.c.occurred_at >= end)
+        try:
+            async with self._engine.begin() as conn:
+                await self._partitions.set_lock_timeout(conn)
+                await self._partitions.lock_parents(conn)
+                if await self._partitions.customers_in(conn, events.name) != newest:
+                    return False  # an append landed in the month meanwhile: next round
+                if anchors:
+                    await self._lock_heads(conn, sorted(anchors))
+                for customer_id, anchor in anchors.items():
+                    if not await self._recheck_anchor(conn, customer_id, anchor):
+                        return False
+                    await conn.execute(
+                        delete(s).where(
+                            s.c.customer_id == customer_id, s.c.seq <= anchor.seq, outside_subjects
+                        )
+                    )
+                    await conn.execute(
+                        delete(e).where(
+                            e.c.customer_id == customer_id, e.c.seq <= anchor.seq, outside
+                        )
+                    )
+                await self._partitions.drop(conn, [events.name, subjects.name])
+        except DBAPIError as exc:
+            if AuditPartitions.busy(exc):
+                return False
+            raise
+        return True
 
 
 def _column_differs(name: str) -> str:

@@ -148,7 +148,12 @@ async def plain_insert(engine: AsyncEngine, batches: list[list[AuditEvent]]) -> 
             (
                 event_row(event),
                 [
-                    {"customer_id": event.customer_id, "subject_hash": s, "seq": event.seq}
+                    {
+                        "customer_id": event.customer_id,
+                        "subject_hash": s,
+                        "seq": event.seq,
+                        "occurred_at": event.occurred_at,
+                    }
                     for s in event.subjects
                 ],
             )
@@ -182,8 +187,9 @@ async def _plain_postgres(
     statement = (
         f"WITH e AS (INSERT INTO {events_table.name} ({', '.join(columns)}) "  # noqa: S608 - fixed names
         f"SELECT * FROM unnest({arrays})) "
-        f"INSERT INTO {subjects_table.name} (customer_id, subject_hash, seq) "
-        f"SELECT * FROM unnest(${k + 1}::text[], ${k + 2}::text[], ${k + 3}::bigint[])"
+        f"INSERT INTO {subjects_table.name} (customer_id, subject_hash, seq, occurred_at) "
+        f"SELECT * FROM unnest(${k + 1}::text[], ${k + 2}::text[], ${k + 3}::bigint[], "
+        f"${k + 4}::timestamptz[])"
     )
     count = 0
     async with engine.connect() as conn:
@@ -194,7 +200,8 @@ async def _plain_postgres(
             event_columns = [[event[c] for event, _ in batch] for c in columns]
             subjects = [row for _, subject_rows in batch for row in subject_rows]
             subject_columns = [
-                [row[c] for row in subjects] for c in ("customer_id", "subject_hash", "seq")
+                [row[c] for row in subjects]
+                for c in ("customer_id", "subject_hash", "seq", "occurred_at")
             ]
             async with pg.transaction():
                 await pg.execute(statement, *event_columns, *subject_columns)

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit import (
     Action,
+    AuditPartitions,
     AuditStore,
     EventDraft,
     Outcome,
@@ -141,7 +142,7 @@ def generate(events: int, subjects: list[str]) -> Rows:
                 event.hash,
             )
         )
-        subject_rows += [(CUSTOMER, subject, seq) for subject in event.subjects]
+        subject_rows += [(CUSTOMER, subject, seq, at) for subject in event.subjects]
         if seq % 50_000 == 0:
             print(f"\r  generated {seq:,}/{events:,} events", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
@@ -164,6 +165,11 @@ async def fill(engine: AsyncEngine, url: str, rows: Rows) -> float:
         for name, _definition in indexes:
             await conn.exec_driver_sql(f'DROP INDEX "{name}"')
     if url.startswith("postgresql"):
+        # Month partitions for the whole range first, as upkeep would have made
+        # them month by month: the rows land where the gateway's appends would.
+        await AuditPartitions(engine, audit_tables).create_months(
+            event_rows[0][2], event_rows[-1][2]
+        )
         await _copy(url, event_rows, subject_rows)
     else:
         await _insert_sqlite(engine, event_rows, subject_rows)
@@ -212,7 +218,8 @@ async def _insert_sqlite(
             await conn.exec_driver_sql(events_sql, batch)
             _progress("events", start + len(batch), len(event_rows))
         for start in range(0, len(subject_rows), BATCH):
-            await conn.exec_driver_sql(subjects_sql, subject_rows[start : start + BATCH])
+            batch = [(*r[:3], as_stored(r[3])) for r in subject_rows[start : start + BATCH]]
+            await conn.exec_driver_sql(subjects_sql, batch)
             _progress("subject rows", start + BATCH, len(subject_rows))
     print(file=sys.stderr)
 

@@ -15,12 +15,21 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
+from gateway.audit import is_partition_name
 from gateway.storage import create_engine
 from gateway.storage.schema import metadata
 
 
+def _declared(name: str | None, type_: str, _parent: Any) -> bool:
+    """The audit tables' month and DEFAULT partitions are rows' homes, not declared tables:
+    PostgreSQL lists them as tables of their own."""
+    return not (type_ == "table" and name is not None and is_partition_name(name))
+
+
 def _differences(connection: Connection) -> list[Any]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "include_name": _declared}
+    )
     return list(compare_metadata(context, metadata))
 
 

@@ -7,6 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from gateway.audit import is_partition_name
 from gateway.storage.engine import create_engine
 from gateway.storage.schema import metadata
 
@@ -19,6 +20,10 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters by table copy
         compare_type=True,
+        # The audit tables' partitions are not declared tables (gateway.audit.partitions).
+        include_name=lambda name, type_, _parent: (
+            not (type_ == "table" and name is not None and is_partition_name(name))
+        ),
     )
     with context.begin_transaction():
         context.run_migrations()

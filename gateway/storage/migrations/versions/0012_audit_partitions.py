@@ -1,0 +1,253 @@
+"""audit log partitioned by month on PostgreSQL; audit_subjects carries occurred_at
+
+Revision ID: 0012
+Revises: 0011
+
+PostgreSQL: ``audit_events`` and ``audit_subjects`` become ``PARTITION BY RANGE
+(occurred_at)`` with one partition per calendar month (UTC) from the oldest
+stored event's month to three months ahead, and a DEFAULT partition. The rows
+are copied (each subject row with its event's time), the old tables dropped,
+all in the migration's one transaction. The search indexes are created after
+the copy, as partitioned indexes (one sort per partition instead of a
+million index insertions).
+
+SQLite: no partitions; ``audit_subjects`` gains ``occurred_at`` filled from
+the events, and both primary keys gain ``occurred_at`` (table copies), so the
+schema is the one the code declares on both databases.
+
+The partition DDL is written here rather than imported from
+``gateway.audit.partitions``: a migration must keep doing what it did when it
+was written.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0012"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+_MONTHS_AHEAD = 3
+_EVENT_INDEXES = {
+    "ix_audit_events_action": ["customer_id", "action", "seq"],
+    "ix_audit_events_caller": ["customer_id", "caller_id", "seq"],
+    "ix_audit_events_connection": ["customer_id", "connection_id", "seq"],
+    "ix_audit_events_outcome": ["customer_id", "outcome", "seq"],
+    "ix_audit_events_time": ["customer_id", "occurred_at", "seq"],
+}
+
+
+def _event_columns() -> list[sa.Column[object]]:
+    return [
+        sa.Column("customer_id", sa.String(length=128), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("action", sa.String(length=64), nullable=False),
+        sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("caller_id", sa.String(length=128), nullable=True),
+        sa.Column("connection_id", sa.String(length=128), nullable=True),
+        sa.Column("trace_id", sa.String(length=64), nullable=True),
+        sa.Column("content", sa.Text(), nullable=False),
+        sa.Column("prev_hash", sa.String(length=64), nullable=False),
+        sa.Column("hash", sa.String(length=64), nullable=False),
+    ]
+
+
+def _month_start(moment: datetime) -> datetime:
+    moment = moment.astimezone(UTC)
+    return datetime(moment.year, moment.month, 1, tzinfo=UTC)
+
+
+def _next_month(start: datetime) -> datetime:
+    return _month_start(start + timedelta(days=32))
+
+
+def _literal(moment: datetime) -> str:
+    return f"'{moment:%Y-%m-%d %H:%M:%S}+00'"
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        _upgrade_postgresql()
+    else:
+        _upgrade_sqlite()
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        _downgrade_postgresql()
+    else:
+        _downgrade_sqlite()
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+def _upgrade_postgresql() -> None:
+    bind = op.get_bind()
+    # The old tables step aside, their index and key names freed for the new ones.
+    op.rename_table("audit_events", "audit_events_unpartitioned")
+    op.rename_table("audit_subjects", "audit_subjects_unpartitioned")
+    for name in _EVENT_INDEXES:
+        op.drop_index(name, table_name="audit_events_unpartitioned")
+    op.execute(
+        "ALTER TABLE audit_events_unpartitioned "
+        "RENAME CONSTRAINT pk_audit_events TO pk_audit_events_unpartitioned"
+    )
+    op.execute(
+        "ALTER TABLE audit_subjects_unpartitioned "
+        "RENAME CONSTRAINT pk_audit_subjects TO pk_audit_subjects_unpartitioned"
+    )
+    op.create_table(
+        "audit_events",
+        *_event_columns(),
+        sa.PrimaryKeyConstraint("customer_id", "seq", "occurred_at", name="pk_audit_events"),
+        postgresql_partition_by="RANGE (occurred_at)",
+    )
+    op.create_table(
+        "audit_subjects",
+        sa.Column("customer_id", sa.String(length=128), nullable=False),
+        sa.Column("subject_hash", sa.String(length=96), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "customer_id", "subject_hash", "seq", "occurred_at", name="pk_audit_subjects"
+        ),
+        postgresql_partition_by="RANGE (occurred_at)",
+    )
+    oldest = bind.execute(sa.text("SELECT min(occurred_at) FROM audit_events_unpartitioned"))
+    now = _month_start(datetime.now(UTC))
+    first = min(_month_start(oldest.scalar() or now), now)
+    newest = bind.execute(sa.text("SELECT max(occurred_at) FROM audit_events_unpartitioned"))
+    last = now
+    for _ in range(_MONTHS_AHEAD):
+        last = _next_month(last)
+    last = max(last, _month_start(newest.scalar() or now))
+    start = first
+    while start <= last:
+        end = _next_month(start)
+        for parent in ("audit_events", "audit_subjects"):
+            op.execute(
+                f"CREATE TABLE {parent}_p{start:%Y_%m} PARTITION OF {parent} "
+                f"FOR VALUES FROM ({_literal(start)}) TO ({_literal(end)})"
+            )
+        start = end
+    for parent in ("audit_events", "audit_subjects"):
+        op.execute(f"CREATE TABLE {parent}_default PARTITION OF {parent} DEFAULT")
+    columns = ", ".join(c.name for c in _event_columns())
+    op.execute(
+        f"INSERT INTO audit_events ({columns}) SELECT {columns} FROM audit_events_unpartitioned"  # noqa: S608
+    )
+    # Every subject row takes its event's time; one without an event (which no
+    # append or prune leaves) has no time to be filed under: refuse rather than drop it.
+    orphans = bind.execute(
+        sa.text(
+            "SELECT count(*) FROM audit_subjects_unpartitioned s WHERE NOT EXISTS "
+            "(SELECT 1 FROM audit_events_unpartitioned e "
+            "WHERE e.customer_id = s.customer_id AND e.seq = s.seq)"
+        )
+    ).scalar()
+    if orphans:
+        raise RuntimeError(
+            f"audit_subjects holds {orphans} rows whose event is gone; `linkgate audit verify` "
+            "names the customers. Delete those rows (they index no event) and migrate again."
+        )
+    op.execute(
+        "INSERT INTO audit_subjects (customer_id, subject_hash, seq, occurred_at) "
+        "SELECT s.customer_id, s.subject_hash, s.seq, e.occurred_at "
+        "FROM audit_subjects_unpartitioned s JOIN audit_events_unpartitioned e "
+        "ON e.customer_id = s.customer_id AND e.seq = s.seq"
+    )
+    for name, index_columns in _EVENT_INDEXES.items():
+        op.create_index(name, "audit_events", index_columns, unique=False)
+    op.drop_table("audit_subjects_unpartitioned")
+    op.drop_table("audit_events_unpartitioned")
+    op.execute("ANALYZE audit_events")
+    op.execute("ANALYZE audit_subjects")
+
+
+def _downgrade_postgresql() -> None:
+    op.rename_table("audit_events", "audit_events_partitioned")
+    op.rename_table("audit_subjects", "audit_subjects_partitioned")
+    for name in _EVENT_INDEXES:
+        op.drop_index(name, table_name="audit_events_partitioned")
+    op.execute(
+        "ALTER TABLE audit_events_partitioned "
+        "RENAME CONSTRAINT pk_audit_events TO pk_audit_events_partitioned"
+    )
+    op.execute(
+        "ALTER TABLE audit_subjects_partitioned "
+        "RENAME CONSTRAINT pk_audit_subjects TO pk_audit_subjects_partitioned"
+    )
+    op.create_table(
+        "audit_events",
+        *_event_columns(),
+        sa.PrimaryKeyConstraint("customer_id", "seq", name="pk_audit_events"),
+    )
+    op.create_table(
+        "audit_subjects",
+        sa.Column("customer_id", sa.String(length=128), nullable=False),
+        sa.Column("subject_hash", sa.String(length=96), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("customer_id", "subject_hash", "seq", name="pk_audit_subjects"),
+    )
+    columns = ", ".join(c.name for c in _event_columns())
+    op.execute(
+        f"INSERT INTO audit_events ({columns}) SELECT {columns} FROM audit_events_partitioned"  # noqa: S608
+    )
+    op.execute(
+        "INSERT INTO audit_subjects (customer_id, subject_hash, seq) "
+        "SELECT customer_id, subject_hash, seq FROM audit_subjects_partitioned"
+    )
+    for name, index_columns in _EVENT_INDEXES.items():
+        op.create_index(name, "audit_events", index_columns, unique=False)
+    # Dropping a partitioned table drops its partitions with it.
+    op.drop_table("audit_subjects_partitioned")
+    op.drop_table("audit_events_partitioned")
+
+
+# -- SQLite ----------------------------------------------------------------------------------
+
+
+def _upgrade_sqlite() -> None:
+    with op.batch_alter_table("audit_subjects", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=True))
+    op.execute(
+        "UPDATE audit_subjects SET occurred_at = (SELECT e.occurred_at FROM audit_events e "
+        "WHERE e.customer_id = audit_subjects.customer_id AND e.seq = audit_subjects.seq)"
+    )
+    orphans = op.get_bind().execute(
+        sa.text("SELECT count(*) FROM audit_subjects WHERE occurred_at IS NULL")
+    )
+    count = orphans.scalar()
+    if count:
+        raise RuntimeError(
+            f"audit_subjects holds {count} rows whose event is gone; `linkgate audit verify` "
+            "names the customers. Delete those rows (they index no event) and migrate again."
+        )
+    with op.batch_alter_table("audit_subjects", schema=None, recreate="always") as batch_op:
+        batch_op.alter_column(
+            "occurred_at", existing_type=sa.DateTime(timezone=True), nullable=False
+        )
+        batch_op.drop_constraint("pk_audit_subjects", type_="primary")
+        batch_op.create_primary_key(
+            "pk_audit_subjects", ["customer_id", "subject_hash", "seq", "occurred_at"]
+        )
+    with op.batch_alter_table("audit_events", schema=None, recreate="always") as batch_op:
+        batch_op.drop_constraint("pk_audit_events", type_="primary")
+        batch_op.create_primary_key("pk_audit_events", ["customer_id", "seq", "occurred_at"])
+
+
+def _downgrade_sqlite() -> None:
+    with op.batch_alter_table("audit_events", schema=None, recreate="always") as batch_op:
+        batch_op.drop_constraint("pk_audit_events", type_="primary")
+        batch_op.create_primary_key("pk_audit_events", ["customer_id", "seq"])
+    with op.batch_alter_table("audit_subjects", schema=None, recreate="always") as batch_op:
+        batch_op.drop_constraint("pk_audit_subjects", type_="primary")
+        batch_op.create_primary_key("pk_audit_subjects", ["customer_id", "subject_hash", "seq"])
+        batch_op.drop_column("occurred_at")
