@@ -197,6 +197,46 @@ async def _checkpoint(args: argparse.Namespace) -> int:
     return EXIT_BROKEN if report.refused else 0
 
 
+async def _partitions(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    async with _store(settings) as store:
+        partitions = store.partitions
+        if not partitions.enabled:
+            print("the audit log is partitioned on PostgreSQL only; this database is not")
+            return 0
+        busy: list[str] = []
+        if args.create_ahead is not None:
+            print("creating month partitions (waiting briefly for locks)…", file=sys.stderr)
+            report = await partitions.upkeep(args.create_ahead)
+            for name in report.created:
+                print(f"created {name}")
+            for name, rows in sorted(report.moved.items()):
+                print(f"moved {rows} rows out of DEFAULT into {name}")
+            busy = report.busy
+        listed = await partitions.partitions()
+    for partition in listed:
+        count = "not analyzed yet" if partition.rows is None else f"~{partition.rows} rows"
+        if partition.start is None or partition.end is None:
+            span = "DEFAULT (rows beyond the months)"
+        else:
+            span = f"{partition.start:%Y-%m-%d} .. {partition.end:%Y-%m-%d}"
+        print(f"{partition.name}  {span}  {count}")
+    stranded = [p for p in listed if p.is_default and p.rows]
+    if stranded:
+        print(
+            "DEFAULT holds rows: appends outran upkeep. Run `linkgate audit partitions "
+            "--create-ahead 3` to move them into their months."
+        )
+    if busy:
+        print(
+            f"NOT created: {', '.join(busy)}: the tables' lock was not granted in time "
+            "(a long query or transaction holds them); run this again, or let the next "
+            "upkeep round do it."
+        )
+        return EXIT_BROKEN
+    return 0
+
+
 async def _prune(args: argparse.Namespace) -> int:
     settings = load_settings()
     before = _moment(args.before, "--before")
@@ -209,6 +249,11 @@ async def _prune(args: argparse.Namespace) -> int:
         )
     total = 0
     async with _store(settings) as store:
+        if not args.customer:
+            # Whole months first (PostgreSQL): rows deleted from a month first would
+            # keep it from being dropped whole.
+            for partition in await store.prune_partitions(before):
+                print(f"dropped partition {partition.name} ({partition.start:%Y-%m})")
         customers = [args.customer] if args.customer else await store.customers()
         for customer_id in customers:
             try:
@@ -274,7 +319,19 @@ def register(commands: Any) -> None:
     checkpoint = audit.add_parser("checkpoint", help="sign each customer's chain head now")
     checkpoint.add_argument("--customer")
     checkpoint.set_defaults(handler=lambda a: _run(_checkpoint(a)))
-    prune = audit.add_parser("prune", help="delete events before a date, at checkpoints only")
+    prune = audit.add_parser(
+        "prune", help="delete events before a date, at checkpoints only (whole months if it can)"
+    )
     prune.add_argument("--before", required=True)
     prune.add_argument("--customer")
     prune.set_defaults(handler=lambda a: _run(_prune(a)))
+    partitions = audit.add_parser(
+        "partitions", help="list the log's month partitions (PostgreSQL); create months ahead"
+    )
+    partitions.add_argument(
+        "--create-ahead",
+        type=int,
+        metavar="MONTHS",
+        help="first create the missing partitions up to MONTHS months ahead",
+    )
+    partitions.set_defaults(handler=lambda a: _run(_partitions(a)))

@@ -199,12 +199,12 @@ class AuditPartitions:
 
     # -- upkeep ----------------------------------------------------------------------------
 
-    async def upkeep(self) -> UpkeepReport:
-        """Create the missing month partitions from this month to ``months_ahead`` ahead,
-        and those of any month DEFAULT holds rows of (moving the rows)."""
+    async def upkeep(self, months_ahead: int | None = None) -> UpkeepReport:
+        """Create the missing month partitions from this month to ``months_ahead`` (default:
+        the instance's) ahead, and those of any month DEFAULT holds rows of (moving the rows)."""
         first = month_start(self._clock())
         last = first
-        for _ in range(self._months_ahead):
+        for _ in range(self._months_ahead if months_ahead is None else months_ahead):
             last = _next_month(last)
         return await self.create_months(first, last)
 
