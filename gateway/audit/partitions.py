@@ -220,10 +220,16 @@ class AuditPartitions:
         try:
             existing = {(p.parent, p.start) for p in await self.partitions() if not p.is_default}
             stranded = await self._months_in_default()
-            for start in sorted(set(wanted) | set(stranded)):
+            months = sorted(set(wanted) | set(stranded))
+            for index, start in enumerate(months):
                 missing = [t for t in self._parents if (t.name, start) not in existing]
-                if missing or start in stranded:
-                    await self._create_month(start, missing, stranded.get(start, 0), report)
+                if not (missing or start in stranded):
+                    continue
+                if not await self._create_month(start, missing, stranded.get(start, 0), report):
+                    # The lock is held: queueing the next month's DDL behind the
+                    # same holder would only hold appends up again. Next round.
+                    report.busy.extend(f"{later:%Y-%m}" for later in months[index:])
+                    break
         except AuditUnavailable:
             raise
         except DATABASE_ERRORS as exc:
@@ -249,7 +255,9 @@ class AuditPartitions:
 
     async def _create_month(
         self, start: datetime, missing: list[Table], stranded: int, report: UpkeepReport
-    ) -> None:
+    ) -> bool:
+        """Create one month's partitions (moving its rows out of DEFAULT); ``False`` when
+        a lock was not granted in time (nothing done)."""
         end = _next_month(start)
         bounds = f"FOR VALUES FROM ({_literal(start)}) TO ({_literal(end)})"
         moved: dict[str, int] = {}
@@ -275,10 +283,10 @@ class AuditPartitions:
         except DBAPIError as exc:
             if not self.busy(exc):
                 raise
-            report.busy.append(f"{start:%Y-%m}")
-            return
+            return False
         report.created.extend(_month_name(t.name, start) for t in missing)
         report.moved.update(moved)
+        return True
 
     async def _move_out_of_default(
         self, conn: AsyncConnection, parent: Table, start: datetime, end: datetime, bounds: str
