@@ -23,6 +23,7 @@ was written.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -33,6 +34,12 @@ branch_labels = None
 depends_on = None
 
 _MONTHS_AHEAD = 3
+_ORPHANS = (
+    "audit_subjects holds {count} rows whose event is gone, so they have no time to be "
+    "filed under. They index nothing; find them with SELECT customer_id, seq FROM "
+    "audit_subjects s WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.customer_id "
+    "= s.customer_id AND e.seq = s.seq), delete them, and migrate again."
+)
 _EVENT_INDEXES = {
     "ix_audit_events_action": ["customer_id", "action", "seq"],
     "ix_audit_events_caller": ["customer_id", "caller_id", "seq"],
@@ -88,38 +95,64 @@ def downgrade() -> None:
 # -- PostgreSQL ------------------------------------------------------------------------------
 
 
-def _upgrade_postgresql() -> None:
-    bind = op.get_bind()
-    # The old tables step aside, their index and key names freed for the new ones.
-    op.rename_table("audit_events", "audit_events_unpartitioned")
-    op.rename_table("audit_subjects", "audit_subjects_unpartitioned")
-    for name in _EVENT_INDEXES:
-        op.drop_index(name, table_name="audit_events_unpartitioned")
-    op.execute(
-        "ALTER TABLE audit_events_unpartitioned "
-        "RENAME CONSTRAINT pk_audit_events TO pk_audit_events_unpartitioned"
-    )
-    op.execute(
-        "ALTER TABLE audit_subjects_unpartitioned "
-        "RENAME CONSTRAINT pk_audit_subjects TO pk_audit_subjects_unpartitioned"
+def _create_tables(*, partitioned: bool) -> None:
+    """Both tables as revision 0012 has them (partitioned by month, ``occurred_at`` in
+    both keys) or as 0011 had them (plain, subject rows without a time)."""
+    timed = ["occurred_at"] if partitioned else []
+    options: dict[str, Any] = (
+        {"postgresql_partition_by": "RANGE (occurred_at)"} if partitioned else {}
     )
     op.create_table(
         "audit_events",
         *_event_columns(),
-        sa.PrimaryKeyConstraint("customer_id", "seq", "occurred_at", name="pk_audit_events"),
-        postgresql_partition_by="RANGE (occurred_at)",
+        sa.PrimaryKeyConstraint("customer_id", "seq", *timed, name="pk_audit_events"),
+        **options,
     )
     op.create_table(
         "audit_subjects",
         sa.Column("customer_id", sa.String(length=128), nullable=False),
         sa.Column("subject_hash", sa.String(length=96), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
-        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        *[sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False)] * partitioned,
         sa.PrimaryKeyConstraint(
-            "customer_id", "subject_hash", "seq", "occurred_at", name="pk_audit_subjects"
+            "customer_id", "subject_hash", "seq", *timed, name="pk_audit_subjects"
         ),
-        postgresql_partition_by="RANGE (occurred_at)",
+        **options,
     )
+
+
+def _step_aside(suffix: str) -> None:
+    """Rename both tables to ``<name>_<suffix>`` and free their index and key names
+    (names are per schema) for the tables that replace them; the rows stay until copied."""
+    for table in ("audit_events", "audit_subjects"):
+        op.rename_table(table, f"{table}_{suffix}")
+        op.execute(
+            f"ALTER TABLE {table}_{suffix} RENAME CONSTRAINT pk_{table} TO pk_{table}_{suffix}"
+        )
+    for name in _EVENT_INDEXES:
+        op.drop_index(name, table_name=f"audit_events_{suffix}")
+
+
+def _move_rows(suffix: str, copy_subjects: str) -> None:
+    """Copy the events from the tables set aside as ``<name>_<suffix>``, the subject rows
+    by ``copy_subjects``; index the events (after the copy: one sort per table instead
+    of an index insertion per row); drop the old tables (a partitioned one with its
+    partitions)."""
+    columns = ", ".join(c.name for c in _event_columns())
+    op.execute(
+        f"INSERT INTO audit_events ({columns}) SELECT {columns} FROM audit_events_{suffix}"  # noqa: S608
+    )
+    op.execute(copy_subjects)
+    for name, index_columns in _EVENT_INDEXES.items():
+        op.create_index(name, "audit_events", index_columns, unique=False)
+    op.drop_table(f"audit_subjects_{suffix}")
+    op.drop_table(f"audit_events_{suffix}")
+
+
+def _upgrade_postgresql() -> None:
+    bind = op.get_bind()
+    _step_aside("unpartitioned")
+    _create_tables(partitioned=True)
     oldest = bind.execute(sa.text("SELECT min(occurred_at) FROM audit_events_unpartitioned"))
     now = _month_start(datetime.now(UTC))
     first = min(_month_start(oldest.scalar() or now), now)
@@ -139,10 +172,6 @@ def _upgrade_postgresql() -> None:
         start = end
     for parent in ("audit_events", "audit_subjects"):
         op.execute(f"CREATE TABLE {parent}_default PARTITION OF {parent} DEFAULT")
-    columns = ", ".join(c.name for c in _event_columns())
-    op.execute(
-        f"INSERT INTO audit_events ({columns}) SELECT {columns} FROM audit_events_unpartitioned"  # noqa: S608
-    )
     # Every subject row takes its event's time; one without an event (which no
     # append or prune leaves) has no time to be filed under: refuse rather than drop it.
     orphans = bind.execute(
@@ -153,62 +182,26 @@ def _upgrade_postgresql() -> None:
         )
     ).scalar()
     if orphans:
-        raise RuntimeError(
-            f"audit_subjects holds {orphans} rows whose event is gone; `linkgate audit verify` "
-            "names the customers. Delete those rows (they index no event) and migrate again."
-        )
-    op.execute(
+        raise RuntimeError(_ORPHANS.format(count=orphans))
+    _move_rows(
+        "unpartitioned",
         "INSERT INTO audit_subjects (customer_id, subject_hash, seq, occurred_at) "
         "SELECT s.customer_id, s.subject_hash, s.seq, e.occurred_at "
         "FROM audit_subjects_unpartitioned s JOIN audit_events_unpartitioned e "
-        "ON e.customer_id = s.customer_id AND e.seq = s.seq"
+        "ON e.customer_id = s.customer_id AND e.seq = s.seq",
     )
-    for name, index_columns in _EVENT_INDEXES.items():
-        op.create_index(name, "audit_events", index_columns, unique=False)
-    op.drop_table("audit_subjects_unpartitioned")
-    op.drop_table("audit_events_unpartitioned")
     op.execute("ANALYZE audit_events")
     op.execute("ANALYZE audit_subjects")
 
 
 def _downgrade_postgresql() -> None:
-    op.rename_table("audit_events", "audit_events_partitioned")
-    op.rename_table("audit_subjects", "audit_subjects_partitioned")
-    for name in _EVENT_INDEXES:
-        op.drop_index(name, table_name="audit_events_partitioned")
-    op.execute(
-        "ALTER TABLE audit_events_partitioned "
-        "RENAME CONSTRAINT pk_audit_events TO pk_audit_events_partitioned"
-    )
-    op.execute(
-        "ALTER TABLE audit_subjects_partitioned "
-        "RENAME CONSTRAINT pk_audit_subjects TO pk_audit_subjects_partitioned"
-    )
-    op.create_table(
-        "audit_events",
-        *_event_columns(),
-        sa.PrimaryKeyConstraint("customer_id", "seq", name="pk_audit_events"),
-    )
-    op.create_table(
-        "audit_subjects",
-        sa.Column("customer_id", sa.String(length=128), nullable=False),
-        sa.Column("subject_hash", sa.String(length=96), nullable=False),
-        sa.Column("seq", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("customer_id", "subject_hash", "seq", name="pk_audit_subjects"),
-    )
-    columns = ", ".join(c.name for c in _event_columns())
-    op.execute(
-        f"INSERT INTO audit_events ({columns}) SELECT {columns} FROM audit_events_partitioned"  # noqa: S608
-    )
-    op.execute(
+    _step_aside("partitioned")
+    _create_tables(partitioned=False)
+    _move_rows(
+        "partitioned",
         "INSERT INTO audit_subjects (customer_id, subject_hash, seq) "
-        "SELECT customer_id, subject_hash, seq FROM audit_subjects_partitioned"
+        "SELECT customer_id, subject_hash, seq FROM audit_subjects_partitioned",
     )
-    for name, index_columns in _EVENT_INDEXES.items():
-        op.create_index(name, "audit_events", index_columns, unique=False)
-    # Dropping a partitioned table drops its partitions with it.
-    op.drop_table("audit_subjects_partitioned")
-    op.drop_table("audit_events_partitioned")
 
 
 # -- SQLite ----------------------------------------------------------------------------------
@@ -226,10 +219,7 @@ def _upgrade_sqlite() -> None:
     )
     count = orphans.scalar()
     if count:
-        raise RuntimeError(
-            f"audit_subjects holds {count} rows whose event is gone; `linkgate audit verify` "
-            "names the customers. Delete those rows (they index no event) and migrate again."
-        )
+        raise RuntimeError(_ORPHANS.format(count=count))
     with op.batch_alter_table("audit_subjects", schema=None, recreate="always") as batch_op:
         batch_op.alter_column(
             "occurred_at", existing_type=sa.DateTime(timezone=True), nullable=False
