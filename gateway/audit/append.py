@@ -448,8 +448,11 @@ class ChainAppender:
         those heads and sends one autocommitted statement that moves each head
         only if it is still the remembered one (compare-and-set) and inserts
         the events and subject rows. If another replica moved a head meanwhile,
-        the statement fails whole (1/0, or the events' primary key when that
-        replica's seq is already there) and the batch takes the locking path.
+        the statement fails whole (1/0; the events' primary key holds the time
+        too, since the table is partitioned by it, so it catches a seq written
+        twice only at the same instant: the head's compare-and-set is what
+        decides) and the batch takes the locking path. PostgreSQL routes each
+        row to its month's partition (:mod:`gateway.audit.partitions`).
 
         The locking path is BEGIN, lock heads, write, COMMIT. The head upsert
         ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` creates missing heads and
