@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from alembic import command
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,8 +31,12 @@ from gateway.audit import (
     link,
 )
 from gateway.audit.append import event_row
+from gateway.audit.partitions import month_start
+from gateway.audit_jobs import audit_jobs, run_once
+from gateway.config import Settings
 from gateway.storage import audit_tables, create_engine
-from gateway.storage.migrate import upgrade_async
+from gateway.storage.migrate import alembic_config, upgrade_async
+from gateway.vault import generate_key_entry
 
 MakeDraft = Callable[..., EventDraft]
 
@@ -205,10 +210,6 @@ async def test_migration_keeps_every_row_and_every_chain_verifies(
 
 
 def _downgrade(url: str, revision: str) -> None:
-    from alembic import command
-
-    from gateway.storage.migrate import alembic_config
-
     command.downgrade(alembic_config(url), revision)
 
 
@@ -295,6 +296,27 @@ async def test_upkeep_under_a_held_lock_gives_up_and_appends_go_on(
     later = await partitions.upkeep()
     assert (event.seq, report.created, len(report.busy), still_reading) == (2, [], 3, True)
     assert len(later.created) == 2 * 3  # months 4, 5, 6 of both tables
+
+
+@postgres
+async def test_serve_start_up_creates_missing_months_without_a_signing_key(
+    pg: AsyncEngine, pg_url: str, keys: CheckpointKeys
+) -> None:
+    """The audit jobs ``linkgate serve`` runs in its lifespan create a missing month before
+    the app serves, though no audit signing key is configured."""
+    month = month_start(month_start(datetime.now(UTC)) + timedelta(days=3 * 31))
+    async with pg.begin() as conn:
+        await conn.execute(
+            text(f"DROP TABLE audit_events_{month_of(month)}, audit_subjects_{month_of(month)}")
+        )
+    missing = await partition_names(pg)
+    settings = Settings(
+        database_url=pg_url, vault_keys=generate_key_entry("t1"), secret_key="s" * 48
+    )
+    async with audit_jobs(AuditStore(pg, audit_tables, keys=keys), settings):
+        present = await partition_names(pg)
+    name = f"audit_events_{month_of(month)}"
+    assert (settings.audit_key_file, name in missing, name in present) == ("", False, True)
 
 
 # -- retention --------------------------------------------------------------------------------
@@ -404,8 +426,6 @@ async def test_run_once_reports_the_dropped_months(
 ) -> None:
     """The retention job drops whole months first, then deletes the rest per customer, and
     reports both."""
-    from gateway.audit_jobs import run_once
-
     clock = Clock(at(2025, 1, 1))
     store = AuditStore(pg, audit_tables, keys=keys, clock=clock)
     await three_months(pg, signer, make_draft, clock, store)
