@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,14 @@ sys.path.insert(0, str(REPO))
 import asyncpg  # noqa: E402 - after the path tweak, like the other benchmarks
 import contract  # noqa: E402 - the sibling module of the JSON contract
 from sqlalchemy import MetaData, Table, insert  # noqa: E402
+from sqlalchemy import event as sqlalchemy_events  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 
 from gateway.audit import (  # noqa: E402
     Action,
     AuditEvent,
+    AuditPartitions,
     AuditStore,
     AuditWriter,
     EventDraft,
@@ -122,11 +125,14 @@ async def through_writer(
 
 
 def _twins(engine: AsyncEngine) -> tuple[Table, Table]:
-    """Tables shaped like ``audit_events`` / ``audit_subjects`` (same columns and indexes)."""
+    """Tables shaped like ``audit_events`` / ``audit_subjects`` (same columns and indexes,
+    and on PostgreSQL the same partitions: see :func:`plain_insert`)."""
     metadata = MetaData()
     tables = []
     for original in (audit_tables.events, audit_tables.subjects):
         twin = original.to_metadata(metadata, name=f"bench_plain_{original.name}")
+        for listener in original.dispatch.after_create:  # the DEFAULT partition
+            sqlalchemy_events.listen(twin, "after_create", listener)
         for index in list(twin.indexes):
             index.name = f"bench_plain_{index.name}"
         if twin.primary_key.name:
@@ -143,6 +149,10 @@ async def plain_insert(engine: AsyncEngine, batches: list[list[AuditEvent]]) -> 
     # truncating checkpoint holds that lock for a moment now and then.
     async with writer(engine).begin() as conn:
         await conn.run_sync(events_table.metadata.create_all)
+    # The months the migration makes, so the plain rows are routed as the writer's are.
+    await AuditPartitions(
+        engine, replace(audit_tables, events=events_table, subjects=subjects_table)
+    ).upkeep()
     rows = [
         [
             (
