@@ -8,13 +8,19 @@ creates the current month's partitions and the next ``months_ahead`` months'
 before any append needs them; the DEFAULT partition takes whatever arrives
 beyond them, so an append never fails for want of a partition.
 
-Partition DDL takes an ACCESS EXCLUSIVE lock on the parent table
-(https://www.postgresql.org/docs/current/sql-createtable.html, "PARTITION OF"),
-and every append waits behind a DDL statement queued for that lock. So each
-month's DDL runs in a transaction with a short ``lock_timeout``
+A month is created as a plain table and then attached: ``CREATE TABLE …
+PARTITION OF`` would take an ACCESS EXCLUSIVE lock on the parent, which every
+append queues behind, where ``ATTACH PARTITION`` takes SHARE UPDATE EXCLUSIVE,
+which appends do not conflict with
+(https://www.postgresql.org/docs/current/ddl-partitioning.html#DDL-PARTITIONING-DECLARATIVE-MAINTENANCE).
+It conflicts with another replica's upkeep, a VACUUM or ANALYZE of the parent
+or any other DDL on it, and it locks DEFAULT (ACCESS EXCLUSIVE) while it
+checks that no row there belongs in the new month. So each month's DDL runs
+in a transaction with a short ``lock_timeout``
 (https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-LOCK-TIMEOUT):
-when the lock is not granted in time the month is left to the next round,
-and appends waited at most that long.
+when a lock is not granted in time the month is left to the next round, and
+whatever queued behind upkeep waited at most that long. The moves below and
+retention's drops do take ACCESS EXCLUSIVE on the parents, with the same bound.
 
 A month whose rows already sit in DEFAULT (upkeep fell behind the clock)
 cannot simply be created: PostgreSQL refuses a partition that rows in DEFAULT
@@ -274,9 +280,14 @@ class AuditPartitions:
                     if stranded:
                         moving = await self._move_out_of_default(conn, parent, start, end, bounds)
                     elif parent in missing:
+                        # Attaching creates the parent's indexes on the (empty) table.
                         await conn.exec_driver_sql(
                             f"CREATE TABLE {self._quote(name)} "
-                            f"PARTITION OF {self._quote(parent.name)} {bounds}"
+                            f"(LIKE {self._quote(parent.name)} INCLUDING DEFAULTS)"
+                        )
+                        await conn.exec_driver_sql(
+                            f"ALTER TABLE {self._quote(parent.name)} "
+                            f"ATTACH PARTITION {self._quote(name)} {bounds}"
                         )
                     if moving:
                         moved[name] = moving

@@ -8,10 +8,19 @@
 * ``audit_subjects``: one row per subject hash per event, with its event's
   ``occurred_at``; its primary key ``(customer_id, subject_hash, seq,
   occurred_at)`` is the subject-search index.
+* ``audit_heads``: the chain head per customer. Appends lock this row, which
+  serializes appends for one customer and lets other customers proceed.
+* ``audit_checkpoints``: signed notes (:mod:`gateway.audit.checkpoint`); never pruned.
+* ``audit_outbox``: drafts written by the transaction that changed state, not
+  yet in the chain (:mod:`gateway.audit.outbox`). A row is deleted by the
+  transaction that appends its event, so a row present means "not in the
+  chain yet"; ``draft`` is the draft's fields as JSON (hashes, never clear
+  identifiers or secrets, as every draft).
 
-On PostgreSQL both are ``PARTITION BY RANGE (occurred_at)``, one partition per
-calendar month (UTC) and a DEFAULT one (:mod:`gateway.audit.partitions`), so
-that retention drops a month instead of deleting millions of rows. PostgreSQL
+On PostgreSQL ``audit_events`` and ``audit_subjects`` are ``PARTITION BY RANGE
+(occurred_at)``, one partition per calendar month (UTC) and a DEFAULT one
+(:mod:`gateway.audit.partitions`), so that retention drops a month instead of
+deleting millions of rows. PostgreSQL
 requires a partitioned table's primary key to hold the partition key
 (https://www.postgresql.org/docs/current/ddl-partitioning.html#DDL-PARTITIONING-DECLARATIVE-LIMITATIONS),
 hence ``occurred_at`` in both keys. SQLite is not partitioned but has the same
@@ -21,14 +30,6 @@ stays the key's leading prefix, which every chain read uses. What the keys no
 longer enforce alone, one event per seq, the append guarantees (the head row
 lock or compare-and-set moves a chain one seq at a time) and verification
 checks (a second row at a seq breaks the chain).
-* ``audit_heads``: the chain head per customer. Appends lock this row, which
-  serializes appends for one customer and lets other customers proceed.
-* ``audit_checkpoints``: signed notes (:mod:`gateway.audit.checkpoint`); never pruned.
-* ``audit_outbox``: drafts written by the transaction that changed state, not
-  yet in the chain (:mod:`gateway.audit.outbox`). A row is deleted by the
-  transaction that appends its event, so a row present means "not in the
-  chain yet"; ``draft`` is the draft's fields as JSON (hashes, never clear
-  identifiers or secrets, as every draft).
 """
 
 from __future__ import annotations

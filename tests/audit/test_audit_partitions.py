@@ -272,29 +272,30 @@ async def test_upkeep_creates_the_months_ahead_once(pg: AsyncEngine) -> None:
 async def test_upkeep_under_a_held_lock_gives_up_and_appends_go_on(
     pg: AsyncEngine, pg_url: str, make_draft: MakeDraft, keys: CheckpointKeys
 ) -> None:
-    """While a long reader holds the events table, upkeep waits only its lock timeout and
-    leaves the month to the next round; an append queued behind it completes meanwhile
-    (before the reader lets go); the next round, the lock free, creates the month."""
+    """While a long VACUUM or ANALYZE holds the events table (SHARE UPDATE EXCLUSIVE),
+    upkeep waits only its lock timeout and leaves the months to the next round; an
+    append meanwhile completes (before the holder lets go); the next round, the lock
+    free, creates the months."""
     store = AuditStore(pg, audit_tables, keys=keys)
     await store.append([make_draft()])  # the statements are prepared: no catalog waits
     partitions = AuditPartitions(
         pg, audit_tables, months_ahead=6, lock_timeout=timedelta(milliseconds=300)
     )
-    reader = await asyncpg.connect(driver_dsn(pg_url))
+    holder = await asyncpg.connect(driver_dsn(pg_url))
     try:
-        transaction = reader.transaction()
+        transaction = holder.transaction()
         await transaction.start()
-        await reader.execute("LOCK TABLE audit_events IN ACCESS SHARE MODE")
+        await holder.execute("LOCK TABLE audit_events IN SHARE UPDATE EXCLUSIVE MODE")
         upkeep = asyncio.create_task(partitions.upkeep())
         await asyncio.sleep(0.1)  # upkeep's DDL is queued for the lock now
         [event] = await store.append([make_draft()])
         report = await upkeep
-        still_reading = reader.is_in_transaction()
+        still_holding = holder.is_in_transaction()
         await transaction.rollback()
     finally:
-        await reader.close()
+        await holder.close()
     later = await partitions.upkeep()
-    assert (event.seq, report.created, len(report.busy), still_reading) == (2, [], 3, True)
+    assert (event.seq, report.created, len(report.busy), still_holding) == (2, [], 3, True)
     assert len(later.created) == 2 * 3  # months 4, 5, 6 of both tables
 
 
