@@ -165,3 +165,22 @@ def test_keys_rotate_reseals_every_token_under_the_new_key(
     assert new_only.open(row["refresh_token"], row=token_row(connection_id, "refresh_token")) == (
         "rt-canary"
     )
+
+
+def test_audit_partitions_lists_the_months_and_creates_ahead(
+    env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`linkgate audit partitions --create-ahead 5` creates the two months beyond the
+    migration's three ahead and lists every month with DEFAULT; SQLite says it has none."""
+    code = main(["audit", "partitions", "--create-ahead", "5"])
+    out = capsys.readouterr().out
+    if env.startswith("sqlite"):
+        assert (code, out) == (
+            0,
+            "the audit log is partitioned on PostgreSQL only; this database is not\n",
+        )
+        return
+    created = [line for line in out.splitlines() if line.startswith("created ")]
+    listed = [line.split()[0] for line in out.splitlines() if line.startswith("audit_")]
+    assert (code, len(created), len(listed)) == (0, 4, 2 * (6 + 1))  # 6 months and DEFAULT
+    assert "audit_events_default" in listed
