@@ -402,6 +402,40 @@ async def test_prune_drops_an_expired_month_every_checkpoint_covers(
     assert outliving[0].n == 0  # no subject row outlives its event
 
 
+class DroppingStore(AuditStore):
+    """Drops the months expired at ``cut_off`` once, after the first batch one of its
+    verifications reads (that batch's read transaction ended)."""
+
+    cut_off: datetime | None = None
+    dropped: list[str]
+
+    async def _feed_batch(self, *args: Any, **kwargs: Any) -> int | None:
+        last: int | None = await super()._feed_batch(*args, **kwargs)
+        if last is not None and self.cut_off is not None:
+            cut_off, self.cut_off = self.cut_off, None
+            self.dropped = [p.name for p in await self.prune_partitions(cut_off)]
+        return last
+
+
+@postgres
+async def test_a_month_dropped_under_a_verification_restarts_it(
+    pg: AsyncEngine, signer: CheckpointSigner, keys: CheckpointKeys, make_draft: MakeDraft
+) -> None:
+    """January is dropped after a verification read its first event: the verification
+    finds the gap, sees the log's first event moved, and starts over from the checkpoint
+    January was pruned to, reporting what a verification after the drop reports."""
+    clock = Clock(at(2025, 1, 1))
+    store = AuditStore(pg, audit_tables, keys=keys, clock=clock)
+    await three_months(pg, signer, make_draft, clock, store)
+    verifying = DroppingStore(pg, audit_tables, keys=keys, verify_batch=1)
+    verifying.cut_off = at(2025, 2, 20)
+
+    result = await verifying.verify("acme")
+
+    assert verifying.dropped == ["audit_events_p2025_01", "audit_subjects_p2025_01"]
+    assert (result.ok, result.events_checked, result) == (True, 2, await store.verify("acme"))
+
+
 @postgres
 async def test_prune_deletes_rows_when_one_customer_is_not_covered(
     pg: AsyncEngine, signer: CheckpointSigner, keys: CheckpointKeys, make_draft: MakeDraft
