@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert, update
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit import (
@@ -58,7 +58,21 @@ Tamper = Callable[[AsyncConnection, AuditTables, SubjectHasher], Awaitable[None]
 async def add_a_row(conn: AsyncConnection, t: AuditTables, hasher: SubjectHasher) -> None:
     """A search for this person would list event 5, which never touched them."""
     subject = hasher.hash("acme", "email:m@x.example")
-    await conn.execute(insert(t.subjects).values(customer_id="acme", subject_hash=subject, seq=5))
+    await conn.execute(
+        insert(t.subjects).values(
+            customer_id="acme",
+            subject_hash=subject,
+            seq=5,
+            occurred_at=await event_time(conn, t, "acme", 5),
+        )
+    )
+
+
+async def event_time(conn: AsyncConnection, t: AuditTables, customer_id: str, seq: int) -> Any:
+    """The time an event's subject rows are filed under (its own)."""
+    e = t.events
+    query = select(e.c.occurred_at).where(e.c.customer_id == customer_id, e.c.seq == seq)
+    return (await conn.execute(query)).scalar_one()
 
 
 async def move_rows(conn: AsyncConnection, t: AuditTables, _hasher: SubjectHasher) -> None:
@@ -119,7 +133,10 @@ async def test_another_customers_subject_rows_do_not_count(
     async with engine.begin() as conn:
         await conn.execute(
             insert(tables.subjects).values(
-                customer_id="globex", subject_hash=hasher.hash("globex", "email:m@x"), seq=3
+                customer_id="globex",
+                subject_hash=hasher.hash("globex", "email:m@x"),
+                seq=3,
+                occurred_at=await event_time(conn, tables, "globex", 3),
             )
         )
     acme = await verdicts(engine, tables, keys)
