@@ -92,7 +92,7 @@ class AuditStore(AuditSearch):
         self._clock = clock
         super().__init__(self._reader, tables)
         self._appender = ChainAppender(engine, tables, read_engine=self._reader, clock=clock)
-        self._subject_rows = SubjectRows(tables, engine.dialect.name)
+        self._subject_rows = SubjectRows(tables, engine.dialect)
         self._partitions = AuditPartitions(engine, tables, clock=clock)
 
     # -- append (gateway.audit.append) -----------------------------------------------------
@@ -303,15 +303,15 @@ class AuditStore(AuditSearch):
             rows = (await conn.execute(query)).all()
         if not rows:
             return None
-        expected: list[tuple[int, str]] = []
+        expected: list[tuple[int, str, datetime]] = []
         for row in rows:
             problem, event, content = self._check_row(row)
             if event is None:
                 tally.stop()
                 verifier.add_unreadable(row[1], problem)
                 continue
-            tally.expect(event.seq, len(event.subjects))
-            expected += [(event.seq, subject) for subject in event.subjects]
+            tally.expect(event.seq, len(event.subjects), event.occurred_at)
+            expected += [(event.seq, subject, event.occurred_at) for subject in event.subjects]
             verifier.add(event, content)
             if problem:
                 verifier.flag(event.seq, f"event {event.seq}: {problem}")
@@ -330,7 +330,7 @@ class AuditStore(AuditSearch):
             return
         rows = self._subject_rows
         async with conn.begin():
-            stored = await rows.count(conn, customer_id, tally.first, tally.last)
+            stored = await rows.count(conn, customer_id, tally)
         if stored == tally.total:
             return
         async with conn.begin():
@@ -338,7 +338,7 @@ class AuditStore(AuditSearch):
         differing = [n for n in counts | tally.by_stretch if counts[n] != tally.by_stretch[n]]
         if differing:
             first, last = tally.stretch(min(differing))
-            seq = await self._first_differing_seq(conn, customer_id, first, last)
+            seq = await self._first_differing_seq(conn, customer_id, tally, first, last)
             if seq is not None:
                 verifier.flag(seq, _subjects_differ(seq))
                 return
@@ -350,7 +350,7 @@ class AuditStore(AuditSearch):
         )
 
     async def _first_differing_seq(
-        self, conn: AsyncConnection, customer_id: str, first: int, last: int
+        self, conn: AsyncConnection, customer_id: str, tally: SubjectTally, first: int, last: int
     ) -> int | None:
         """The first seq in ``first..last`` whose subject rows are not those its event names."""
         e = self._t.events
@@ -361,7 +361,7 @@ class AuditStore(AuditSearch):
                 )
             )
             named = {row[1]: self._check_row(row)[1] for row in events}
-            by_seq = await self._subject_rows.by_seq(conn, customer_id, first, last)
+            by_seq = await self._subject_rows.by_seq(conn, customer_id, tally, first, last)
         for seq in sorted(by_seq.keys() | named.keys()):
             event = named.get(seq)
             if sorted(by_seq.get(seq, ())) != sorted(event.subjects if event else ()):

@@ -28,19 +28,28 @@ after) a second pass names the event: the customer's rows counted per
 stretch of ``width`` seqs in one statement, then the first stretch that
 disagrees read row by row (:meth:`SubjectRows.by_seq`).
 
-Each statement filters on the columns it names and nothing else, so adding
-a trailing column to the primary key (time partitioning) leaves them correct.
+Every statement also names the events' times (a subject row is filed
+under its event's ``occurred_at``, migration 0012): on PostgreSQL, whose
+tables are partitioned by month, each probe then reads one month's index
+instead of every month's, and the count reads only the months verified, so a
+checkpoint over an hour of new events counts that month, not the whole log.
+A row filed under a time no verified event has cannot misdirect a search
+(the search joins a subject row to its event on customer, seq and time), so
+the count leaves it out; one filed under its event's seq but another time is
+missing to its probe, and named.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Text, bindparam, func, literal, select
+from sqlalchemy import BigInteger, DateTime, Text, bindparam, func, literal, select
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement, FromClause
 
@@ -57,24 +66,30 @@ class SubjectTally:
     The seqs it covers run from the first event expected to the last, and stop
     at a row that does not decode (its subjects are unknown; verification
     already fails there, and a problem after it cannot be the first).
-    ``first`` and ``last`` are 0 until an event is expected (seqs count from 1).
+    ``first`` and ``last`` are 0 until an event is expected (seqs count from 1);
+    ``since`` and ``until`` are the earliest and latest of those events' times.
     """
 
     def __init__(self, width: int) -> None:
         self.width = width
         self.first = 0
         self.last = 0
+        self.since: datetime | None = None
+        self.until: datetime | None = None
         self.total = 0
         self.by_stretch: Counter[int] = Counter()
         self._stopped = False
 
-    def expect(self, seq: int, subjects: int) -> None:
-        """The event at ``seq`` names ``subjects`` distinct subjects."""
+    def expect(self, seq: int, subjects: int, occurred_at: datetime) -> None:
+        """The event at ``seq``, of ``occurred_at``, names ``subjects`` distinct subjects."""
         if self._stopped:
             return
         if not self.first:
             self.first = seq
         self.last = seq
+        # min/max, not first/last: a tampered time may be out of order.
+        self.since = min(self.since or occurred_at, occurred_at)
+        self.until = max(self.until or occurred_at, occurred_at)
         self.total += subjects
         self.by_stretch[(seq - self.first) // self.width] += subjects
 
@@ -91,17 +106,26 @@ class SubjectTally:
 class SubjectRows:
     """The statements verification asks of ``audit_subjects`` (SQLite and PostgreSQL)."""
 
-    def __init__(self, tables: AuditTables, dialect: str) -> None:
+    def __init__(self, tables: AuditTables, dialect: Dialect) -> None:
         self._s = tables.subjects
-        self._postgres = dialect == "postgresql"
+        self._postgres = dialect.name == "postgresql"
+        stored = tables.subjects.c.occurred_at.type.dialect_impl(dialect)
+        # SQLite's probes travel as JSON, past the column type: stored text for a time.
+        self._stored_time: Callable[[Any], Any] = stored.bind_processor(dialect) or (
+            lambda value: value
+        )
 
     async def missing(
-        self, conn: AsyncConnection, customer_id: str, expected: Sequence[tuple[int, str]]
+        self,
+        conn: AsyncConnection,
+        customer_id: str,
+        expected: Sequence[tuple[int, str, datetime]],
     ) -> list[int]:
-        """The seqs, ascending, whose expected ``(seq, subject_hash)`` row is not stored.
+        """The seqs, ascending, whose expected ``(seq, subject_hash, occurred_at)`` row is
+        not stored.
 
-        One statement for the batch, each pair a primary-key probe: on
-        PostgreSQL two arrays taken apart by ``unnest``, on SQLite one JSON
+        One statement for the batch, each triple a primary-key probe: on
+        PostgreSQL three arrays taken apart by ``unnest``, on SQLite one JSON
         array by ``json_each`` (https://sqlite.org/json1.html#jeach), as the
         append writes them.
         """
@@ -111,22 +135,28 @@ class SubjectRows:
         probes: FromClause
         seq: ColumnElement[Any]
         subject_hash: ColumnElement[Any]
+        occurred_at: ColumnElement[Any]
         if self._postgres:
+            seqs, hashes, times = zip(*expected, strict=True)
             probes = (
                 func.unnest(
-                    bindparam("seqs", [seq for seq, _ in expected], type_=ARRAY(BigInteger)),
-                    bindparam("hashes", [h for _, h in expected], type_=ARRAY(Text)),
+                    bindparam("seqs", list(seqs), type_=ARRAY(BigInteger)),
+                    bindparam("hashes", list(hashes), type_=ARRAY(Text)),
+                    bindparam("times", list(times), type_=ARRAY(DateTime(timezone=True))),
                 )
-                .table_valued("seq", "subject_hash")
+                .table_valued("seq", "subject_hash", "occurred_at")
                 .render_derived()
             )
             seq, subject_hash = probes.c.seq, probes.c.subject_hash
+            occurred_at = probes.c.occurred_at
         else:
+            triples = [(seq, h, self._stored_time(at)) for seq, h, at in expected]
             probes = func.json_each(
-                bindparam("pairs", _json_pairs(expected), type_=Text)
+                bindparam("triples", orjson.dumps(triples).decode(), type_=Text)
             ).table_valued("value")
             seq = func.json_extract(probes.c.value, "$[0]")
             subject_hash = func.json_extract(probes.c.value, "$[1]")
+            occurred_at = func.json_extract(probes.c.value, "$[2]")
         # A scalar subquery with LIMIT is never turned into a join: PostgreSQL runs
         # it per pair as a primary-key probe, where NOT EXISTS may become a hash
         # anti join that reads every subject row of the customer (as it did here
@@ -137,6 +167,7 @@ class SubjectRows:
                 s.c.customer_id == customer_id,
                 s.c.subject_hash == subject_hash,
                 s.c.seq == seq,
+                s.c.occurred_at == occurred_at,
             )
             .limit(1)
             .scalar_subquery()
@@ -144,12 +175,9 @@ class SubjectRows:
         query = select(seq).select_from(probes).where(found.is_(None))
         return sorted({int(row[0]) for row in await conn.execute(query)})
 
-    async def count(self, conn: AsyncConnection, customer_id: str, first: int, last: int) -> int:
-        """How many subject rows the customer has for the seqs ``first..last``."""
-        s = self._s
-        query = select(func.count()).where(
-            s.c.customer_id == customer_id, s.c.seq >= first, s.c.seq <= last
-        )
+    async def count(self, conn: AsyncConnection, customer_id: str, tally: SubjectTally) -> int:
+        """How many subject rows the customer has for the events ``tally`` expected."""
+        query = select(func.count()).where(*self._filed(customer_id, tally))
         return int((await conn.execute(query)).scalar_one())
 
     async def count_by_stretch(
@@ -159,20 +187,19 @@ class SubjectRows:
         s = self._s
         stretch = ((s.c.seq - tally.first) // tally.width).label("stretch")
         query = (
-            select(stretch, func.count())
-            .where(s.c.customer_id == customer_id, s.c.seq >= tally.first, s.c.seq <= tally.last)
-            .group_by(stretch)
+            select(stretch, func.count()).where(*self._filed(customer_id, tally)).group_by(stretch)
         )
         return Counter({int(n): int(count) for n, count in await conn.execute(query)})
 
     async def by_seq(
-        self, conn: AsyncConnection, customer_id: str, first: int, last: int
+        self, conn: AsyncConnection, customer_id: str, tally: SubjectTally, first: int, last: int
     ) -> dict[int, list[str]]:
-        """The customer's subject rows for the seqs ``first..last``, by seq."""
+        """The customer's subject rows for the seqs ``first..last`` of those ``tally``
+        expected, by seq."""
         s = self._s
         rows = await conn.execute(
             select(s.c.seq, s.c.subject_hash).where(
-                s.c.customer_id == customer_id, s.c.seq >= first, s.c.seq <= last
+                *self._filed(customer_id, tally), s.c.seq >= first, s.c.seq <= last
             )
         )
         out: dict[int, list[str]] = {}
@@ -180,7 +207,14 @@ class SubjectRows:
             out.setdefault(int(seq), []).append(subject_hash)
         return out
 
-
-def _json_pairs(expected: Sequence[tuple[int, str]]) -> str:
-    # As text: SQLite 3.45 and later read a BLOB argument as its binary JSONB.
-    return orjson.dumps(expected).decode()
+    def _filed(self, customer_id: str, tally: SubjectTally) -> list[ColumnElement[bool]]:
+        """Rows of the customer filed under the seqs and times of the events ``tally``
+        expected (the times bound the months PostgreSQL reads)."""
+        s = self._s
+        return [
+            s.c.customer_id == customer_id,
+            s.c.seq >= tally.first,
+            s.c.seq <= tally.last,
+            s.c.occurred_at >= tally.since,
+            s.c.occurred_at <= tally.until,
+        ]

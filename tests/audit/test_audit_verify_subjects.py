@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -81,6 +82,16 @@ async def move_rows(conn: AsyncConnection, t: AuditTables, _hasher: SubjectHashe
     await conn.execute(update(s).where(s.c.customer_id == "acme", s.c.seq == 2).values(seq=8))
 
 
+async def refile_a_row(conn: AsyncConnection, t: AuditTables, _hasher: SubjectHasher) -> None:
+    """Event 4's rows filed under another time: a search bounded to event 4's time (or,
+    on PostgreSQL, reading event 4's month) would miss it."""
+    s = t.subjects
+    later = await event_time(conn, t, "acme", 4) + timedelta(days=40)
+    await conn.execute(
+        update(s).where(s.c.customer_id == "acme", s.c.seq == 4).values(occurred_at=later)
+    )
+
+
 async def drop_a_row_and_break_a_link(
     conn: AsyncConnection, t: AuditTables, _hasher: SubjectHasher
 ) -> None:
@@ -95,6 +106,7 @@ async def drop_a_row_and_break_a_link(
     [
         pytest.param(add_a_row, 5, id="row-no-content-names"),
         pytest.param(move_rows, 2, id="rows-moved-to-another-event"),
+        pytest.param(refile_a_row, 4, id="rows-filed-under-another-time"),
         pytest.param(drop_a_row_and_break_a_link, 3, id="row-missing-before-a-broken-link"),
     ],
 )
@@ -234,8 +246,9 @@ async def _plan(engine: AsyncEngine, statement: str, parameters: Any) -> str:
 async def test_per_batch_subject_reads_are_bounded_by_the_whole_primary_key(
     engine: AsyncEngine, tables: AuditTables, keys: CheckpointKeys, make_draft: MakeDraft
 ) -> None:
-    """What verification asks of audit_subjects once per batch names a subject and a
-    seq, so the primary key bounds each read to one row; only the one count per
+    """What verification asks of audit_subjects once per batch names a subject, a seq
+    and its time, so the primary key bounds each read to one row (and, on PostgreSQL,
+    one month's partition); only the one count per
     verification reads the customer's rows whole. (A seq range of one customer's
     rows, as this check once read per batch, is bounded by the key's first column
     only: each batch read every subject row of the customer.)"""
@@ -250,8 +263,12 @@ async def test_per_batch_subject_reads_are_bounded_by_the_whole_primary_key(
     ]
     assert (len(seen), len(per_batch), len(plans)) == (4, 1, 1)
     if engine.dialect.name == "sqlite":
-        assert "(customer_id=? AND subject_hash=? AND seq=?)" in plans[0], plans[0]
+        key = "(customer_id=? AND subject_hash=? AND seq=? AND occurred_at=?)"
+        assert key in plans[0], plans[0]
     else:
         conditions = [line for line in plans[0].split('"') if "subject_hash =" in line]
-        assert any("seq =" in condition for condition in conditions), plans[0]
+        # With the time, PostgreSQL can keep each probe to one month's partition.
+        assert any(
+            "seq =" in condition and "occurred_at =" in condition for condition in conditions
+        ), plans[0]
         assert "Hash" not in plans[0], plans[0]
