@@ -27,12 +27,18 @@ def create_engine(
     pool_size: int = 10,
     timeout: float = DEFAULT_TIMEOUT,
     checkpoint_on_commit: bool = True,
+    bound_statements: bool = True,
 ) -> AsyncEngine:
     """``timeout`` bounds each database step: a statement or lock wait, a checkout, a connect.
 
     Past it the step raises, the request becomes a 503 ``database-unavailable``
     and its transaction is rolled back, instead of the caller hanging on a slow
     or partitioned database.
+
+    ``bound_statements=False`` (PostgreSQL): statements run as long as they
+    take, connecting is still bounded. For migrations, whose statements copy
+    or index whole tables (0012 copies the audit log) and would otherwise fail
+    past ``timeout`` on any log of real size.
 
     ``checkpoint_on_commit=False`` (SQLite): no commit on the engine's
     connections checkpoints the WAL (``wal_autocheckpoint=0``); whoever passes
@@ -69,7 +75,7 @@ def create_engine(
         pool_timeout=timeout,
         # asyncpg: ``timeout`` bounds connecting, ``command_timeout`` every statement
         # (client side, so it also ends a wait on a database that stopped answering).
-        connect_args={"timeout": timeout, "command_timeout": timeout},
+        connect_args={"timeout": timeout, "command_timeout": timeout if bound_statements else None},
     )
     # Pessimistic disconnect handling with one round trip: the asyncpg dialect's
     # own pool_pre_ping wraps its ";" in BEGIN … ROLLBACK (for PgBouncer's

@@ -30,7 +30,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _migrate() -> None:
-    engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
+    engine = create_engine(config.get_main_option("sqlalchemy.url") or "", bound_statements=False)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)
