@@ -46,11 +46,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
+    from gateway.audit.errors import DATABASE_ERRORS
     from gateway.storage.migrate import upgrade
 
     settings = _settings()
-    upgrade(settings.database_url)
-    print(f"database is at the current schema ({_safe_url(settings.database_url)})")
+    where = _safe_url(settings.database_url)
+    try:
+        upgrade(settings.database_url)
+    except DATABASE_ERRORS as exc:
+        reason = (str(exc).splitlines() or [""])[0][:300]
+        raise LinkgateError(
+            f"cannot migrate {where}: {type(exc).__name__}: {reason}. Check that the database "
+            "is running and reachable at LINKGATE_DATABASE_URL, then run linkgate migrate again"
+        ) from None
+    except RuntimeError as exc:  # a migration refusing the data it found; its text says why
+        raise LinkgateError(f"cannot migrate {where}: {exc}") from None
+    print(f"database is at the current schema ({where})")
     return 0
 
 

@@ -109,6 +109,26 @@ def test_config_check_lists_every_problem(
         assert setting in err
 
 
+def test_migrate_names_the_fix_when_the_database_is_unreachable(
+    env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator whose database is down gets one line naming the setting to check,
+    not a traceback; the exit code says it failed."""
+    monkeypatch.setenv(
+        "LINKGATE_DATABASE_URL", "postgresql+asyncpg://postgres:hunter2@127.0.0.1:1/linkgate"
+    )
+
+    code = main(["migrate"])
+    err = capsys.readouterr().err
+
+    assert code == 1
+    assert err.startswith("linkgate: cannot migrate postgresql+asyncpg://postgres:***@"), err
+    assert "LINKGATE_DATABASE_URL" in err
+    assert "Traceback" not in err
+    assert "hunter2" not in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
 async def _page_token(url: str, connection_id: str) -> str | None:
     """The scoped token, opened with the new key alone."""
     engine = create_engine(url)
