@@ -46,6 +46,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
+    from alembic.util import CommandError
+
     from gateway.audit.errors import DATABASE_ERRORS
     from gateway.storage.migrate import upgrade
 
@@ -59,7 +61,8 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
             f"cannot migrate {where}: {type(exc).__name__}: {reason}. Check that the database "
             "is running and reachable at LINKGATE_DATABASE_URL, then run linkgate migrate again"
         ) from None
-    except RuntimeError as exc:  # a migration refusing the data it found; its text says why
+    except CommandError as exc:  # a migration refusing the data it found (its text says
+        # what to do), or a revision Alembic cannot find
         raise LinkgateError(f"cannot migrate {where}: {exc}") from None
     print(f"database is at the current schema ({where})")
     return 0

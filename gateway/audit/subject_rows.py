@@ -151,6 +151,7 @@ class SubjectRows:
             occurred_at = probes.c.occurred_at
         else:
             triples = [(seq, h, self._stored_time(at)) for seq, h, at in expected]
+            # As text: SQLite 3.45 and later read a BLOB argument as its binary JSONB.
             probes = func.json_each(
                 bindparam("triples", orjson.dumps(triples).decode(), type_=Text)
             ).table_valued("value")

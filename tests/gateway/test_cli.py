@@ -7,7 +7,7 @@ import json
 import secrets
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from gateway.callers import CallerKind, authenticate
 from gateway.cli import main
@@ -15,6 +15,7 @@ from gateway.connections import ConnectionStore
 from gateway.oauth import TokenSet
 from gateway.provider_tokens import ScopedTokenStore
 from gateway.storage import connections, create_engine
+from gateway.storage.migrate import upgrade
 from gateway.vault import KeyRing, generate_key_entry, token_row
 from providers.base import Account
 
@@ -23,12 +24,17 @@ NEW = generate_key_entry("k2")
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: object) -> str:
+def keys_set(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    """The settings every command needs besides the database, no config file."""
     monkeypatch.chdir(str(tmp_path))
     monkeypatch.delenv("LINKGATE_CONFIG", raising=False)
-    monkeypatch.setenv("LINKGATE_DATABASE_URL", database_url)
     monkeypatch.setenv("LINKGATE_VAULT_KEYS", OLD)
     monkeypatch.setenv("LINKGATE_SECRET_KEY", secrets.token_urlsafe(48))
+
+
+@pytest.fixture
+def env(keys_set: None, monkeypatch: pytest.MonkeyPatch, database_url: str) -> str:
+    monkeypatch.setenv("LINKGATE_DATABASE_URL", database_url)
     return database_url
 
 
@@ -127,6 +133,48 @@ def test_migrate_names_the_fix_when_the_database_is_unreachable(
     assert "Traceback" not in err
     assert "hunter2" not in err
     assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_migrate_refuses_subject_rows_without_an_event_and_changes_nothing(
+    kind: str,
+    request: pytest.FixtureRequest,
+    keys_set: None,
+    tmp_path: object,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """0012 files each subject row under its event's time; a row whose event is gone has
+    none. The operator is told how to find and remove such rows, and the database is
+    left at 0011 with every row still there."""
+    url = (
+        f"sqlite+aiosqlite:///{tmp_path}/old.db"
+        if kind == "sqlite"
+        else request.getfixturevalue("postgres_database")
+    )
+    upgrade(url, "0011")
+    asyncio.run(_sql(url, "INSERT INTO audit_subjects VALUES ('acme', 'hmac-sha256:ab', 7)"))
+    monkeypatch.setenv("LINKGATE_DATABASE_URL", url)
+
+    code = main(["migrate"])
+    err = capsys.readouterr().err
+
+    assert code == 1
+    assert "audit_subjects holds 1 rows whose event is gone" in err, err
+    assert "delete them, and migrate again" in err
+    assert "Traceback" not in err
+    assert asyncio.run(_sql(url, "SELECT version_num FROM alembic_version")) == [("0011",)]
+    assert asyncio.run(_sql(url, "SELECT * FROM audit_subjects")) == [("acme", "hmac-sha256:ab", 7)]
+
+
+async def _sql(url: str, statement: str) -> list[tuple[object, ...]]:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            result = await conn.execute(text(statement))
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        await engine.dispose()
 
 
 async def _page_token(url: str, connection_id: str) -> str | None:

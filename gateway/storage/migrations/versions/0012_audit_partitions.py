@@ -29,6 +29,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+from alembic.util import CommandError
 
 revision = "0012"
 down_revision = "0011"
@@ -88,10 +89,30 @@ def _literal(moment: datetime) -> str:
 
 
 def upgrade() -> None:
+    _refuse_orphans()
     if op.get_bind().dialect.name == "postgresql":
         _upgrade_postgresql()
     else:
         _upgrade_sqlite()
+
+
+def _refuse_orphans() -> None:
+    """Before anything changes: every subject row takes its event's time, and one without
+    an event (which no append or prune leaves) has no time to be filed under. Refuse
+    rather than drop it; ``linkgate migrate`` prints the text, which names the fix."""
+    orphans = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                "SELECT count(*) FROM audit_subjects s WHERE NOT EXISTS "
+                "(SELECT 1 FROM audit_events e "
+                "WHERE e.customer_id = s.customer_id AND e.seq = s.seq)"
+            )
+        )
+        .scalar()
+    )
+    if orphans:
+        raise CommandError(_ORPHANS.format(count=orphans))
 
 
 def downgrade() -> None:
@@ -186,15 +207,6 @@ def _upgrade_postgresql() -> None:
         op.execute(f"CREATE TABLE {parent}_default PARTITION OF {parent} DEFAULT")
     # Every subject row takes its event's time; one without an event (which no
     # append or prune leaves) has no time to be filed under: refuse rather than drop it.
-    orphans = bind.execute(
-        sa.text(
-            "SELECT count(*) FROM audit_subjects_unpartitioned s WHERE NOT EXISTS "
-            "(SELECT 1 FROM audit_events_unpartitioned e "
-            "WHERE e.customer_id = s.customer_id AND e.seq = s.seq)"
-        )
-    ).scalar()
-    if orphans:
-        raise RuntimeError(_ORPHANS.format(count=orphans))
     _move_rows(
         "unpartitioned",
         "INSERT INTO audit_subjects (customer_id, subject_hash, seq, occurred_at) "
@@ -228,12 +240,6 @@ def _upgrade_sqlite() -> None:
         "UPDATE audit_subjects SET occurred_at = (SELECT e.occurred_at FROM audit_events e "
         "WHERE e.customer_id = audit_subjects.customer_id AND e.seq = audit_subjects.seq)"
     )
-    orphans = op.get_bind().execute(
-        sa.text("SELECT count(*) FROM audit_subjects WHERE occurred_at IS NULL")
-    )
-    count = orphans.scalar()
-    if count:
-        raise RuntimeError(_ORPHANS.format(count=count))
     with op.batch_alter_table("audit_subjects", schema=None, recreate="always") as batch_op:
         batch_op.alter_column(
             "occurred_at", existing_type=sa.DateTime(timezone=True), nullable=False
