@@ -31,7 +31,7 @@ def server_for(settings: Settings, *, host: str, port: int) -> uvicorn.Server:
 # freed by reference counting; at CPython's default threshold (700) the cyclic
 # collector runs several times per request and is charged to whatever allocates.
 # Fewer, larger young-generation passes cost less CPU per request in
-# bench_gateway (README, "Performance") for a few MB of cycles living longer.
+# bench_gateway (tests/benchmarks/README.md, "History") for a few MB of cycles living longer.
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
@@ -48,7 +48,7 @@ def run(settings: Settings, *, host: str, port: int) -> int:
     """Serve until stopped, on uvloop: the event loop uvicorn itself picks when it is installed.
 
     Its loop and transports are in C; the stdlib loop's own scheduling showed
-    up in every profile of the records path (README, "Performance").
+    up in every profile of the records path (tests/benchmarks/README.md, "History").
     """
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(serve(settings, host=host, port=port))
