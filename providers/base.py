@@ -407,6 +407,9 @@ class Pagination:
     token_path: tuple[str, ...] = ()  # where the next token or link sits in the body
     limit_param: str | None = None
     max_limit: int = 100
+    # The smallest page the provider accepts (X mentions: ``max_results`` 5 to 100);
+    # a smaller limit is refused here rather than sent for the provider to refuse.
+    min_limit: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

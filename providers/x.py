@@ -26,6 +26,7 @@ Paging: ``meta.next_token`` sent back as ``pagination_token``; no
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from policies import Record, Visibility
@@ -85,6 +86,10 @@ _PAGES = Pagination(
     limit_param="max_results",
     max_limit=100,
 )
+# "User mention timeline" (GET /2/users/:id/mentions): ``max_results`` is 5 to 100 (the
+# DM events lookup takes 1 to 100). A smaller one is a 400 from X, so the gateway refuses
+# it itself, with the range the caller can use.
+_MENTION_PAGES = replace(_PAGES, min_limit=5)
 
 ERRORS = ErrorTable(
     api=(
@@ -257,7 +262,7 @@ PROVIDER = Provider(
                 "user.fields": USER_FIELDS,
                 "tweet.fields": "id,text,created_at,author_id,conversation_id,withheld",
             },
-            pagination=_PAGES,
+            pagination=_MENTION_PAGES,
             extract=with_users,
             description="Posts that mention the linked account; protected authors are dropped.",
         ),

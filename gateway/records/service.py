@@ -465,9 +465,11 @@ class RecordsService:
 
 
 def _limit(raw: str | None, resource: Resource) -> int:
-    maximum = resource.pagination.max_limit
+    minimum, maximum = resource.pagination.min_limit, resource.pagination.max_limit
     if raw is None:
-        return min(DEFAULT_LIMIT, maximum)
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
-        raise InvalidParameter(f"limit must be between 1 and {maximum}", parameter="limit")
+        return max(minimum, min(DEFAULT_LIMIT, maximum))
+    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+        raise InvalidParameter(
+            f"limit must be between {minimum} and {maximum}", parameter="limit"
+        )
     return int(raw)

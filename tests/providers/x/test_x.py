@@ -76,6 +76,26 @@ async def test_mentions_page_to_the_end_and_drop_protected_authors(provider_gate
     assert all(r["customer_id"] == "acme" for r in records)
 
 
+async def test_a_mentions_limit_below_five_is_refused_before_x_is_called(
+    provider_gateway: Any,
+) -> None:
+    """X's mention timeline takes max_results 5 to 100: a limit of 4 is a 400 naming that range."""
+    gw, connection_id = await _linked(provider_gateway)
+    route = gw.router.get(f"{BASE}/2/users/{fx.ACCOUNT_ID}/mentions").mock(
+        return_value=httpx.Response(200, json=fx.PAGES["mentions"][0])
+    )
+    refused = await gw.records(connection_id, "mentions", limit="4")
+    smallest = await gw.records(connection_id, "mentions", limit="5")
+
+    assert refused.status_code == 400
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.json()["type"].endswith("invalid-parameter")
+    assert "between 5 and 100" in refused.json()["detail"]
+    assert smallest.status_code == 200, smallest.text
+    assert route.call_count == 1
+    assert route.calls.last.request.url.params["max_results"] == "5"
+
+
 async def test_dm_events_are_direct_and_the_sender_is_a_subject(provider_gateway: Any) -> None:
     """DM events are released as direct; the End User sender is typed as an X user id."""
     gw, connection_id = await _linked(provider_gateway)
