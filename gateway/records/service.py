@@ -469,7 +469,5 @@ def _limit(raw: str | None, resource: Resource) -> int:
     if raw is None:
         return max(minimum, min(DEFAULT_LIMIT, maximum))
     if not raw.isdigit() or not minimum <= int(raw) <= maximum:
-        raise InvalidParameter(
-            f"limit must be between {minimum} and {maximum}", parameter="limit"
-        )
+        raise InvalidParameter(f"limit must be between {minimum} and {maximum}", parameter="limit")
     return int(raw)
