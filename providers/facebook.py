@@ -88,7 +88,9 @@ TIMELINE_VISIBILITY: Mapping[str, Visibility | None] = {
 
 # Comment ``is_hidden`` / ``is_private`` (Graph API reference, Comment). A comment on
 # the customer's post is directly provided to the customer, unless the Page hid
-# it (then only its author and their friends see it) or it is a private one.
+# it (then only its author and their friends see it) or it is a private one. Both
+# flags are asked for (COMMENT_FIELDS): one the answer leaves out is not known to be
+# false, so the comment is unknown (fail closed), as ``is_published`` is for posts.
 COMMENT_VISIBILITY: Mapping[tuple[bool, bool], Visibility] = {
     (False, False): Visibility.DIRECT,
     (True, False): Visibility.RESTRICTED,
@@ -164,7 +166,7 @@ def normalize_post(item: JSONObject, ctx: NormalizeContext) -> Record:
 
 def normalize_comment(item: JSONObject, ctx: NormalizeContext) -> Record:
     """``/{post_id}/comments``: comments on one of the Page's posts."""
-    hidden, private = item.get("is_hidden"), item.get("is_private", False)
+    hidden, private = item.get("is_hidden"), item.get("is_private")
     visibility = (
         COMMENT_VISIBILITY[(hidden, private)]
         if isinstance(hidden, bool) and isinstance(private, bool)

@@ -89,7 +89,10 @@ async def test_an_unknown_page_is_refused(provider_gateway: Any) -> None:
 async def test_page_comments_keep_direct_ones_and_drop_hidden_and_private(
     provider_gateway: Any,
 ) -> None:
-    """Comments page through an empty page; hidden, private and unflagged comments are dropped."""
+    """Comments page through an empty page; hidden, private and unflagged comments are dropped.
+
+    A comment whose ``is_private`` was asked for and left out (1_905) is unknown, not direct.
+    """
     gw, connection_id, _ = await _linked(provider_gateway)
     route = gw.router.get(url__startswith=f"{BASE}/{PAGE}_1/comments").mock(
         side_effect=[_pages("comments", n) for n in (1, 2, 3)]
