@@ -298,6 +298,14 @@ PROVIDER = Provider(
     # nothing (answered like an unknown account, logged ``provider_notification.handled``
     # with ``connections=0``): check that log line against a real removal before relying
     # on it. tests/providers/instagram/test_instagram_notifications.py pins the reading.
+    # Searched again 2026-11-29 (session 10): Business Login for Instagram, the "Customize
+    # the Instagram use case" page (where the two callback URLs are entered), the IG User
+    # and /me references and Meta's Data Deletion Request Callback page: none names the
+    # field. What is known: the two ids differ for one account (an integrator's report,
+    # github.com/kevinrivm/vocero-crm issue #60: /me ``id`` 2897..., /me ``user_id``
+    # 1784..., webhooks carry ``user_id``), and the deletion page's "app-scoped ID"
+    # wording leans to ``id``. Matching on both needs the second id stored beside the
+    # connection (a column: a migration), so it is left to the lead (report, session 10).
     notifications=NOTIFICATIONS,
     errors=ERRORS,
     scope_descriptions={

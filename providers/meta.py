@@ -66,10 +66,15 @@ from providers.base import (
 # wait for a release. Meta's "Versions" changelog
 # (https://developers.facebook.com/docs/graph-api/changelog/versions/, seen 2026-11-29):
 # v21.0 is available until January 21, 2027, v25.0 until July 29, 2028, and v26.0
-# (July 29, 2026), the newest version that table lists, until a date not yet set; so
-# far each version has stayed two years past the next one's release. v26.0 is the
-# default. (A v27.0 was reported released on November 4, 2026, but no versions table
-# seen here lists it yet; an operator can move to it with ``api_version``.)
+# (July 29, 2026) until a date not yet set; so far each version has stayed two years
+# past the next one's release. The newer changelog page
+# (developers.facebook.com/documentation/development/graph-api/changelog, "Updated:
+# Oct 29, 2026", seen 2026-11-29) lists one more version, introduced November 4, 2026
+# (v27.0; the Marketing API's version table names it), also without an end date, and
+# the references' Graph API Explorer samples now show v27.0. v26.0 stays the default:
+# supported, and the one whose changelog was checked against what is read here (below);
+# an operator can move to v27.0 with ``api_version`` once its changelog is checked too.
+# (v21.0, which the shared providers reference names, ends January 21, 2027.)
 # What was checked for the endpoints, fields, scopes, paging and callbacks these modules
 # use (Page feed, comments, conversations; /me, /me/accounts, /me/permissions, the token
 # exchanges; IG media, comments, conversations): the v22.0 and v26.0 changelogs, the
