@@ -42,7 +42,12 @@ from providers.base import (
 )
 from providers.oidc import normalize_profile
 
-CALENDAR_SCOPE = "https://www.googleapis.com/auth/calendar.events.readonly"
+# "See the events on Google calendars you own" (Calendar API scopes, developers.google.com/
+# workspace/calendar/api/auth, which asks for the narrowest scope; the constant
+# CALENDAR_EVENTS_OWNED_READONLY in Google's generated Java client). The only calendar read
+# is ``primary``, which the linked account owns, so this covers it; the broader
+# ``calendar.events.readonly`` would also show every calendar shared with the account.
+CALENDAR_SCOPE = "https://www.googleapis.com/auth/calendar.events.owned.readonly"
 
 # Event ``visibility`` (absent means "default"), read together with whether the linked
 # calendar is itself a party to the event (``organizer.self`` or an ``attendees[].self``).
@@ -217,7 +222,7 @@ PROVIDER = Provider(
             jwks_url="https://www.googleapis.com/oauth2/v3/certs",
             api_base_url="https://www.googleapis.com",
         ),
-        # The narrowest read-only scope that lists events (calendar.readonly reads more).
+        # The narrowest read-only scope that lists the primary calendar's events.
         scopes=("openid", "email", "profile", CALENDAR_SCOPE),
         client_auth=ClientAuth.CLIENT_SECRET_BASIC,
         oidc=True,
@@ -254,7 +259,7 @@ PROVIDER = Provider(
         "openid": "know who you are when you sign in",
         "email": "see your email address",
         "profile": "see your name and profile picture",
-        CALENDAR_SCOPE: "see the events on your calendars (read only)",
+        CALENDAR_SCOPE: "see the events on the calendars you own (read only)",
     },
     errors=ERRORS,
 )

@@ -49,6 +49,13 @@ async def test_connect_flow_links_an_active_google_account(
 
     assert stand.authorize_params["access_type"] == "offline"
     assert stand.authorize_params["prompt"] == "consent"
+    # minimal-scope: only the owned calendars' events, not every calendar shared with it
+    assert stand.authorize_params["scope"].split() == [
+        "openid",
+        "email",
+        "profile",
+        "https://www.googleapis.com/auth/calendar.events.owned.readonly",
+    ]
     assert connection["status"] == "active"
     assert connection["account"]["id"] == SUB
     assert connection["account"]["name"] == "owner@acme.example"
