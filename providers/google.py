@@ -47,6 +47,8 @@ from providers.oidc import normalize_profile
 # CALENDAR_EVENTS_OWNED_READONLY in Google's generated Java client). The only calendar read
 # is ``primary``, which the linked account owns, so this covers it; the broader
 # ``calendar.events.readonly`` would also show every calendar shared with the account.
+# Not seen here: the events.list reference's own scope list (the stored discovery copy
+# predates these scopes); a refusal would be a visible 403 insufficientPermissions.
 CALENDAR_SCOPE = "https://www.googleapis.com/auth/calendar.events.owned.readonly"
 
 # Event ``visibility`` (absent means "default"), read together with whether the linked
