@@ -248,7 +248,11 @@ PROVIDER = Provider(
             api_base_url="https://graph.microsoft.com",
         ),
         # Calendars.ReadBasic: events without body or attachments, the least calendar right.
-        scopes=("openid", "profile", "email", "offline_access", "User.Read", "Calendars.ReadBasic"),
+        # No User.Read: nothing here reads Graph /me; the account comes from the ID token and
+        # the profile from /oidc/userinfo, whose permissions are openid (required), profile
+        # and email ("Microsoft identity platform UserInfo endpoint", Permissions). The
+        # access token is a Graph one through Calendars.ReadBasic, as userinfo needs.
+        scopes=("openid", "profile", "email", "offline_access", "Calendars.ReadBasic"),
         # "OAuth 2.0 authorization code flow" (Microsoft identity platform), Redeem a code:
         # the example sends client_secret in the body, and "the Basic auth pattern of
         # instead providing credentials in the Authorization header, per RFC 6749 is also
@@ -286,7 +290,6 @@ PROVIDER = Provider(
         "profile": "see your name",
         "email": "see your email address",
         "offline_access": "stay connected when you are not signed in",
-        "User.Read": "see your basic profile",
         "Calendars.ReadBasic": "see your calendar events, without their bodies (read only)",
     },
     errors=ERRORS,

@@ -44,6 +44,21 @@ async def test_an_admin_of_any_tenant_links_an_account(database_url: str, server
     assert connection["account"]["issuer"] == TEMPLATE.replace("{tenantid}", TENANT)
 
 
+async def test_the_grant_asked_for_is_sign_in_and_basic_calendar_reads_only(
+    database_url: str, servers: Servers
+) -> None:
+    """minimal-scope: no User.Read (Graph /me is never read); Calendars.ReadBasic, not Read."""
+    stand, _ = await _linked(servers, database_url)
+
+    assert stand.authorize_params["scope"].split() == [
+        "openid",
+        "profile",
+        "email",
+        "offline_access",
+        "Calendars.ReadBasic",
+    ]
+
+
 async def test_an_issuer_of_another_tenant_than_tid_is_refused(
     database_url: str, servers: Servers
 ) -> None:
