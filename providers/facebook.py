@@ -130,8 +130,11 @@ def normalize_post(item: JSONObject, ctx: NormalizeContext) -> Record:
         visibility = Visibility.PRIVATE  # a draft or scheduled post: the Page's admins only
     elif published is not True:
         visibility = Visibility.UNKNOWN  # asked for and not said: fail closed
-    if item.get("is_hidden") is True and visibility is not Visibility.UNKNOWN:
-        visibility = Visibility.RESTRICTED
+    hidden = item.get("is_hidden")
+    if hidden is True and visibility is not Visibility.UNKNOWN:
+        visibility = Visibility.RESTRICTED  # off the Page's timeline
+    elif not isinstance(hidden, bool) and visibility is Visibility.PUBLIC:
+        visibility = Visibility.UNKNOWN  # asked for (POST_FIELDS) and not said: fail closed
     if timeline is not None:
         narrowed = TIMELINE_VISIBILITY.get(timeline) if isinstance(timeline, str) else None
         if not isinstance(timeline, str) or timeline not in TIMELINE_VISIBILITY:
@@ -158,7 +161,7 @@ def normalize_post(item: JSONObject, ctx: NormalizeContext) -> Record:
         extra={
             "provider_visibility": privacy,
             "is_published": published,
-            "is_hidden": item.get("is_hidden"),
+            "is_hidden": hidden,
             "timeline_visibility": timeline,
         },
     )

@@ -66,7 +66,10 @@ async def test_connect_trades_for_a_long_lived_token_and_reads_pages(
 
 
 async def test_page_posts_use_the_page_token_and_page_to_the_end(provider_gateway: Any) -> None:
-    """Posts are read with the Page token via next links; drafts, friends-only, hidden dropped."""
+    """Posts are read with the Page token via next links; drafts, friends-only, hidden dropped.
+
+    A public post whose ``is_hidden`` was asked for and left out (_5) is unknown, not public.
+    """
     gw, connection_id, _ = await _linked(provider_gateway)
     feed = gw.router.get(url__startswith=f"{BASE}/{PAGE}/feed").mock(
         side_effect=[_pages("feed", n) for n in (1, 2, 3)]
