@@ -17,7 +17,9 @@ Hooks a provider uses for its quirks (the gateway has no provider names in it):
     token endpoint: ``invalid_grant`` re-auth, anything else retry later).
     Example: ``ErrorRule(kind=ErrorKind.REAUTH, path=("error", "code"), values=frozenset({190}))``.
     A rule's ``wait_header`` names a header holding seconds until the provider's
-    window reopens (Calendly ``X-RateLimit-Reset``), read when no Retry-After came.
+    window reopens (Calendly ``X-RateLimit-Reset``), read when no Retry-After came;
+    its ``wait_reader`` reads the wait out of a provider's own usage headers (Meta's
+    ``X-Business-Use-Case-Usage``) when neither says it.
 
 ``OAuthSettings.issuer_claims``
     For a multi-tenant issuer: ``Endpoints.issuer`` is a template such as
@@ -196,6 +198,9 @@ class ErrorRule:
     # A header carrying *seconds until* the provider's window reopens, read when there
     # is no Retry-After (Calendly ``X-RateLimit-Reset``); ``retry_after`` is the fallback.
     wait_header: str = ""
+    # Seconds to wait read from the provider's own headers in another form (Meta's
+    # usage header, in minutes); None when they say nothing usable. Pure, no I/O.
+    wait_reader: Callable[[Mapping[str, str]], float | None] | None = None
 
     def matches(self, status: int, body: Any) -> str | None:
         """The matched provider code (safe to log), or None."""
@@ -217,13 +222,19 @@ class ErrorVerdict:
     code: str  # the provider's code that decided it (an error name, never a token)
     retry_after: float | None = None
     wait_header: str = ""
+    wait_reader: Callable[[Mapping[str, str]], float | None] | None = None
 
     def wait(self, headers: Mapping[str, str]) -> float | None:
-        """Seconds to wait: the rule's header when it holds whole seconds, else ``retry_after``."""
+        """Seconds to wait: the rule's header when it holds whole seconds, then what its
+        reader finds, else ``retry_after``."""
         if self.wait_header:
             value = headers.get(self.wait_header, "").strip()
             if value.isdigit():
                 return float(value)
+        if self.wait_reader is not None:
+            found = self.wait_reader(headers)
+            if found is not None:
+                return found
         return self.retry_after
 
 
@@ -245,7 +256,9 @@ def _first_match(rules: tuple[ErrorRule, ...], status: int, body: Any) -> ErrorV
     for rule in rules:
         code = rule.matches(status, body)
         if code is not None:
-            return ErrorVerdict(rule.kind, code, rule.retry_after, rule.wait_header)
+            return ErrorVerdict(
+                rule.kind, code, rule.retry_after, rule.wait_header, rule.wait_reader
+            )
     return None
 
 

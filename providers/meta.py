@@ -44,6 +44,7 @@ import binascii
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 
 from providers.base import (
     Account,
@@ -93,8 +94,45 @@ GRAPH_API_VERSION = ApiVersion(
 MAX_PAGE_SIZE = 100
 
 # A wait to announce when Meta pages us: its usage headers give percentages and
-# "estimated_time_to_regain_access" in minutes, never a Retry-After.
+# "estimated_time_to_regain_access" in minutes, never a Retry-After. 60 s is the wait
+# when no such estimate comes (Platform limits' X-App-Usage carries none).
 RATE_LIMIT_WAIT = 60.0
+BUSINESS_USAGE_HEADER = "X-Business-Use-Case-Usage"
+MAX_USAGE_HEADER = 8192  # characters; one object per business id, a few hundred each
+
+
+def usage_wait(headers: Mapping[str, str]) -> float | None:
+    """Seconds until Meta lifts a Business Use Case limit, from its usage header.
+
+    Graph API "Rate Limits": Page-token and Instagram Platform calls fall under
+    Business Use Case limits, and ``X-Business-Use-Case-Usage`` is a JSON object of
+    business ids, each a list of usage entries whose ``estimated_time_to_regain_access``
+    is the time, in minutes, until calls stop being throttled. The longest one wins
+    (every listed business must recover). None when the header is absent, unreadable
+    or estimates no wait, so the rule's fixed wait is announced instead.
+    """
+    raw = headers.get(BUSINESS_USAGE_HEADER) or headers.get(BUSINESS_USAGE_HEADER.lower())
+    if not raw or len(raw) > MAX_USAGE_HEADER:
+        return None
+    try:
+        usage = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(usage, dict):
+        return None
+    minutes = [
+        entry.get("estimated_time_to_regain_access")
+        for entries in usage.values()
+        if isinstance(entries, list)
+        for entry in entries
+        if isinstance(entry, dict)
+    ]
+    longest = max(
+        (m for m in minutes if isinstance(m, int | float) and not isinstance(m, bool) and m > 0),
+        default=None,
+    )
+    return None if longest is None else float(longest) * 60
+
 
 REAUTH_CODES = frozenset({190, 102})
 RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, *range(80001, 80015)})
@@ -109,6 +147,7 @@ ERRORS = ErrorTable(
             path=("error", "code"),
             values=frozenset(RATE_LIMIT_CODES),
             retry_after=RATE_LIMIT_WAIT,
+            wait_reader=usage_wait,
         ),
         ErrorRule(
             kind=ErrorKind.RETRY_LATER, path=("error", "code"), values=frozenset(TRANSIENT_CODES)

@@ -301,6 +301,26 @@ async def test_a_rate_limit_code_is_passed_on_with_the_documented_wait(
     assert (await _connection(gw, connection_id))["status"] == "active"
 
 
+async def test_a_business_use_case_limit_announces_meta_s_own_estimate(
+    provider_gateway: Any,
+) -> None:
+    """X-Business-Use-Case-Usage estimates 5 minutes (its unit): Retry-After is 300, not 60."""
+    gw, connection_id = await _linked(provider_gateway)
+    usage = (
+        '{"17841405793187218": [{"type": "instagram", "call_count": 100, "total_cputime": 12,'
+        ' "total_time": 15, "estimated_time_to_regain_access": 5}]}'
+    )
+    route = gw.router.get(url__startswith=f"{GRAPH}/me/media").mock(
+        return_value=_json("error_rate_limited", 400, **{"X-Business-Use-Case-Usage": usage})
+    )
+    response = await gw.records(connection_id, "media")
+
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "300"
+    assert route.call_count == 1
+    assert (await _connection(gw, connection_id))["status"] == "active"
+
+
 async def test_every_rate_limit_code_is_retry_later(provider_gateway: Any) -> None:
     """Codes 4, 17, 32 and 613 all answer 429, never a re-auth or a permanent error."""
     gw, connection_id = await _linked(provider_gateway)
