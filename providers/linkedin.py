@@ -10,7 +10,8 @@ Versioned REST calls need ``LinkedIn-Version`` and the Rest.li 2.0 protocol head
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from policies import Field, JSONValue, Record, Visibility
@@ -137,14 +138,39 @@ def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def until_utc_midnight(headers: Mapping[str, str]) -> float | None:
+    """Seconds from the answer's own ``Date`` (RFC 9110 §6.6.1) to the next midnight UTC.
+
+    "Rate limits": LinkedIn's limits are daily and reset at midnight UTC, and a 429
+    carries no Retry-After, so the wait is read off LinkedIn's clock, not ours. None
+    without a readable ``Date``.
+    """
+    raw = headers.get("Date") or headers.get("date")
+    if not raw:
+        return None
+    try:
+        now = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if now.tzinfo is None:
+        return None
+    now = now.astimezone(UTC)
+    midnight = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+    return (midnight - now).total_seconds()
+
+
 ERRORS = ErrorTable(
     api=(
         # "Error handling": {"message", "serviceErrorCode", "status"}; 401 = token expired,
         # revoked, or the scopes changed.
         ErrorRule(kind=ErrorKind.REAUTH, statuses=frozenset({401})),
         # "Rate limits": daily windows that reset at midnight UTC, without Retry-After;
-        # retrying within this request cannot help.
-        ErrorRule(kind=ErrorKind.USAGE_CAPPED, statuses=frozenset({429})),
+        # retrying within this request cannot help, so the caller is told when it can.
+        ErrorRule(
+            kind=ErrorKind.USAGE_CAPPED,
+            statuses=frozenset({429}),
+            wait_reader=until_utc_midnight,
+        ),
         # Asking for another organization's posts, or a member without a page role.
         ErrorRule(kind=ErrorKind.PERMANENT, statuses=frozenset({403})),
     ),
@@ -226,4 +252,10 @@ PROVIDER = Provider(
     ),
 )
 
-__all__ = ["POST_VISIBILITY", "PROVIDER", "normalize_post", "post_visibility"]
+__all__ = [
+    "POST_VISIBILITY",
+    "PROVIDER",
+    "normalize_post",
+    "post_visibility",
+    "until_utc_midnight",
+]

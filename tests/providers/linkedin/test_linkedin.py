@@ -10,7 +10,7 @@ import pytest
 
 from gateway.config import load_settings
 from gateway.vault import generate_key_entry
-from providers.linkedin import API_VERSION, post_visibility
+from providers.linkedin import API_VERSION, post_visibility, until_utc_midnight
 from tests.conftest import Servers
 from tests.providers.stand import CLIENT_ID, fixture, open_stand
 
@@ -65,6 +65,51 @@ async def test_connect_then_page_organization_posts(
     assert seen[0].headers["linkedin-version"] == version
     assert seen[0].headers["x-restli-protocol-version"] == "2.0.0"
     assert seen[1].url.params["start"] == "4"
+
+
+@pytest.mark.parametrize(
+    ("date", "seconds"),
+    [
+        ("Sun, 29 Nov 2026 23:00:00 GMT", 3600.0),
+        ("Mon, 30 Nov 2026 00:00:00 GMT", 86400.0),
+        ("Mon, 30 Nov 2026 01:30:00 +0100", 84600.0),  # 00:30 UTC
+    ],
+)
+def test_the_daily_limit_reopens_at_midnight_utc_by_linkedin_s_clock(
+    date: str, seconds: float
+) -> None:
+    """The wait runs from the answer's Date to the next 00:00 UTC."""
+    assert until_utc_midnight({"Date": date}) == seconds
+
+
+@pytest.mark.parametrize("headers", [{}, {"Date": "yesterday"}, {"Date": "30 Nov 2026 00:00"}])
+def test_no_readable_date_gives_no_wait_of_its_own(headers: dict[str, str]) -> None:
+    """Without LinkedIn's clock the gateway's default Retry-After is announced."""
+    assert until_utc_midnight(headers) is None
+
+
+async def test_a_429_is_a_usage_cap_told_to_come_back_at_midnight_utc(
+    database_url: str, servers: Servers
+) -> None:
+    """LinkedIn's daily limit: one call, a 429 whose Retry-After reaches 00:00 UTC."""
+    stand = await open_stand(servers, database_url, "linkedin")
+    token = {"access_token": "AQV-first", "expires_in": 5184000, "scope": "r_organization_social"}
+    await stand.link(
+        lambda: {**token, "id_token": stand.id_token({"sub": "782bbtaQ", "name": "Ada Owner"})}
+    )
+    connection = await stand.connection()
+    route = stand.router.get(stand.url("api_base_url") + "/rest/posts").mock(
+        return_value=httpx.Response(
+            429,
+            headers={"Date": "Sun, 29 Nov 2026 22:59:59 GMT"},
+            json={"message": "Resource level throttle limit reached", "status": 429},
+        )
+    )
+    response = await stand.records(connection["id"], "organization.posts", organization_id=ORG)
+
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "3601"
+    assert route.call_count == 1
 
 
 async def test_disconnect_revokes_with_the_credentials_in_the_body(
