@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -308,6 +308,7 @@ class ConnectionStore:
         values = {
             **sealed_tokens(self._vault, connection_id, tokens),
             "account_name": account.name,
+            "subject_alias": account.alias or None,
             "scopes": list(scopes),
             "status": Status.ACTIVE.value,
             "status_reason": None,
@@ -374,11 +375,16 @@ class ConnectionStore:
         return None if row is None else from_row(row)
 
     async def by_account(self, provider: str, issuer: str, subject: str) -> list[Connection]:
-        """Every customer's connection to one provider account (its notifications name it)."""
+        """Every customer's connection to one provider account (its notifications name it),
+        by the account's id or by the second id it was linked with (``Account.alias``)."""
         c = connections.c
         query = (
             select(connections)
-            .where(c.provider == provider, c.issuer == issuer, c.subject == subject)
+            .where(
+                c.provider == provider,
+                c.issuer == issuer,
+                or_(c.subject == subject, c.subject_alias == subject),
+            )
             .order_by(c.created_at, c.id)
         )
         async with self._engine.connect() as conn:

@@ -579,11 +579,17 @@ class Notifications:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Account:
-    """Who was linked: the account's stable id at the provider and a display name."""
+    """Who was linked: the account's stable id at the provider and a display name.
+
+    ``alias`` is a second id the provider has for the same account, when its
+    notifications might name the account by that one instead (Instagram: /me
+    ``id`` beside ``user_id``); ``""`` when there is none.
+    """
 
     subject: str
     name: str
     issuer: str
+    alias: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

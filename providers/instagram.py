@@ -231,7 +231,7 @@ PROVIDER = Provider(
         endpoints=Endpoints(
             authorize_url="https://www.instagram.com/oauth/authorize",
             token_url="https://api.instagram.com/oauth/access_token",  # noqa: S106 - a URL
-            userinfo_url=f"{GRAPH}/me?fields=user_id,username,name",
+            userinfo_url=f"{GRAPH}/me?fields=user_id,id,username,name",
             api_base_url=GRAPH,
         ),
         scopes=SCOPES,
@@ -288,24 +288,18 @@ PROVIDER = Provider(
     account_from_claims=graph_account,
     api_version=GRAPH_API_VERSION,  # in the URL path: with_api_version moves it
     # Business Login's app settings take the same Deauthorize and Data Deletion callback
-    # URLs (providers.meta), and the signed_request's ``user_id`` is read as the account.
-    # UNCONFIRMED which id that is. The connection is keyed by /me ``user_id``, which the
-    # IG User reference calls the professional account's ID, while it calls /me ``id``
-    # the "app-scoped user ID", and Meta's Data Deletion Request Callback page says its
-    # signed request carries "an app-scoped ID": for Instagram that may be /me ``id``.
-    # No Meta page found says which (Instagram Platform docs, searched 2026-11-29). If it
-    # is ``id``, a deauthorize or deletion request matches no connection and changes
-    # nothing (answered like an unknown account, logged ``provider_notification.handled``
-    # with ``connections=0``): check that log line against a real removal before relying
-    # on it. tests/providers/instagram/test_instagram_notifications.py pins the reading.
-    # Searched again 2026-11-29 (session 10): Business Login for Instagram, the "Customize
-    # the Instagram use case" page (where the two callback URLs are entered), the IG User
-    # and /me references and Meta's Data Deletion Request Callback page: none names the
-    # field. What is known: the two ids differ for one account (an integrator's report,
-    # github.com/kevinrivm/vocero-crm issue #60: /me ``id`` 2897..., /me ``user_id``
-    # 1784..., webhooks carry ``user_id``), and the deletion page's "app-scoped ID"
-    # wording leans to ``id``. Matching on both needs the second id stored beside the
-    # connection (a column: a migration), so it is left to the lead (report, session 10).
+    # URLs (providers.meta). Which id their signed_request's ``user_id`` holds is not
+    # documented: /me has ``user_id`` (the professional account, which the IG User
+    # reference calls the account's ID, and the key here) and ``id`` (the "app-scoped user
+    # ID"), two different numbers for one account (an integrator's report,
+    # github.com/kevinrivm/vocero-crm issue #60; webhooks carry ``user_id``), and Meta's
+    # Data Deletion Request Callback page says its request carries "an app-scoped ID". No
+    # Meta page found says which (Business Login for Instagram, "Customize the Instagram
+    # use case", the IG User and /me references, the deletion callback page; searched
+    # 2026-11-29). So the connection keeps /me ``id`` as its alias (graph_account) and a
+    # callback naming either id acts on it; connections linked before migration 0013
+    # match by ``user_id`` only until linked again.
+    # tests/providers/instagram/test_instagram_notifications.py pins both readings.
     notifications=NOTIFICATIONS,
     errors=ERRORS,
     scope_descriptions={

@@ -175,12 +175,24 @@ CURSOR_PAGES = Pagination(
 
 
 def graph_account(body: JSONObject, issuer: str) -> Account:
-    """The account behind ``/me``: the app-scoped user id and the name or username."""
+    """The account behind ``/me``: its id, the name or username, and any second id.
+
+    Facebook's /me has one ``id``. Instagram's has ``user_id`` (the professional
+    account, the key) and ``id`` (app-scoped); which of the two Meta's callbacks
+    name is not documented (providers/instagram.py), so ``id`` is kept as the alias
+    a notification may match too.
+    """
     subject = body.get("user_id") or body.get("id")
-    if not isinstance(subject, str | int) or isinstance(subject, bool) or not str(subject):
+    if not _is_id(subject):
         raise ValueError("the /me answer carries no id")
+    other = body.get("id")
+    alias = str(other) if _is_id(other) and str(other) != str(subject) else ""
     name = body.get("username") or body.get("name") or subject
-    return Account(subject=str(subject), name=str(name), issuer=issuer)
+    return Account(subject=str(subject), name=str(name), issuer=issuer, alias=alias)
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, str | int) and not isinstance(value, bool) and bool(str(value))
 
 
 MAX_SIGNED_REQUEST = 8192  # characters; Meta's are a few hundred

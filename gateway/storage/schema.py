@@ -97,6 +97,9 @@ connections = Table(
     Column("issuer", String(500), nullable=False),
     Column("subject", String(500), nullable=False),
     Column("account_name", String(500), nullable=False),
+    # A second id the provider has for the account, which its notifications may name
+    # instead of ``subject`` (Instagram's app-scoped /me ``id``; providers.base.Account).
+    Column("subject_alias", String(500), nullable=True),
     Column("scopes", JSON, nullable=False),
     Column("status", String(20), nullable=False),
     Column("status_reason", Text, nullable=True),
@@ -120,6 +123,12 @@ Index(
     connections.c.provider,
     connections.c.issuer,
     connections.c.subject,
+)
+Index(
+    "ix_connections_account_alias",
+    connections.c.provider,
+    connections.c.issuer,
+    connections.c.subject_alias,
 )
 
 # Per-object tokens beside a connection's grant (Meta Page access tokens), sealed by

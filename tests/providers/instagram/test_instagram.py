@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from providers.instagram import token_answer
+from providers.instagram import PROVIDER, token_answer
+from providers.meta import graph_account
 from tests.providers.conftest import CLIENT_ID, CLIENT_SECRET, ProviderGateway, form
 from tests.providers.stand import fixture
 
@@ -23,7 +24,7 @@ GRAPH = "https://graph.ig.test/v26.0"
 ENDPOINTS = {
     "authorize_url": AUTH,
     "token_url": TOKEN,
-    "userinfo_url": f"{GRAPH}/me?fields=user_id,username,name",
+    "userinfo_url": f"{GRAPH}/me?fields=user_id,id,username,name",
     "api_base_url": GRAPH,
 }
 ACCOUNT = "17841405793187218"
@@ -45,6 +46,25 @@ async def _linked(
     gw.router.get(f"{GRAPH}/me").mock(return_value=_json("me"))
     connection = await gw.link()
     return gw, connection["id"]
+
+
+def test_the_account_is_user_id_and_keeps_the_app_scoped_id_as_its_alias() -> None:
+    """/me names two ids; which one Meta's callbacks carry is undocumented, so the
+    connection is keyed by ``user_id`` and matched by ``id`` too (providers/instagram.py)."""
+    account = graph_account(fixture("instagram", "me"), "https://www.instagram.com")
+
+    assert (account.subject, account.alias, account.name) == (
+        ACCOUNT,
+        str(fixture("instagram", "me")["id"]),
+        "acmeshop",
+    )
+    assert "id" in PROVIDER.oauth.endpoints.userinfo_url.split("fields=")[1].split(",")
+
+
+def test_a_facebook_me_has_one_id_and_no_alias() -> None:
+    account = graph_account({"id": "10158", "name": "Ada"}, "https://www.facebook.com")
+
+    assert (account.subject, account.alias) == ("10158", "")
 
 
 async def _connection(gw: ProviderGateway, connection_id: str) -> dict[str, Any]:

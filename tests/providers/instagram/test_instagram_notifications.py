@@ -2,9 +2,9 @@
 
 Business Login for Instagram takes the same callbacks as Facebook Login, signed with
 the Instagram app secret (providers.meta). Which id the signed_request's ``user_id``
-holds for Instagram is not documented (providers/instagram.py): these tests pin the
-gateway's reading, the /me ``user_id`` the connection is keyed by, so a confirmed
-answer that says otherwise shows up here as the one line to change.
+holds for Instagram is not documented (providers/instagram.py): the connection is keyed
+by /me ``user_id`` and keeps /me ``id`` as its alias, and a callback naming either acts
+on it. These tests pin both readings.
 """
 
 from __future__ import annotations
@@ -61,14 +61,36 @@ async def test_a_deletion_request_naming_the_account_user_id_erases_the_connecti
     assert await _statuses(gw) == []
 
 
-async def test_a_request_naming_the_app_scoped_id_matches_no_connection(
+async def test_a_deauthorize_naming_the_app_scoped_id_ends_the_grant_too(
     provider_gateway: Any,
 ) -> None:
-    """The unconfirmed case: were Meta to send /me ``id``, nothing would match (200,
-    the grant untouched); the reason providers/instagram.py flags the reading."""
+    """Were Meta to send /me ``id`` (its deletion page speaks of "an app-scoped ID"),
+    the alias kept at linking finds the connection: revoked, as by ``user_id``."""
     gw, _ = await _linked(provider_gateway)
 
     answer = await _post(gw, "notifications", signed_request(user_id=APP_SCOPED_ID))
+
+    assert answer.status_code == 200, answer.text
+    assert await _statuses(gw) == ["revoked"]
+
+
+async def test_a_deletion_request_naming_the_app_scoped_id_erases_the_connection(
+    provider_gateway: Any,
+) -> None:
+    gw, _ = await _linked(provider_gateway)
+
+    answer = await _post(gw, "data-deletion", signed_request(user_id=APP_SCOPED_ID))
+
+    assert answer.status_code == 200, answer.text
+    assert await _statuses(gw) == []
+
+
+async def test_an_id_of_no_linked_account_changes_nothing(provider_gateway: Any) -> None:
+    """Neither id of the linked account: 200 (Meta is told nothing about who is linked),
+    the grant untouched."""
+    gw, _ = await _linked(provider_gateway)
+
+    answer = await _post(gw, "notifications", signed_request(user_id="17841400000000000"))
 
     assert answer.status_code == 200, answer.text
     assert await _statuses(gw) == ["active"]
