@@ -57,6 +57,8 @@ class Connection:
     updated_at: datetime
     last_refreshed_at: datetime | None
     linked_at: datetime
+    # A second id the provider has for the account (providers.base.Account.alias).
+    subject_alias: str | None = None
     sealed_access_token: str | None = field(default=None, repr=False)
     sealed_refresh_token: str | None = field(default=None, repr=False)
 
@@ -95,6 +97,7 @@ def from_row(row: Any) -> Connection:
         updated_at=row["updated_at"],
         last_refreshed_at=row["last_refreshed_at"],
         linked_at=row["linked_at"],
+        subject_alias=row["subject_alias"],
         sealed_access_token=row["access_token"],
         sealed_refresh_token=row["refresh_token"],
     )

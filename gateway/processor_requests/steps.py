@@ -158,8 +158,11 @@ class Step:
 
 
 def _account_holder(services: Services, request: ProcessorRequest, c: Connection) -> bool:
-    """Whether the subject is the person who linked the account (by keyed hash)."""
+    """Whether the subject is the person who linked the account (by keyed hash): by the
+    account's id, its second id (``Connection.subject_alias``) or its email name."""
     candidates = [provider_user_identifier(c.provider, c.subject)]
+    if c.subject_alias:
+        candidates.append(provider_user_identifier(c.provider, c.subject_alias))
     with contextlib.suppress(InvalidIdentifier):
         candidates.append(email_identifier(c.account_name))
     hashes = {services.hasher.hash(c.customer_id, str(i)) for i in candidates}

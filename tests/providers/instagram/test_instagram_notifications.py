@@ -9,12 +9,15 @@ on it. These tests pin both readings.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 
 from gateway.storage import connections, create_engine
+from tests.processor_requests.conftest import TERMINAL
+from tests.providers.conftest import CUSTOMER
 from tests.providers.facebook.test_facebook_notifications import signed_request
 from tests.providers.instagram.test_instagram import ACCOUNT, _linked
 from tests.providers.stand import fixture
@@ -94,3 +97,32 @@ async def test_an_id_of_no_linked_account_changes_nothing(provider_gateway: Any)
 
     assert answer.status_code == 200, answer.text
     assert await _statuses(gw) == ["active"]
+
+
+async def test_an_erasure_naming_the_app_scoped_id_deletes_the_account_holders_connection(
+    provider_gateway: Any,
+) -> None:
+    """A processor request about the account holder may name either id, as Meta may:
+    erasure by the app-scoped id revokes and deletes the connection it linked."""
+    gw, _ = await _linked(provider_gateway)
+    subject = {"provider_user_ids": [{"provider": "instagram", "id": APP_SCOPED_ID}]}
+
+    async with gw.api() as api:
+        filed = await api.post(
+            "/v1/processor-requests",
+            json={
+                "customer_id": CUSTOMER,
+                "kind": "erasure",
+                "subject": subject,
+                "verified_by": "dpo@acme",
+            },
+        )
+        assert filed.status_code == 201, filed.text
+        for _ in range(200):
+            done = (await api.get(f"/v1/processor-requests/{filed.json()['id']}")).json()
+            if done["status"] in TERMINAL:
+                break
+            await asyncio.sleep(0.1)
+
+    assert done["status"] == "completed", done
+    assert await _statuses(gw) == []
