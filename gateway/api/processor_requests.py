@@ -78,7 +78,8 @@ def _filing(request: Request, body: dict[str, Any]) -> Filing:
     if customer_id is None:
         raise InvalidParameter("customer_id is required", parameter="customer_id")
     raw_kind = body.get("kind")
-    if raw_kind not in {k.value for k in Kind}:
+    # isinstance first: a JSON list or object is unhashable, and a set lookup would raise.
+    if not isinstance(raw_kind, str) or raw_kind not in {k.value for k in Kind}:
         raise InvalidParameter(
             f"kind must be one of {', '.join(k.value for k in Kind)}", parameter="kind"
         )
@@ -98,7 +99,10 @@ def _filing(request: Request, body: dict[str, Any]) -> Filing:
             "lift is a boolean, for restriction and objection only", parameter="lift"
         )
     raw_jurisdiction = body.get("jurisdiction")
-    if raw_jurisdiction is not None and raw_jurisdiction not in {j.value for j in Jurisdiction}:
+    if raw_jurisdiction is not None and (
+        not isinstance(raw_jurisdiction, str)
+        or raw_jurisdiction not in {j.value for j in Jurisdiction}
+    ):
         raise InvalidParameter("jurisdiction must be gdpr or ccpa", parameter="jurisdiction")
     return Filing(
         customer_id=customer_id,

@@ -168,3 +168,21 @@ async def test_bad_input_is_problem_json(stack: Stack) -> None:
     assert listed.status_code == 400
     assert listed.headers["content-type"] == "application/problem+json"
     assert verify.status_code == 404
+
+
+async def test_a_kind_or_jurisdiction_of_the_wrong_json_type_is_a_bad_request(
+    stack: Stack,
+) -> None:
+    """A list or object where a string belongs is a 400 naming the member, never a 500."""
+    bodies = [
+        {"kind": ["access"], "subject": JANE_SUBJECT},
+        {"kind": {"access": True}, "subject": JANE_SUBJECT},
+        {"kind": "access", "subject": JANE_SUBJECT, "jurisdiction": ["gdpr"]},
+        {"kind": "access", "subject": JANE_SUBJECT, "jurisdiction": {"gdpr": 1}},
+    ]
+    answers = [await file(stack, **body) for body in bodies]
+    assert [(a.status_code, a.headers["content-type"]) for a in answers] == [
+        (400, "application/problem+json")
+    ] * len(bodies)
+    assert [a.json()["parameter"] for a in answers] == ["kind", "kind"] + ["jurisdiction"] * 2
+    assert {a.json()["type"] for a in answers} == {PROBLEM_BASE + "invalid-parameter"}
