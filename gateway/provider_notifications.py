@@ -285,7 +285,7 @@ def _message(body: bytes, declared: Notifications) -> str:
         else:
             values = parse_qs(text, max_num_fields=20).get(declared.message_field, [])
             value = values[0] if len(values) == 1 else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested past the parser's stack
         value = None
     if not isinstance(value, str) or not value:
         raise NotificationUnreadable(f"the body carries no {declared.message_field!r}")

@@ -41,6 +41,8 @@ async def json_object(request: Request) -> dict[str, Any]:
         body = json.loads(raw)
     except ValueError:
         raise BadRequest("the body is not valid JSON") from None
+    except RecursionError:  # valid JSON within the size limit, nested past the parser's stack
+        raise BadRequest("the JSON body is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body

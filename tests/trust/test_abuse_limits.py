@@ -107,6 +107,24 @@ async def test_bodies_and_headers_over_the_limits_are_refused(stack: Stack) -> N
     assert normal.status_code == 201
 
 
+@sqlite_only
+async def test_a_deeply_nested_json_body_is_a_bad_request(stack: Stack) -> None:
+    """20,000 nested arrays fit the size limits but not the parser's stack: 400, never a 500."""
+    nested = b"[" * 20_000 + b"]" * 20_000
+    async with stack.api() as api:
+        answers = [
+            await api.post(path, content=nested, headers={"content-type": "application/json"})
+            for path in ("/v1/connect-sessions", "/v1/processor-requests")
+        ]
+        # A 500 would have closed the keep-alive connection; this one is still served.
+        normal = await api.post("/v1/connect-sessions", json={"customer_id": CUSTOMER})
+
+    for answer in answers:
+        _assert_problem(answer, 400, "bad-request")
+        assert answer.json()["detail"] == "the JSON body is nested too deeply"
+    assert normal.status_code == 201
+
+
 async def _read_body(scope: Scope, receive: Receive, send: Send) -> None:
     """An app that reads its whole body, then answers 200 with how many bytes it got."""
     body = b""

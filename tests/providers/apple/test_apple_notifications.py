@@ -486,6 +486,23 @@ async def test_a_body_without_a_payload_is_a_bad_request(
     assert [a.status_code for a in answers] == [400, 401, 404]
 
 
+async def test_a_deeply_nested_body_is_a_bad_request(
+    database_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """Anyone can POST here: JSON nested past the parser's stack is a 400, never a 500."""
+    stand = await _stand(servers, database_url, tmp_path)
+    nested = b'{"payload":' + b"[" * 5_000 + b"]" * 5_000 + b"}"
+    async with httpx.AsyncClient(base_url=stand.gateway.url, timeout=15) as client:
+        answer = await client.post(
+            "/providers/apple/notifications",
+            content=nested,
+            headers={"content-type": "application/json"},
+        )
+
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+
+
 async def test_the_notification_and_account_never_reach_the_logs(
     database_url: str, servers: Servers, tmp_path: Path, json_logs: io.StringIO
 ) -> None:
