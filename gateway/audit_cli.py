@@ -276,7 +276,10 @@ def _moment(value: str | None, flag: str) -> datetime | None:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise ConfigError([f"{flag}: an ISO 8601 date or date-time, e.g. 2025-01-31"]) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    try:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:  # well-formed, but before year 1 or after 9999 once in UTC
+        raise ConfigError([f"{flag}: must fall within the years 1 to 9999 in UTC"]) from None
 
 
 # -- parser --------------------------------------------------------------------------------

@@ -224,7 +224,12 @@ def parse_moment(value: str | None, name: str) -> datetime | None:
         raise InvalidParameter(f"{name} must be an RFC 3339 date-time", parameter=name) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is a year-0 time in UTC
+        raise InvalidParameter(
+            f"{name} must fall within the years 1 to 9999 in UTC", parameter=name
+        ) from None
 
 
 class AuditCursorKey:

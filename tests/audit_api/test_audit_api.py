@@ -109,6 +109,23 @@ async def test_a_service_key_cannot_read_the_log_and_the_refusal_is_audited(
     ]
 
 
+@pytest.mark.parametrize(
+    "bounds",
+    [
+        {"since": "0001-01-01T00:00:00+01:00"},  # an hour before the first representable UTC
+        {"until": "9999-12-31T23:59:59-01:00"},  # an hour after the last
+    ],
+)
+async def test_a_time_outside_what_utc_can_hold_is_a_bad_request(
+    stack: Stack, auditors: Keys, bounds: dict[str, str]
+) -> None:
+    """A well-formed date-time whose UTC falls outside years 1-9999 is a 400, never a 500."""
+    answer = await _get(stack, auditors.acme, "/v1/audit/events", customer_id=CUSTOMER, **bounds)
+
+    _problem(answer, 400, "invalid-parameter")
+    assert answer.json()["parameter"] == next(iter(bounds))
+
+
 async def test_an_auditor_of_another_customer_is_recorded_as_refused(
     stack: Stack, auditors: Keys
 ) -> None:

@@ -252,3 +252,21 @@ def test_audit_partitions_lists_the_months_and_creates_ahead(
     listed = [line.split()[0] for line in out.splitlines() if line.startswith("audit_")]
     assert (code, len(created), len(listed)) == (0, 4, 2 * (6 + 1))  # 6 months and DEFAULT
     assert "audit_events_default" in listed
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_audit_export_names_a_time_utc_cannot_hold(
+    env: str, tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A well-formed --since an hour before year 1 in UTC is one line and exit 2, no traceback."""
+    upgrade(env)
+
+    code = main(
+        ["audit", "export", "--customer", "acme", "--out", f"{tmp_path}/out",
+         "--since", "0001-01-01T00:00:00+01:00"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+
+    assert code == 2
+    assert "--since" in err
+    assert "Traceback" not in err

@@ -123,6 +123,9 @@ async def test_bad_filters_and_ids_are_clear_pages_never_500(
         missing = await client.get(f"/console/events/{CUSTOMER}/99999")
         request = await client.get("/console/requests/prq_nope")
         status = await client.get("/console/requests", params={"status": "sideways"})
+        # Well-formed, but past what a UTC time can hold; until (inclusive) adds a day.
+        early = await client.get("/console/events", params={"since": "0001-01-01T00:00+01:00"})
+        late = await client.get("/console/events", params={"until": "9999-12-31"})
 
     assert (subject.status_code, since.status_code, cursor.status_code) == (400, 400, 400)
     [alert] = re.findall(r'role="alert">([^<]*)<', subject.text)
@@ -132,7 +135,8 @@ async def test_bad_filters_and_ids_are_clear_pages_never_500(
     assert foreign.status_code == 403
     assert (bad_seq.status_code, missing.status_code, request.status_code) == (404, 404, 404)
     assert status.status_code == 400
-    for page in (subject, foreign, missing, status):
+    assert (early.status_code, late.status_code) == (400, 200)
+    for page in (subject, foreign, missing, status, early, late):
         assert page.headers["content-type"].startswith("text/html")
         assert "default-src 'none'" in page.headers["content-security-policy"]
 

@@ -91,7 +91,10 @@ def _until(value: str | None) -> datetime | None:
     """A bare date means "up to the end of that day": the form's until is inclusive."""
     moment = parse_moment(value, "until")
     if moment is not None and value is not None and len(value.strip()) == 10:
-        moment += timedelta(days=1)
+        try:
+            moment += timedelta(days=1)
+        except OverflowError:  # through 9999-12-31: every event there can be
+            moment = datetime.max.replace(tzinfo=UTC)
     return moment
 
 
