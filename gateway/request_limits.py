@@ -6,7 +6,9 @@ over-the-rate request costs no database round trip:
 * :class:`RequestSizeLimit`: headers over ``max_header_bytes`` are a 431
   (RFC 6585 §5); a body over ``max_body_bytes`` is a 413, refused from its
   ``Content-Length`` before it is read, or once a chunked body passes the limit
-  (only such bodies are counted as they arrive).
+  (only such bodies are counted as they arrive). A URL carrying a NUL (``%00``)
+  is a 400: no identifier or value here holds one, and PostgreSQL's text cannot
+  store one (it would refuse the statement, which reads as an outage).
 * :class:`CredentialRateLimit`: a token bucket per bearer credential (service
   and auditor keys), refilled at ``rate`` per second up to ``burst``; an empty
   bucket is a 429 with ``Retry-After`` (RFC 6585 §4, RFC 9110 §10.2.3) saying
@@ -33,7 +35,13 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.config import Settings
-from gateway.errors import LinkgateError, RateLimited, RequestHeadersTooLarge, RequestTooLarge
+from gateway.errors import (
+    InvalidParameter,
+    LinkgateError,
+    RateLimited,
+    RequestHeadersTooLarge,
+    RequestTooLarge,
+)
 from gateway.problems import problem_response
 
 __all__ = [
@@ -96,6 +104,10 @@ class RequestSizeLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            nul = InvalidParameter("the URL carries a NUL character (%00), which no value may hold")
+            await _refuse(nul, scope, receive, send)
             return
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         size = 0

@@ -45,7 +45,27 @@ async def json_object(request: Request) -> dict[str, Any]:
         raise BadRequest("the JSON body is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
+    # JSON can carry a NUL only as the escape \u0000; PostgreSQL's text cannot
+    # store one, and would refuse the statement as if the database were down.
+    if b"\\u0000" in raw and _holds_nul(body):
+        raise InvalidParameter("a string in the body carries a NUL character (\\u0000)")
     return body
+
+
+def _holds_nul(body: dict[str, Any]) -> bool:
+    """Whether any key or string in ``body`` holds a NUL (a loop: the body may nest deeply)."""
+    pending: list[Any] = [body]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 def string_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:

@@ -181,6 +181,28 @@ async def test_filing_refuses_bad_subjects_notes_and_duplicates(
     assert "Overdue" in row
 
 
+async def test_a_nul_in_a_form_field_is_a_clear_page_and_nothing_is_filed(
+    database_url: str, servers: Servers
+) -> None:
+    """A NUL in a console form is a 400 page, on both databases (PostgreSQL's text holds none)."""
+    stack = await build_stack(database_url, servers, auto_approve=True)
+    key = await _auditor(stack, CUSTOMER)
+    email = str(JANE["email"])
+    async with _console(stack, key) as (client, token):
+        base = {"csrf_token": token, "customer_id": CUSTOMER, "kind": "access", "emails": email}
+        answers = [
+            await client.post("/console/requests", data={**base, "note": "called\x00"}),
+            await client.post("/console/requests", data={**base, "verified_by": "desk\x00"}),
+        ]
+        listed = await client.get("/console/requests")
+
+    for answer in answers:
+        assert answer.status_code == 400, answer.text
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "NUL" in answer.text
+    assert "/console/requests/prq_" not in listed.text
+
+
 async def test_an_auditor_of_another_customer_cannot_see_a_request(
     database_url: str, servers: Servers
 ) -> None:

@@ -134,6 +134,14 @@ def signed_in(page: Page) -> Callable[[Request], Awaitable[Response]]:
                     "This form has expired or did not come from the console. Reload the page.",
                     status_code=403,
                 )
+            # PostgreSQL's text cannot hold a NUL: it would refuse the statement
+            # as if the database were down. No field here means one.
+            if any(isinstance(value, str) and "\x00" in value for _, value in form.multi_items()):
+                return refused(
+                    "Request refused",
+                    "A field carries a NUL character, which no field here may hold.",
+                    status_code=400,
+                )
         try:
             return await page(request, session)
         except LinkgateError as exc:
