@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from gateway import audit_cli
+from gateway.audit.errors import DATABASE_ERRORS
 from gateway.callers import CallerKind, create_caller, list_callers, revoke_caller
 from gateway.config import Settings, load_settings
 from gateway.errors import ConfigError, LinkgateError
@@ -48,7 +49,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_migrate(_args: argparse.Namespace) -> int:
     from alembic.util import CommandError
 
-    from gateway.audit.errors import DATABASE_ERRORS
     from gateway.storage.migrate import upgrade
 
     settings = _settings()
@@ -263,8 +263,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LinkgateError as exc:
         print(f"linkgate: {exc.detail}", file=sys.stderr)
         return 1
+    except DATABASE_ERRORS as exc:
+        # Whatever command met it: one line naming the fix, never a traceback.
+        print(f"linkgate: {_failure(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _failure(exc: BaseException) -> str:
+    """What went wrong, in one line that names the fix (no SQL, no parameters)."""
+    if isinstance(exc, OSError) and exc.filename:  # a file the command reads or writes
+        return f"{exc.filename}: {exc.strerror}"
+    reason = (str(exc).splitlines() or [""])[0][:300]
+    return (
+        f"the database did not answer as expected ({type(exc).__name__}: {reason}). Check that "
+        "it is running and reachable at LINKGATE_DATABASE_URL, and at the current schema "
+        "(linkgate migrate)"
+    )
 
 
 if __name__ == "__main__":

@@ -270,3 +270,54 @@ def test_audit_export_names_a_time_utc_cannot_hold(
     assert code == 2
     assert "--since" in err
     assert "Traceback" not in err
+
+
+DATABASE_COMMANDS = [
+    ["services", "list"],
+    ["services", "create", "crm", "--customer", "acme", "--purpose", "essential.service"],
+    ["services", "revoke", "ser_x"],
+    ["auditors", "list"],
+    ["keys", "rotate"],
+    ["requests", "list", "--customer", "acme"],
+    ["purge"],
+]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("command", DATABASE_COMMANDS, ids=" ".join)
+def test_a_command_names_the_fix_when_the_database_is_unreachable(
+    env: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    """Every command that reads or writes the database: one line naming the setting, exit 1."""
+    monkeypatch.setenv(
+        "LINKGATE_DATABASE_URL", "postgresql+asyncpg://postgres:hunter2@127.0.0.1:1/linkgate"
+    )
+
+    code = main(command)
+    err = capsys.readouterr().err
+
+    assert code == 1
+    assert "Traceback" not in err
+    assert "hunter2" not in err
+    [line] = [line for line in err.splitlines() if line.startswith("linkgate: ")]
+    assert "LINKGATE_DATABASE_URL" in line
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_command_on_a_database_never_migrated_says_to_migrate(
+    env: str, tmp_path: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty SQLite file (no tables yet) is one line pointing at linkgate migrate."""
+    monkeypatch.setenv("LINKGATE_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/empty.db")
+
+    code = main(["services", "list"])
+    err = capsys.readouterr().err
+
+    assert code == 1
+    assert "Traceback" not in err
+    assert err.startswith("linkgate: "), err
+    assert "linkgate migrate" in err
+    assert len(err.strip().splitlines()) == 1, err
