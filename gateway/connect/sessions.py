@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,11 +39,26 @@ def digest(value: str) -> str:
 
 def allowed_return_url(url: str, allowlist: Sequence[str]) -> bool:
     """Exact origin-and-path-prefix match against the operator's allow-list (RFC 9700 §4.11)."""
+    if _moves_when_resolved(url):
+        return False
     for allowed in allowlist:
         base = allowed.rstrip("/")
         if url == base or url.startswith(base + "/") or url.startswith(base + "?"):
             return True
     return False
+
+
+def _moves_when_resolved(url: str) -> bool:
+    """Whether a browser would resolve ``url``'s path outside the prefix its text shows.
+
+    WHATWG URL parsing (which browsers follow for the redirect) drops tabs and
+    newlines, reads a backslash as a slash in http(s) URLs, and resolves ``.``
+    and ``..`` segments, ``%2e`` spelled either case as a dot (RFC 3986 §5.2.4).
+    """
+    if "\\" in url or any(ord(c) < 0x20 or c == "\x7f" for c in url):
+        return True
+    path = url.split("?", 1)[0].split("#", 1)[0]
+    return any(segment in (".", "..") for segment in unquote(path).split("/"))
 
 
 class ConnectSessionStore:

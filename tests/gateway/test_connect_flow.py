@@ -189,3 +189,27 @@ async def test_return_url_off_the_allow_list_is_refused(stack: Stack) -> None:
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"].endswith("/invalid-parameter")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    "return_url",
+    [
+        "https://crm.example/after-connect/../admin",
+        "https://crm.example/after-connect/%2e%2E/admin",
+        "https://crm.example/after-connect/.%2e/admin",
+        "https://crm.example/after-connect/..\\admin",  # a backslash is a slash to a browser
+        "https://crm.example/after-connect/.\t./admin",  # a browser drops the tab
+    ],
+)
+async def test_a_return_url_leaving_the_allowed_path_is_refused(
+    stack: Stack, return_url: str
+) -> None:
+    """Dot segments a browser resolves would land outside the allow-listed path: 400."""
+    async with stack.api() as api:
+        response = await api.post(
+            "/v1/connect-sessions", json={"customer_id": CUSTOMER, "return_url": return_url}
+        )
+
+    assert response.status_code == 400, response.text
+    assert response.json()["type"].endswith("/invalid-parameter")
