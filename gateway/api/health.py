@@ -21,16 +21,27 @@ async def readyz(request: Request) -> JSONResponse:
     try:
         async with runtime_of(request).engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+            try:
+                # Any revision will do: during a rolling upgrade the schema may
+                # be newer than this release, which it is written to run on.
+                migrated = (
+                    await conn.execute(text("SELECT version_num FROM alembic_version"))
+                ).first() is not None
+            except SQLAlchemyError:  # no such table: never migrated
+                migrated = False
     except (SQLAlchemyError, OSError):
-        return problem_response(  # type: ignore[return-value]
-            {
-                "type": PROBLEM_BASE + "not-ready",
-                "title": "The database is not reachable",
-                "status": 503,
-            },
-            503,
+        return _not_ready("The database is not reachable")
+    if not migrated:
+        return _not_ready(
+            "The database holds no Linkgate schema",
+            detail="run linkgate migrate against LINKGATE_DATABASE_URL",
         )
     return JSONResponse({"status": "ready", "database": "ok"})
+
+
+def _not_ready(title: str, **extra: str) -> JSONResponse:
+    body = {"type": PROBLEM_BASE + "not-ready", "title": title, "status": 503, **extra}
+    return problem_response(body, 503)  # type: ignore[return-value]
 
 
 async def openapi(request: Request) -> JSONResponse:

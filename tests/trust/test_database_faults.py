@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from gateway.app import create_app
 from gateway.audit import AuditStore
 from gateway.storage import audit_tables, connections, create_engine
-from tests.conftest import _admin
+from tests.conftest import Servers, _admin, make_settings
 from tests.gateway.conftest import CUSTOMER, Stack
 
 
@@ -62,3 +67,21 @@ async def test_an_unreachable_database_is_a_503_and_nothing_is_lost(
         await engine.dispose()
     assert row["status"] == "active"
     assert verified.ok
+
+
+async def test_a_database_never_migrated_is_not_ready(tmp_path: Path, servers: Servers) -> None:
+    """The server is up but holds no Linkgate tables: /readyz is a 503 naming linkgate migrate.
+
+    Readiness said "ready" (SELECT 1 answered) while every request failed, so
+    a rollout would have routed traffic to a replica that could serve none.
+    """
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path}/never-migrated.db")
+    url = servers.reserve()
+    gateway = servers.serve(url, create_app(settings, tracer_provider=TracerProvider()))
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=15) as client:
+        ready = await client.get("/readyz")
+
+    assert ready.status_code == 503, ready.text
+    assert ready.headers["content-type"] == "application/problem+json"
+    assert ready.json()["type"].endswith("/not-ready")
+    assert "linkgate migrate" in ready.json()["detail"]
