@@ -19,10 +19,19 @@ from gateway.errors import (
     DatabaseUnavailable,
     LinkgateError,
 )
+from gateway.observability import redact_text
 
 log = structlog.get_logger(__name__)
 
 _STARLETTE_TYPES = {404: "not-found", 405: "method-not-allowed", 400: "bad-request"}
+
+
+def instance(path: str) -> str:
+    """A problem's ``instance`` (RFC 9457 §3.1.5): the path, with any secret in it masked.
+
+    ``/connect/{token}`` carries a connect-session token; an error body never repeats it.
+    """
+    return redact_text(path)
 
 
 def problem_response(
@@ -47,8 +56,8 @@ async def linkgate_error(request: Request, exc: Exception) -> Response:
         try:
             await record_refusal(request.state.runtime, caller, exc.refused_customer, exc)
         except LinkgateError as failure:
-            return problem_response(failure.to_problem(request.url.path), failure.status)
-    return problem_response(exc.to_problem(request.url.path), exc.status, exc.headers)
+            return problem_response(failure.to_problem(instance(request.url.path)), failure.status)
+    return problem_response(exc.to_problem(instance(request.url.path)), exc.status, exc.headers)
 
 
 async def http_exception(request: Request, exc: Exception) -> Response:
@@ -58,7 +67,7 @@ async def http_exception(request: Request, exc: Exception) -> Response:
         "type": PROBLEM_BASE + kind,
         "title": str(exc.detail),
         "status": exc.status_code,
-        "instance": request.url.path,
+        "instance": instance(request.url.path),
     }
     return problem_response(body, exc.status_code, dict(exc.headers or {}))
 
@@ -73,7 +82,8 @@ async def database_error(request: Request, exc: Exception) -> Response:
         return await unexpected_error(request, exc)  # our bug, not an outage
     log.error("database.unavailable", error_type=type(exc).__name__)
     error = DatabaseUnavailable("try again shortly")
-    return problem_response(error.to_problem(request.url.path), error.status, error.headers)
+    body = error.to_problem(instance(request.url.path))
+    return problem_response(body, error.status, error.headers)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
@@ -83,6 +93,6 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
         "type": PROBLEM_BASE + "internal",
         "title": "Internal error",
         "status": 500,
-        "instance": request.url.path,
+        "instance": instance(request.url.path),
     }
     return problem_response(body, 500)

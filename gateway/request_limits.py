@@ -42,7 +42,7 @@ from gateway.errors import (
     RequestHeadersTooLarge,
     RequestTooLarge,
 )
-from gateway.problems import problem_response
+from gateway.problems import instance, problem_response
 
 __all__ = [
     "DEFAULT_MAX_TRACKED",
@@ -91,7 +91,9 @@ class _BodyTooLarge(Exception):
 
 
 async def _refuse(error: LinkgateError, scope: Scope, receive: Receive, send: Send) -> None:
-    response = problem_response(error.to_problem(scope.get("path")), error.status, error.headers)
+    response = problem_response(
+        error.to_problem(instance(scope.get("path", ""))), error.status, error.headers
+    )
     await response(scope, receive, send)
 
 

@@ -81,3 +81,21 @@ async def _database_plaintext(url: str) -> bytes:
     finally:
         await engine.dispose()
     return " ".join(chunks).encode()
+
+
+async def test_an_error_body_never_repeats_a_connect_token(stack: Stack) -> None:
+    """A wrong method or a NUL on a portal link: the problem's instance masks the token."""
+    session = await stack.connect_session()
+    token = session["token"]
+    async with stack.browser() as browser:
+        answers = [
+            await browser.put(session["connect_url"]),
+            await browser.delete(f"{session['connect_url']}/sandbox"),
+            await browser.get(f"{session['connect_url']}%00"),
+        ]
+
+    for answer in answers:
+        assert answer.status_code in (400, 405), answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert token not in answer.text
+        assert answer.json()["instance"].startswith("/connect/[REDACTED]")
