@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select, text
@@ -18,6 +20,7 @@ from gateway.storage import connections, create_engine
 from gateway.storage.migrate import upgrade
 from gateway.vault import KeyRing, generate_key_entry, token_row
 from providers.base import Account
+from tests.conftest import quiet_structlog
 
 OLD = generate_key_entry("k1")
 NEW = generate_key_entry("k2")
@@ -283,10 +286,23 @@ DATABASE_COMMANDS = [
 ]
 
 
+@pytest.fixture
+def logging_undone() -> Iterator[None]:
+    """`requests` and `purge` configure logging onto this test's stderr: undone after."""
+    yield
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler.get_name() == "linkgate":
+            root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+    quiet_structlog()
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("command", DATABASE_COMMANDS, ids=" ".join)
 def test_a_command_names_the_fix_when_the_database_is_unreachable(
     env: str,
+    logging_undone: None,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     command: list[str],
