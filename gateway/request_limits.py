@@ -6,7 +6,8 @@ over-the-rate request costs no database round trip:
 * :class:`RequestSizeLimit`: headers over ``max_header_bytes`` are a 431
   (RFC 6585 §5); a body over ``max_body_bytes`` is a 413, refused from its
   ``Content-Length`` before it is read, or once a chunked body passes the limit
-  (only such bodies are counted as they arrive). A URL carrying a NUL (``%00``)
+  (only such bodies are counted as they arrive). Two Authorization headers are
+  a 400: which credential counts would be ambiguous. A URL carrying a NUL (``%00``)
   is a 400: no identifier or value here holds one, and PostgreSQL's text cannot
   store one (it would refuse the statement, which reads as an outage).
 * :class:`CredentialRateLimit`: a token bucket per bearer credential (service
@@ -36,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.config import Settings
 from gateway.errors import (
+    BadRequest,
     InvalidParameter,
     LinkgateError,
     RateLimited,
@@ -115,14 +117,22 @@ class RequestSizeLimit:
         size = 0
         declared: bytes | None = None
         chunked = False
+        credentials = 0
         for name, value in headers:
             size += len(name) + len(value) + 4
             if name == b"content-length":
                 declared = value
             elif name == b"transfer-encoding":
                 chunked = True
+            elif name == b"authorization":
+                credentials += 1
         if size > self.max_header_bytes:
             await _refuse(RequestHeadersTooLarge(), scope, receive, send)
+            return
+        if credentials > 1:
+            # Authorization is not a list field (RFC 9110 §5.3, §11.6.2): with two,
+            # a proxy and this gateway could each act on a different credential.
+            await _refuse(BadRequest("send one Authorization header"), scope, receive, send)
             return
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await _refuse(

@@ -34,6 +34,25 @@ async def test_missing_key_is_401(stack: Stack, headers: dict[str, str]) -> None
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_two_authorization_headers_are_a_bad_request(stack: Stack) -> None:
+    """Which of two credentials counts is ambiguous (a proxy may read the other): 400."""
+    key = f"Bearer {stack.service_key}"
+    async with httpx.AsyncClient(base_url=stack.gateway.url) as client:
+        answers = [
+            await client.get(
+                "/v1/connections",
+                params={"customer_id": CUSTOMER},
+                headers=[("Authorization", first), ("Authorization", second)],
+            )
+            for first, second in ((key, "Bearer lgk_other"), ("Bearer lgk_other", key))
+        ]
+
+    for answer in answers:
+        _assert_problem(answer, 400, "bad-request")
+        assert "Authorization" in answer.json()["detail"]
+
+
 async def test_wrong_key_is_401(stack: Stack) -> None:
     """A well-formed but unknown key is refused."""
     async with stack.api("lgk_" + "x" * 43) as api:
