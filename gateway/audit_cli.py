@@ -46,7 +46,10 @@ async def _store(settings: Settings) -> AsyncIterator[AuditStore]:
             keys=checkpoint_keys(settings, load_signer(settings)),
         )
     except StoreUnavailable as exc:
-        raise LinkgateError(f"the audit log cannot be read: {exc}") from None
+        raise LinkgateError(
+            f"the audit log cannot be read ({exc}). Check that the database is running and "
+            "reachable at LINKGATE_DATABASE_URL, and at the current schema (linkgate migrate)"
+        ) from None
     finally:
         await engine.dispose()
 

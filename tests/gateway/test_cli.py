@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import secrets
 from collections.abc import Iterator
 
@@ -283,6 +284,10 @@ DATABASE_COMMANDS = [
     ["keys", "rotate"],
     ["requests", "list", "--customer", "acme"],
     ["purge"],
+    ["audit", "verify", "--customer", "acme"],
+    ["audit", "partitions"],
+    ["audit", "export", "--customer", "acme", "--out", os.devnull],
+    ["audit", "prune", "--before", "2020-01-01T00:00:00Z"],
 ]
 
 
