@@ -452,7 +452,10 @@ class Param:
     """A resource parameter a caller must (or may) give, e.g. the post id of comments."""
 
     name: str
-    pattern: str = r"[A-Za-z0-9_.:-]{1,128}"
+    # Values go into the resource's URL path: the default refuses a dot segment ("." or
+    # "..", RFC 3986 §5.2.4) and any "..", which would move the request up the provider's
+    # path. A provider with a tighter shape for its ids declares it.
+    pattern: str = r"(?!\.{1,2}$)(?!.*\.\.)[A-Za-z0-9_.:-]{1,128}"
     required: bool = True
     values_from: ValuesFrom | None = None  # where a walk of the connection finds values
 
