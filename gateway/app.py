@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 from opentelemetry import trace
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -25,7 +26,13 @@ from gateway.api import processor_requests as processor_requests_api
 from gateway.audit_jobs import audit_jobs
 from gateway.config import Settings
 from gateway.errors import LinkgateError
-from gateway.observability import TraceSummaryRecorder, TracingMiddleware, configure_tracing
+from gateway.observability import (
+    GatewayMetrics,
+    TraceSummaryRecorder,
+    TracingMiddleware,
+    configure_metrics,
+    configure_tracing,
+)
 from gateway.problems import database_error, http_exception, linkgate_error, unexpected_error
 from gateway.processor_requests.jobs import processor_jobs
 from gateway.rate_limit_audit import RateLimitAudit
@@ -47,8 +54,15 @@ def create_app(
     upstream_transport: httpx.AsyncBaseTransport | None = None,
     upstream_retry: RetryPolicy | None = None,
     tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
 ) -> ASGIApp:
-    """Build the gateway. Tests pass a transport to stand in for remote providers."""
+    """Build the gateway. Tests pass a transport to stand in for remote providers.
+
+    Tests pass a *meter_provider* of their own (an SDK provider with an
+    in-memory reader) and shut it down themselves; otherwise metrics are
+    exported when ``otlp_endpoint`` is set and shut down (flushed) when the
+    app's lifespan ends.
+    """
     # Each audit event carries a compact summary of its request's trace; the
     # same recorder decides which traces are exported.
     provider: trace.TracerProvider
@@ -63,24 +77,40 @@ def create_app(
         trace_summaries = TraceSummaryRecorder()
         tracer_provider.add_span_processor(trace_summaries)
         provider = tracer_provider
+    metrics = (
+        configure_metrics(
+            service_name=SERVICE_NAME,
+            otlp_endpoint=settings.otlp_endpoint or None,
+            export_interval=settings.metrics_export_interval,
+        )
+        if meter_provider is None
+        else GatewayMetrics(meter_provider)
+    )
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with (
-            open_runtime(
-                settings,
-                oauth_transport=oauth_transport,
-                upstream_transport=upstream_transport,
-                upstream_retry=upstream_retry,
-                trace_summaries=trace_summaries,
-                tracer_provider=provider,
-            ) as runtime,
-            audit_jobs(runtime.audit_store, settings),
-            processor_jobs(runtime) as jobs,
-            # Last in, first out: its final windows are written before the writer stops.
-            refusals.running(runtime) if refusals is not None else contextlib.nullcontext(),
-        ):
-            yield {"runtime": runtime, "processor_jobs": jobs}
+        try:
+            async with (
+                open_runtime(
+                    settings,
+                    oauth_transport=oauth_transport,
+                    upstream_transport=upstream_transport,
+                    upstream_retry=upstream_retry,
+                    trace_summaries=trace_summaries,
+                    tracer_provider=provider,
+                    metrics=metrics,
+                ) as runtime,
+                audit_jobs(runtime.audit_store, settings),
+                processor_jobs(runtime) as jobs,
+                # Last in, first out: its final windows are written before the writer stops.
+                refusals.running(runtime) if refusals is not None else contextlib.nullcontext(),
+            ):
+                yield {"runtime": runtime, "processor_jobs": jobs}
+        finally:
+            if meter_provider is None:
+                # After the runtime: the audit writer's last batches are in the final
+                # export. A blocking call, once, when nothing is served any more.
+                metrics.shutdown()
 
     routes = [
         # First: the router tries routes in order, and nearly every request is a
@@ -188,4 +218,4 @@ def create_app(
     )
     # Outermost, outside Starlette's ServerErrorMiddleware, so that a 500 too
     # carries the trace id and its handler logs inside the request's span.
-    return TracingMiddleware(app, tracer_provider=provider)
+    return TracingMiddleware(app, tracer_provider=provider, metrics=metrics)

@@ -55,6 +55,8 @@ DEFAULT_AUDIT_OUTBOX_DRAIN_GRACE = 30.0
 # The share of traces exported over OTLP (besides denials, errors and traces
 # the caller samples); every request is recorded for its audit event anyway.
 DEFAULT_TRACE_EXPORT_RATIO = 1.0
+# Seconds between metric exports over OTLP (only with an endpoint).
+DEFAULT_METRICS_EXPORT_INTERVAL = 30.0
 # The notice's California section accounts for disclosures "in the preceding 12
 # months": the log itself is never kept for less than a year.
 MIN_AUDIT_RETENTION_DAYS = 365
@@ -122,6 +124,7 @@ class Settings:
     log_json: bool = True
     otlp_endpoint: str = ""
     trace_export_ratio: float = DEFAULT_TRACE_EXPORT_RATIO
+    metrics_export_interval: float = DEFAULT_METRICS_EXPORT_INTERVAL
     webhook_url: str = ""  # connection health events are posted here; none when empty
     webhook_secret: str = field(default="", repr=False)  # HMAC key that signs them
     webhook_max_attempts: int = DEFAULT_WEBHOOK_MAX_ATTEMPTS
@@ -169,6 +172,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "LINKGATE_LOG_JSON": ("log_json", "bool"),
     "LINKGATE_OTLP_ENDPOINT": ("otlp_endpoint", "str"),
     "LINKGATE_TRACE_EXPORT_RATIO": ("trace_export_ratio", "float"),
+    "LINKGATE_METRICS_EXPORT_INTERVAL": ("metrics_export_interval", "float"),
     "LINKGATE_WEBHOOK_URL": ("webhook_url", "str"),
     "LINKGATE_WEBHOOK_SECRET": ("webhook_secret", "str"),
     "LINKGATE_WEBHOOK_MAX_ATTEMPTS": ("webhook_max_attempts", "int"),
@@ -256,6 +260,10 @@ def validate(settings: Settings) -> list[str]:
         problems.append(
             "LINKGATE_TRACE_EXPORT_RATIO: a share between 0 and 1 "
             "(0.1 exports one trace in ten, plus every denied or failed request)"
+        )
+    if not 0 < settings.metrics_export_interval < math.inf:  # NaN included
+        problems.append(
+            "LINKGATE_METRICS_EXPORT_INTERVAL: a positive number of seconds between metric exports"
         )
     if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:
         problems.append("LINKGATE_LOG_LEVEL: one of debug, info, warning, error")

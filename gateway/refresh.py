@@ -66,6 +66,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.oauth import OAuthError, TokenSet, refresh_tokens
+from gateway.observability import GatewayMetrics, RefreshOutcome
 from gateway.provider_registry import ProviderRegistry
 from gateway.provider_tokens import exchange_token
 from gateway.single_flight import LoadsInFlight, SingleFlight
@@ -140,6 +141,7 @@ class TokenRefresher:
         cache: ConnectionCache | None = None,
         tracer: trace.Tracer | None = None,
         loads: LoadsInFlight | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self._engine = engine
         self._cache = cache  # the records path's recently read rows: kept in step here
@@ -155,6 +157,7 @@ class TokenRefresher:
         # The span of the request that started each refresh in flight, by connection id.
         self._leaders: dict[str, trace.SpanContext] = {}
         self._tracer = tracer or trace.NoOpTracer()
+        self._metrics = metrics or GatewayMetrics.disabled()  # linkgate.token.refreshes
 
     def access_token(self, connection: Connection) -> str:
         token = (
@@ -334,12 +337,15 @@ class TokenRefresher:
         if entry is not None:
             await self._audit.deliver(entry)
         if refreshed:
+            self._metrics.token_refresh(updated.provider, RefreshOutcome.REFRESHED)
             log.info("token.refreshed", connection_id=connection_id)
             return updated
         assert failure is not None
         if failure.action is not None:
+            self._metrics.token_refresh(updated.provider, RefreshOutcome.NEEDS_REAUTH)
             log.warning("connection.needs_reauth", connection_id=connection_id)
         else:
+            self._metrics.token_refresh(updated.provider, RefreshOutcome.FAILED)
             log.warning("token.refresh_failed", connection_id=connection_id)
         raise failure.error
 

@@ -6,12 +6,13 @@ Routes reach it as ``request.state.runtime``; nothing here is a global.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
+from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import httpx
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
 
 from gateway.audit import AuditOutbox, AuditStore, AuditWriter, SubjectHasher
 from gateway.audit_jobs import checkpoint_keys, load_signer
@@ -22,7 +23,7 @@ from gateway.connect.jwks import JWKSCache
 from gateway.connect.sessions import ConnectSessionStore
 from gateway.connections import ConnectionCache, ConnectionStore
 from gateway.cursor import CursorKey
-from gateway.observability import TracedTransport, TraceSummaryRecorder
+from gateway.observability import GatewayMetrics, TracedTransport, TraceSummaryRecorder
 from gateway.provider_registry import ProviderRegistry, load_providers
 from gateway.records import RecordsService
 from gateway.refresh import TokenRefresher
@@ -74,6 +75,19 @@ class Runtime:
     loads: LoadsInFlight = field(default_factory=LoadsInFlight)
 
 
+def _watched_pool(
+    metrics: GatewayMetrics, engine: AsyncEngine, settings: Settings
+) -> AbstractContextManager[None]:
+    """Report the engine's pool (``db.client.connection.count``) if it is a queue pool."""
+    pool = engine.sync_engine.pool
+    if not isinstance(pool, QueuePool):  # an in-memory SQLite database: one static connection
+        return nullcontext()
+    # gateway.storage.create_engine: as much overflow again as the pool's size.
+    return metrics.watch_pool(
+        pool, name=engine.dialect.name, maximum=pool.size() + settings.db_pool_size
+    )
+
+
 @asynccontextmanager
 async def open_runtime(
     settings: Settings,
@@ -83,6 +97,7 @@ async def open_runtime(
     upstream_retry: RetryPolicy | None = None,
     trace_summaries: TraceSummaryRecorder | None = None,
     tracer_provider: trace.TracerProvider | None = None,
+    metrics: GatewayMetrics | None = None,
     settle_grace: float = SETTLE_GRACE,
 ) -> AsyncIterator[Runtime]:
     """Build the runtime; the transports let tests put a stand-in at the far edge.
@@ -95,6 +110,7 @@ async def open_runtime(
     """
     # Outbound calls get client spans (token refresh, upstream attempts, OAuth).
     tracer = (tracer_provider or trace.NoOpTracerProvider()).get_tracer("gateway")
+    metrics = metrics or GatewayMetrics.disabled()
     engine = create_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
@@ -112,7 +128,7 @@ async def open_runtime(
             read_engine=engine,
             keys=checkpoint_keys(settings, load_signer(settings)),
         )
-        audit = AuditWriter(audit_store)
+        audit = AuditWriter(audit_store, observer=metrics)
         audit_outbox = AuditOutbox(engine, audit_tables, audit_store, audit)
         loads = LoadsInFlight()
         async with (
@@ -122,7 +138,9 @@ async def open_runtime(
             httpx.AsyncClient(
                 # Limits go to the transport: httpx ignores the client's once one is given.
                 transport=TracedTransport(
-                    oauth_transport or httpx.AsyncHTTPTransport(limits=OAUTH_LIMITS), tracer
+                    oauth_transport or httpx.AsyncHTTPTransport(limits=OAUTH_LIMITS),
+                    tracer,
+                    metrics,
                 ),
                 timeout=OAUTH_TIMEOUT,
                 limits=OAUTH_LIMITS,
@@ -169,6 +187,7 @@ async def open_runtime(
                     errors={name: p.provider.errors for name, p in registry.items()},
                     headers={name: p.provider.api_headers for name, p in registry.items()},
                     tracer=tracer,
+                    metrics=metrics,
                 )
             )
             subjects = SubjectHasher(settings.secret_key.encode())
@@ -183,6 +202,7 @@ async def open_runtime(
                 cache=connections.cache,  # a refresh or status change shows at once here
                 tracer=tracer,
                 loads=loads,
+                metrics=metrics,
             )
             policy = PolicyEngine(load_policy())
             # Which customers have any consent or suppression: shared by the stores
@@ -218,6 +238,7 @@ async def open_runtime(
                     engine, subject_control_tables, hasher=subjects, presence=presence
                 ),
                 trace_summary=trace_summaries.audit_summary if trace_summaries else None,
+                metrics=metrics,
             )
             connect = ConnectFlow(
                 engine=engine,
@@ -252,6 +273,9 @@ async def open_runtime(
                 callers=CallerCache(loads=loads),
                 loads=loads,
             )
+            # Read by the metrics export thread from here on (in memory, no query).
+            stack.enter_context(metrics.watch_audit_writer(audit))
+            stack.enter_context(_watched_pool(metrics, engine, settings))
             try:
                 yield runtime
             finally:

@@ -62,7 +62,7 @@ from gateway.audit.partitions import AuditPartitions, Partition, UpkeepReport, i
 from gateway.audit.store import AuditCursor, AuditPage, AuditStore
 from gateway.audit.subjects import SubjectHasher
 from gateway.audit.tables import AuditTables, define_audit_tables
-from gateway.audit.writer import AuditWriter
+from gateway.audit.writer import AuditWriter, BatchObserver
 
 __all__ = [
     "CHAIN_PREFIX",
@@ -78,6 +78,7 @@ __all__ = [
     "AuditTables",
     "AuditUnavailable",
     "AuditWriter",
+    "BatchObserver",
     "ChainBroken",
     "ChainVerifier",
     "Checkpoint",

@@ -16,24 +16,38 @@ committed to the audit outbox with its state change) rides in the same
 batches; a batch holding any goes through
 :meth:`~gateway.audit.store.AuditStore.append_outboxed`, which deletes the
 entries' outbox rows in the appending transaction.
+
+A :class:`BatchObserver` is told each batch's size and how long its append
+took, and :attr:`AuditWriter.pending` counts the events not yet durable, for
+the gateway's metrics (``gateway.observability.metrics``) without this
+package importing them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from types import TracebackType
-from typing import cast
+from typing import Protocol, cast
 
 from gateway.audit.errors import AuditUnavailable
 from gateway.audit.event import AuditEvent, EventDraft, OutboxEntry
 from gateway.audit.store import AuditStore
 
-__all__ = ["DEFAULT_MAX_BATCH", "AuditWriter"]
+__all__ = ["DEFAULT_MAX_BATCH", "AuditWriter", "BatchObserver"]
 
 DEFAULT_MAX_BATCH = 500
 
 _Item = tuple[EventDraft | OutboxEntry, "asyncio.Future[AuditEvent | None]"]
+
+
+class BatchObserver(Protocol):
+    """Told how each batch went: its size and the seconds its append took."""
+
+    def batch_committed(self, size: int, seconds: float) -> None: ...
+
+    def batch_failed(self, size: int, seconds: float, error: str) -> None: ...
 
 
 class AuditWriter:
@@ -43,14 +57,30 @@ class AuditWriter:
     or :meth:`start` / :meth:`stop`).
     """
 
-    def __init__(self, store: AuditStore, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+    def __init__(
+        self,
+        store: AuditStore,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        observer: BatchObserver | None = None,
+    ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._store = store
         self._max_batch = max_batch
+        self._observer = observer
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._committing = 0  # events of the batch being appended
+
+    @property
+    def pending(self) -> int:
+        """Events accepted and not yet durable (or failed): queued, or in the batch appending.
+
+        Plain reads of two integers, safe from another thread (a metrics export).
+        """
+        return self._queue.qsize() + self._committing
 
     @property
     def running(self) -> bool:
@@ -141,6 +171,9 @@ class AuditWriter:
 
     async def _commit(self, batch: list[_Item]) -> None:
         items = [item for item, _ in batch]
+        observer = self._observer
+        self._committing = len(batch)
+        started = time.perf_counter()
         try:
             events: list[AuditEvent] | list[AuditEvent | None]
             if OutboxEntry in map(type, items):  # rare; the test runs at C speed
@@ -148,15 +181,24 @@ class AuditWriter:
             else:
                 events = await self._store.append(cast("list[EventDraft]", items))
         except AuditUnavailable as exc:
+            self._committing = 0
+            if observer is not None:
+                observer.batch_failed(len(batch), time.perf_counter() - started, type(exc).__name__)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(AuditUnavailable(str(exc)))
             return
         except Exception as exc:  # the writer task must outlive any one batch
+            self._committing = 0
+            if observer is not None:
+                observer.batch_failed(len(batch), time.perf_counter() - started, type(exc).__name__)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(AuditUnavailable(f"audit append failed: {exc!r}"))
             return
+        self._committing = 0
+        if observer is not None:
+            observer.batch_committed(len(batch), time.perf_counter() - started)
         for (_, future), event in zip(batch, events, strict=True):
             if not future.done():
                 future.set_result(event)

@@ -1,4 +1,4 @@
-"""Logs, traces and the request middleware that ties them together.
+"""Logs, traces, metrics and the request middleware that ties them together.
 
 Imports nothing else from `gateway`, so every other package may use it.
 """
@@ -14,6 +14,12 @@ from gateway.observability.client_spans import (
 from gateway.observability.export_sampling import DEFAULT_EXPORT_RATIO, TailSampledExport
 from gateway.observability.lean_spans import LeanSpan, LeanTracer, LeanTracerProvider
 from gateway.observability.logs import configure_logging
+from gateway.observability.metrics import (
+    DEFAULT_EXPORT_INTERVAL,
+    GatewayMetrics,
+    RefreshOutcome,
+    configure_metrics,
+)
 from gateway.observability.middleware import TracingMiddleware, current_trace_id
 from gateway.observability.redaction import (
     MASK,
@@ -33,15 +39,18 @@ from gateway.observability.tracing import (
 )
 
 __all__ = [
+    "DEFAULT_EXPORT_INTERVAL",
     "DEFAULT_EXPORT_RATIO",
     "MASK",
     "SECRET_KEYS",
     "SECRET_PATTERNS",
     "ClientCall",
+    "GatewayMetrics",
     "LeanSpan",
     "LeanTracer",
     "LeanTracerProvider",
     "RedactingSpanExporter",
+    "RefreshOutcome",
     "SecretPattern",
     "SpanSummary",
     "TailSampledExport",
@@ -52,6 +61,7 @@ __all__ = [
     "TracingMiddleware",
     "client_span",
     "configure_logging",
+    "configure_metrics",
     "configure_tracing",
     "current_trace_id",
     "is_secret_key",

@@ -15,10 +15,15 @@ Instagram carry ``access_token``, ``client_secret`` and ``code`` in the query
 string. User information becomes ``REDACTED:REDACTED`` and the values of
 secret-named query parameters ``REDACTED``, keys kept, as the URL semantic
 conventions ask.
+
+Each attempt's duration is also recorded, as ``http.client.request.duration``
+(`GatewayMetrics.client_request`), with the span's method, server address and
+port, provider, status code and error type: never its URL.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from types import TracebackType
@@ -29,6 +34,7 @@ from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.redaction import KnownClean, is_secret_key, redact_text
 
 __all__ = [
@@ -90,15 +96,18 @@ def _scrubbed(url: httpx.URL, text: str) -> str:
 class ClientCall:
     """The span of one outbound request, told how it ended."""
 
-    __slots__ = ("marked", "span")
+    __slots__ = ("error_type", "marked", "span", "status_code")
 
     def __init__(self, span: trace.Span) -> None:
         self.span = span
         self.marked = False
+        self.status_code: int | None = None
+        self.error_type: str | None = None
 
     def answered(self, status_code: int) -> None:
         """The response's status; 4xx and 5xx mark the span as failed (client spans)."""
         self.span.set_attribute("http.response.status_code", status_code)
+        self.status_code = status_code
         if status_code >= 400:
             self.failed(str(status_code))
 
@@ -106,6 +115,7 @@ class ClientCall:
         """No usable answer came (a timeout, a refused connection, a body over the cap)."""
         self.span.set_attribute("error.type", error_type)
         self.span.set_status(Status(StatusCode.ERROR))
+        self.error_type = error_type
         self.marked = True
 
 
@@ -117,14 +127,30 @@ class _ClientSpan:
     profiles, for what is a start, an attach, a detach and an end.
     """
 
-    __slots__ = ("_attributes", "_call", "_name", "_token", "_tracer")
+    __slots__ = (
+        "_attributes",
+        "_call",
+        "_metric",
+        "_metrics",
+        "_name",
+        "_started",
+        "_token",
+        "_tracer",
+    )
 
     def __init__(
-        self, tracer: trace.Tracer, name: str, attributes: dict[str, AttributeValue]
+        self,
+        tracer: trace.Tracer,
+        name: str,
+        attributes: dict[str, AttributeValue],
+        metrics: GatewayMetrics | None,
+        metric: tuple[str, str, int | None, str | None],
     ) -> None:
         self._tracer = tracer
         self._name = name
         self._attributes = attributes
+        self._metrics = metrics
+        self._metric = metric  # method, host, port, provider
 
     def __enter__(self) -> ClientCall:
         span = self._tracer.start_span(
@@ -132,6 +158,7 @@ class _ClientSpan:
         )
         self._token = context.attach(trace.set_span_in_context(span))
         self._call = ClientCall(span)
+        self._started = time.perf_counter()
         return self._call
 
     def __exit__(
@@ -149,6 +176,18 @@ class _ClientSpan:
         finally:
             context.detach(self._token)
             call.span.end()
+            metrics = self._metrics
+            if metrics is not None and metrics.enabled:
+                method, host, port, provider = self._metric
+                metrics.client_request(
+                    method,
+                    host,
+                    port,
+                    provider,
+                    call.status_code,
+                    call.error_type,
+                    time.perf_counter() - self._started,
+                )
 
 
 def client_span(
@@ -158,11 +197,15 @@ def client_span(
     *,
     resend_count: int = 0,
     attributes: Mapping[str, AttributeValue] | None = None,
+    provider: str | None = None,
+    metrics: GatewayMetrics | None = None,
 ) -> AbstractContextManager[ClientCall]:
     """A CLIENT span around one outbound request, current while it runs.
 
     An exception that leaves the block without `ClientCall.failed` or an
     error status having been recorded sets ``error.type`` to its class name.
+    With *metrics*, the request's duration is recorded when the block ends,
+    under *provider* when the caller knows it.
     """
     method = method.upper()
     if method not in _KNOWN_METHODS:
@@ -177,7 +220,13 @@ def client_span(
         span_attributes["server.port"] = url.port
     if resend_count:
         span_attributes["http.request.resend_count"] = resend_count
-    return _ClientSpan(tracer, "HTTP" if method == "_OTHER" else method, span_attributes)
+    return _ClientSpan(
+        tracer,
+        "HTTP" if method == "_OTHER" else method,
+        span_attributes,
+        metrics,
+        (method, url.host, url.port, provider),
+    )
 
 
 class TracedTransport(httpx.AsyncBaseTransport):
@@ -188,12 +237,18 @@ class TracedTransport(httpx.AsyncBaseTransport):
     is nearly the whole exchange.
     """
 
-    def __init__(self, transport: httpx.AsyncBaseTransport, tracer: trace.Tracer) -> None:
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport,
+        tracer: trace.Tracer,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
         self._transport = transport
         self._tracer = tracer
+        self._metrics = metrics
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        with client_span(self._tracer, request.method, request.url) as call:
+        with client_span(self._tracer, request.method, request.url, metrics=self._metrics) as call:
             response = await self._transport.handle_async_request(request)
             call.answered(response.status_code)
             return response

@@ -24,6 +24,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.observability.logs import CachedLogger
+from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.redaction import MASK, is_secret_key, redact_text
 
 __all__ = ["TracingMiddleware", "current_trace_id", "name_server_span"]
@@ -148,11 +149,21 @@ class TracingMiddleware:
     request, adds ``traceparent``, ``X-Trace-Id`` and ``X-Request-Id`` to every
     response and logs one ``http.request`` event when the request is over.
     Paths in spans and logs never include the query string.
+
+    The span's end is also where ``http.server.request.duration`` is recorded
+    (`GatewayMetrics.server_request`), by route template, never by path.
     """
 
-    def __init__(self, app: ASGIApp, *, tracer_provider: trace.TracerProvider) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tracer_provider: trace.TracerProvider,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
         self.app = app
         self._tracer = tracer_provider.get_tracer(__name__)
+        self._metrics = metrics or GatewayMetrics.disabled()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -186,6 +197,9 @@ class TracingMiddleware:
         span_context = trace.set_span_in_context(span)
         # Stays 500 if the application raises before it responds.
         status_code = 500
+        # The class of an exception that ended the request (OpenTelemetry's
+        # error.type), a cancellation when the client went away included.
+        failure: str | None = None
 
         async def send_with_trace(message: Message) -> None:
             nonlocal status_code
@@ -208,6 +222,10 @@ class TracingMiddleware:
             # records them; the exporter redacts both.
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            failure = type(exc).__name__
+            raise
+        except BaseException as exc:  # cancelled: the server stopped or the client is gone
+            failure = type(exc).__name__
             raise
         finally:
             otel_context.detach(span_token)
@@ -231,6 +249,10 @@ class TracingMiddleware:
                 span.set_status(Status(StatusCode.ERROR))
             span.set_attributes(attributes)  # one lock and validation pass, not one per key
             span.end()
+            elapsed = time.perf_counter() - started
+            if failure is None and status_code >= 500:
+                failure = str(status_code)
+            self._metrics.server_request(method, route, status_code, failure, elapsed)
             access = _LOG.bound()
             log = access.error if status_code >= 500 else access.info
             log(
@@ -239,7 +261,7 @@ class TracingMiddleware:
                 path=path,
                 route=route,
                 status=status_code,
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                duration_ms=round(elapsed * 1000, 3),
             )
             structlog.contextvars.reset_contextvars(**context_tokens)
             _SERVING.reset(serving_token)

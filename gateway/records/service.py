@@ -29,7 +29,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamMalformed,
 )
-from gateway.observability import current_trace_id
+from gateway.observability import GatewayMetrics, current_trace_id
 from gateway.provider_registry import ProviderRegistry
 from gateway.refresh import TokenRefresher, require_usable
 from gateway.subject_controls import PageControls, SubjectControls
@@ -135,6 +135,7 @@ class RecordsService:
         controls: SubjectControls,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         trace_summary: Callable[[str, int], Mapping[str, Any]] | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self._connections = connections
         self._providers = providers
@@ -147,6 +148,7 @@ class RecordsService:
         self._controls = controls  # consents and suppressions, loaded once per page
         self._clock = clock
         self._trace_summary = trace_summary
+        self._metrics = metrics or GatewayMetrics.disabled()
 
     async def read(self, caller: Caller, query: RecordsQuery) -> RecordsPage:
         """fetch → normalize → decide → audit → respond."""
@@ -186,6 +188,10 @@ class RecordsService:
             page=decision,
             originals=records,
             hashes=hashes,
+        )
+        # Counted once the event is durable: these records are released.
+        self._metrics.records(
+            connection.provider, request.resource.name, len(decision.kept), decision.dropped
         )
         return RecordsPage(decision.kept, decision, next_cursor, fetched_at, trace_id)
 

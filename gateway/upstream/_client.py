@@ -30,7 +30,7 @@ from gateway.errors import (
     UpstreamRateLimited,
     UpstreamUnavailable,
 )
-from gateway.observability import ClientCall, client_span
+from gateway.observability import ClientCall, GatewayMetrics, client_span
 from gateway.upstream._breaker import CircuitBreaker
 from gateway.upstream._json_text import parse_json
 from gateway.upstream._retry import (
@@ -109,6 +109,7 @@ class UpstreamClient:
         errors: ErrorTable | None = None,
         headers: Mapping[str, str] | None = None,
         tracer: trace.Tracer | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.name = name
         self._max_body = max_body
@@ -129,6 +130,7 @@ class UpstreamClient:
         )
         self._span_attributes = {"linkgate.provider": name}
         self._tracer = tracer or trace.NoOpTracer()
+        self._metrics = metrics  # http.client.request.duration, per attempt
 
     async def get_json(self, url: str, *, params: Mapping[str, str], bearer: str) -> dict[str, Any]:
         """The JSON object at ``url``, retried under the policy's deadline."""
@@ -201,6 +203,8 @@ class UpstreamClient:
             target.url,
             resend_count=resend_count,
             attributes=self._span_attributes,
+            provider=self.name,
+            metrics=self._metrics,
         ) as call:
             return await self._exchange(target, bearer, call, remaining)
 
@@ -366,6 +370,7 @@ async def open_upstream_clients(
     errors: Mapping[str, ErrorTable] | None = None,
     headers: Mapping[str, Mapping[str, str]] | None = None,
     tracer: trace.Tracer | None = None,
+    metrics: GatewayMetrics | None = None,
 ) -> AsyncIterator[UpstreamClients]:
     """One client per provider for the runtime's lifetime; closed on exit.
 
@@ -394,5 +399,6 @@ async def open_upstream_clients(
                 errors=(errors or {}).get(name),
                 headers=(headers or {}).get(name),
                 tracer=tracer,
+                metrics=metrics,
             )
         yield UpstreamClients(clients)
