@@ -44,6 +44,22 @@ class FailingStore(AuditStore):
         raise AuditUnavailable("database is down")
 
 
+class Batches:
+    """A BatchObserver that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.committed: list[int] = []
+        self.failed: list[tuple[int, str]] = []
+
+    def batch_committed(self, size: int, seconds: float) -> None:
+        assert seconds >= 0
+        self.committed.append(size)
+
+    def batch_failed(self, size: int, seconds: float, error: str) -> None:
+        assert seconds >= 0
+        self.failed.append((size, error))
+
+
 @pytest.fixture
 def database_url(tmp_path: object) -> str:
     """The writer's behaviour does not depend on the database: SQLite is enough."""
@@ -107,6 +123,36 @@ async def test_failed_commit_fails_every_waiter(
             *(writer.record(make_draft()) for _ in range(5)), return_exceptions=True
         )
     assert [AuditUnavailable] * 5 == [type(r) for r in results]
+
+
+async def test_the_observer_hears_each_batch_and_pending_counts_what_is_not_durable(
+    engine: AsyncEngine, tables: AuditTables, make_draft: MakeDraft
+) -> None:
+    """Pending counts the batch appending and those queued behind it, then falls to zero."""
+    store = GatedStore(engine, tables)
+    batches = Batches()
+    async with AuditWriter(store, observer=batches) as writer:
+        first = asyncio.create_task(writer.record(make_draft()))
+        await asyncio.sleep(0.01)
+        rest = [asyncio.create_task(writer.record(make_draft())) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        pending_while_gated = writer.pending
+        store.gate.set()
+        await asyncio.gather(first, *rest)
+        assert (pending_while_gated, writer.pending) == (4, 0)
+    assert (batches.committed, batches.failed) == ([1, 3], [])
+
+
+async def test_the_observer_hears_a_failed_batch_with_its_error_type(
+    engine: AsyncEngine, tables: AuditTables, make_draft: MakeDraft
+) -> None:
+    """A failed commit is reported with its size and the exception's class, never its text."""
+    batches = Batches()
+    async with AuditWriter(FailingStore(engine, tables), observer=batches) as writer:
+        with pytest.raises(AuditUnavailable):
+            await writer.record(make_draft())
+        assert writer.pending == 0
+    assert (batches.committed, batches.failed) == ([], [(1, "AuditUnavailable")])
 
 
 async def test_max_batch_bounds_a_transaction(

@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
 from gateway.app import create_app
@@ -33,6 +35,7 @@ class Stack:
     service_key: str
     other_key: str  # a service of another customer
     tracer_provider: TracerProvider
+    metrics: InMemoryMetricReader  # what the gateway's instruments recorded
 
     def api(self, key: str | None = None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {key or self.service_key}"}
@@ -107,7 +110,12 @@ async def build_stack(
         **overrides,
     )
     tracer_provider = TracerProvider()
-    gateway = servers.serve(gateway_url, create_app(settings, tracer_provider=tracer_provider))
+    metrics = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[metrics], shutdown_on_exit=False)
+    gateway = servers.serve(
+        gateway_url,
+        create_app(settings, tracer_provider=tracer_provider, meter_provider=meter_provider),
+    )
     engine = create_engine(database_url)
     try:
         _, key = await create_caller(
@@ -134,4 +142,5 @@ async def build_stack(
         service_key=key,
         other_key=other,
         tracer_provider=tracer_provider,
+        metrics=metrics,
     )
