@@ -95,7 +95,7 @@ def _page_body() -> bytes:
 
 
 def role_upstream(port: int) -> None:
-    """The provider's API on loopback: one page of posts; also swallows OTLP trace exports."""
+    """The provider's API on loopback: one page of posts; also swallows OTLP exports."""
     from aiohttp import web
 
     body = _page_body()
@@ -130,6 +130,7 @@ def role_upstream(port: int) -> None:
     app = web.Application()
     app.router.add_get(RESOURCE_PATH, posts)
     app.router.add_post("/v1/traces", otlp)
+    app.router.add_post("/v1/metrics", otlp)
     app.router.add_post("/token", token)
     app.router.add_get(TOKEN_COUNT_PATH, token_count)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
@@ -466,7 +467,9 @@ def linkgate(name: str, database_url: str, upstream: str, workdir: Path) -> Iter
         "LINKGATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "LINKGATE_LOG_LEVEL": "info",
         "LINKGATE_LOG_JSON": "true",
-        "LINKGATE_OTLP_ENDPOINT": upstream,
+        # Traces and metrics exported, as deployed; BENCH_OTLP=off counts the gateway
+        # with no endpoint (nothing exported, metrics not recorded).
+        **({} if os.environ.get("BENCH_OTLP") == "off" else {"LINKGATE_OTLP_ENDPOINT": upstream}),
         # As deployed (every request still traced and summarised in its audit event;
         # one success in ten exported, every denial and failure);
         # BENCH_TRACE_EXPORT_RATIO=1.0 counts exporting every trace.

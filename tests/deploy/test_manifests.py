@@ -193,3 +193,42 @@ def test_benchmark_measures_the_deployed_trace_export_ratio() -> None:
         if name.startswith("gateway")
     }
     assert deployed == {configmap["data"]["LINKGATE_TRACE_EXPORT_RATIO"]} == {measured[1]}
+
+
+def test_the_collector_serves_the_replicas_metrics_for_prometheus() -> None:
+    """OTLP metrics in, the prometheus exporter out on :8889; traces keep their own pipeline."""
+    collector = _documents(DEPLOY / "otel-collector.yaml")[0]
+    pipelines = collector["service"]["pipelines"]
+    assert pipelines["metrics"]["receivers"] == ["otlp"]
+    assert pipelines["metrics"]["exporters"] == ["prometheus"]
+    assert collector["exporters"]["prometheus"]["endpoint"] == "0.0.0.0:8889"
+    assert pipelines["traces"]["receivers"] == ["otlp"]
+    assert "prometheus" not in pipelines["traces"]["exporters"]
+    # The gateway posts both signals to the one OTLP/HTTP receiver (LINKGATE_OTLP_ENDPOINT).
+    assert collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"].endswith(":4318")
+
+
+def test_compose_runs_the_contrib_collector_and_publishes_its_metrics_port() -> None:
+    """The prometheus exporter is in the contrib image only; :8889 is reachable from the host."""
+    services = _documents(DEPLOY / "compose.yaml")[0]["services"]
+    collector = services["otel-collector"]
+    assert collector["image"].startswith("otel/opentelemetry-collector-contrib:")
+    assert "127.0.0.1:8889:8889" in collector["ports"]
+    for replica in ("gateway-1", "gateway-2"):
+        env = services[replica]["environment"]
+        assert env["LINKGATE_OTLP_ENDPOINT"] == "http://otel-collector:4318"
+        assert float(env["LINKGATE_METRICS_EXPORT_INTERVAL"]) > 0
+
+
+def test_each_pod_names_itself_in_its_metrics() -> None:
+    """service.instance.id is the pod's name, so replicas' series stay apart in Prometheus."""
+    by_name = {entry["name"]: entry for entry in _container_env("Deployment")}
+    assert by_name["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    attributes = dict(
+        pair.split("=", 1) for pair in by_name["OTEL_RESOURCE_ATTRIBUTES"]["value"].split(",")
+    )
+    assert attributes["service.instance.id"] == "$(POD_NAME)"
+    names = list(by_name)
+    assert names.index("POD_NAME") < names.index("OTEL_RESOURCE_ATTRIBUTES"), (
+        "Kubernetes expands $(POD_NAME) only from variables defined before it"
+    )
