@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 from opentelemetry import trace
-from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -54,14 +53,14 @@ def create_app(
     upstream_transport: httpx.AsyncBaseTransport | None = None,
     upstream_retry: RetryPolicy | None = None,
     tracer_provider: TracerProvider | None = None,
-    meter_provider: MeterProvider | None = None,
+    metrics: GatewayMetrics | None = None,
 ) -> ASGIApp:
     """Build the gateway. Tests pass a transport to stand in for remote providers.
 
-    Tests pass a *meter_provider* of their own (an SDK provider with an
-    in-memory reader) and shut it down themselves; otherwise metrics are
-    exported when ``otlp_endpoint`` is set and shut down (flushed) when the
-    app's lifespan ends.
+    Tests pass *metrics* of their own (on an SDK provider with an in-memory
+    reader) and shut them down themselves; otherwise metrics are exported
+    when ``otlp_endpoint`` is set and shut down (flushed) when the app's
+    lifespan ends.
     """
     # Each audit event carries a compact summary of its request's trace; the
     # same recorder decides which traces are exported.
@@ -77,15 +76,14 @@ def create_app(
         trace_summaries = TraceSummaryRecorder()
         tracer_provider.add_span_processor(trace_summaries)
         provider = tracer_provider
-    metrics = (
-        configure_metrics(
+    own_metrics = metrics is None
+    if metrics is None:
+        metrics = configure_metrics(
             service_name=SERVICE_NAME,
             otlp_endpoint=settings.otlp_endpoint or None,
             export_interval=settings.metrics_export_interval,
         )
-        if meter_provider is None
-        else GatewayMetrics(meter_provider)
-    )
+    instruments = metrics  # narrowed, for the lifespan below
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -98,7 +96,7 @@ def create_app(
                     upstream_retry=upstream_retry,
                     trace_summaries=trace_summaries,
                     tracer_provider=provider,
-                    metrics=metrics,
+                    metrics=instruments,
                 ) as runtime,
                 audit_jobs(runtime.audit_store, settings),
                 processor_jobs(runtime) as jobs,
@@ -107,10 +105,10 @@ def create_app(
             ):
                 yield {"runtime": runtime, "processor_jobs": jobs}
         finally:
-            if meter_provider is None:
+            if own_metrics:
                 # After the runtime: the audit writer's last batches are in the final
                 # export. A blocking call, once, when nothing is served any more.
-                metrics.shutdown()
+                instruments.shutdown()
 
     routes = [
         # First: the router tries routes in order, and nearly every request is a
@@ -218,4 +216,4 @@ def create_app(
     )
     # Outermost, outside Starlette's ServerErrorMiddleware, so that a 500 too
     # carries the trace id and its handler logs inside the request's span.
-    return TracingMiddleware(app, tracer_provider=provider, metrics=metrics)
+    return TracingMiddleware(app, tracer_provider=provider, metrics=instruments)

@@ -9,12 +9,13 @@ from typing import Any
 import httpx
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 from opentelemetry.sdk.trace import TracerProvider
 
 from gateway.app import create_app
 from gateway.callers import CallerKind, create_caller
 from gateway.config import Settings
+from gateway.observability import GatewayMetrics
 from gateway.storage import create_engine
 from policies.vocabulary import CallerClass
 from providers.sandbox.server import create_sandbox_app
@@ -35,7 +36,12 @@ class Stack:
     service_key: str
     other_key: str  # a service of another customer
     tracer_provider: TracerProvider
-    metrics: InMemoryMetricReader  # what the gateway's instruments recorded
+    instruments: GatewayMetrics
+    reader: InMemoryMetricReader
+
+    def metrics(self) -> MetricsData | None:
+        """What the gateway's instruments hold now, as its OTLP export would send it."""
+        return self.instruments.collected(self.reader.get_metrics_data())
 
     def api(self, key: str | None = None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {key or self.service_key}"}
@@ -110,11 +116,10 @@ async def build_stack(
         **overrides,
     )
     tracer_provider = TracerProvider()
-    metrics = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[metrics], shutdown_on_exit=False)
+    reader = InMemoryMetricReader()
+    instruments = GatewayMetrics(MeterProvider(metric_readers=[reader], shutdown_on_exit=False))
     gateway = servers.serve(
-        gateway_url,
-        create_app(settings, tracer_provider=tracer_provider, meter_provider=meter_provider),
+        gateway_url, create_app(settings, tracer_provider=tracer_provider, metrics=instruments)
     )
     engine = create_engine(database_url)
     try:
@@ -142,5 +147,6 @@ async def build_stack(
         service_key=key,
         other_key=other,
         tracer_provider=tracer_provider,
-        metrics=metrics,
+        instruments=instruments,
+        reader=reader,
     )

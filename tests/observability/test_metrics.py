@@ -24,7 +24,6 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from sqlalchemy import text
 
 from gateway.config import load_settings
@@ -58,9 +57,9 @@ async def stack(database_url: str, servers: Servers) -> Stack:
     return await build_stack(database_url, servers, auto_approve=True)
 
 
-def _points(reader: InMemoryMetricReader, name: str) -> list[Point]:
+def _points(stack: Stack, name: str) -> list[Point]:
     """The instrument's data points as (attributes, point), from one collection."""
-    data = reader.get_metrics_data()
+    data = stack.metrics()
     found: list[Point] = []
     for resource_metrics in data.resource_metrics if data else ():
         for scope_metrics in resource_metrics.scope_metrics:
@@ -118,14 +117,14 @@ async def test_a_records_read_shows_its_route_upstream_call_and_records(stack: S
     page = response.json()
 
     server = await _eventually(
-        lambda: _records_route(_points(stack.metrics, "http.server.request.duration"), 200)
+        lambda: _records_route(_points(stack, "http.server.request.duration"), 200)
     )
     [read] = server
     assert read.count == 1
     assert 0 < read.sum < 15
     upstream = [
         (attributes, point.count)
-        for attributes, point in _points(stack.metrics, "http.client.request.duration")
+        for attributes, point in _points(stack, "http.client.request.duration")
         if attributes.get("linkgate.provider") == "sandbox"
     ]
     host, port = stack.sandbox.url.removeprefix("http://").split(":")
@@ -143,11 +142,11 @@ async def test_a_records_read_shows_its_route_upstream_call_and_records(stack: S
     ]
     released = {
         attributes["linkgate.resource"]: point.value
-        for attributes, point in _points(stack.metrics, "linkgate.records.released")
+        for attributes, point in _points(stack, "linkgate.records.released")
     }
     dropped = {
         attributes["linkgate.rule"]: point.value
-        for attributes, point in _points(stack.metrics, "linkgate.records.dropped")
+        for attributes, point in _points(stack, "linkgate.records.dropped")
         if attributes["linkgate.resource"] == "posts"
     }
     assert released == {"posts": len(page["records"])}
@@ -160,23 +159,23 @@ async def test_the_audit_writer_and_the_pool_are_visible(stack: Stack) -> None:
     connection_id = await _linked(stack)
     assert (await _read(stack, connection_id)).status_code == 200
 
-    [(attributes, sizes)] = _points(stack.metrics, "linkgate.audit.append.batch_size")
-    [(_, durations)] = _points(stack.metrics, "linkgate.audit.append.duration")
+    [(attributes, sizes)] = _points(stack, "linkgate.audit.append.batch_size")
+    [(_, durations)] = _points(stack, "linkgate.audit.append.duration")
     assert attributes == {}
     assert sizes.sum >= 2, "the link's and the read's events at least"
     assert durations.count == sizes.count
-    assert [point.value for _, point in _points(stack.metrics, "linkgate.audit.pending")] == [0]
-    assert _points(stack.metrics, "linkgate.audit.append.failures") == []
+    assert [point.value for _, point in _points(stack, "linkgate.audit.pending")] == [0]
+    assert _points(stack, "linkgate.audit.append.failures") == []
     connections = {
         attributes["db.client.connection.state"]: point.value
-        for attributes, point in _points(stack.metrics, "db.client.connection.count")
+        for attributes, point in _points(stack, "db.client.connection.count")
         if attributes["db.client.connection.pool.name"] == "sqlite"
     }
     assert set(connections) == {"idle", "used"}
     assert connections["idle"] + connections["used"] >= 1
     limits = [
         (attributes, point.value)
-        for attributes, point in _points(stack.metrics, "db.client.connection.max")
+        for attributes, point in _points(stack, "db.client.connection.max")
     ]
     assert limits == [({"db.client.connection.pool.name": "sqlite"}, 20)]  # 10 + 10 overflow
 
@@ -196,13 +195,13 @@ async def test_a_failed_audit_append_is_counted_and_the_request_is_a_5xx(stack: 
     assert response.status_code == 503, response.text
     failures = [
         (attributes, point.value)
-        for attributes, point in _points(stack.metrics, "linkgate.audit.append.failures")
+        for attributes, point in _points(stack, "linkgate.audit.append.failures")
     ]
     assert failures == [({"error.type": "AuditUnavailable"}, 1)]
     server = await _eventually(
         lambda: [
             (attributes, point)
-            for attributes, point in _points(stack.metrics, "http.server.request.duration")
+            for attributes, point in _points(stack, "http.server.request.duration")
             if attributes.get("http.route") == RECORDS_ROUTE
         ]
     )
@@ -214,7 +213,7 @@ async def test_a_failed_audit_append_is_counted_and_the_request_is_a_5xx(stack: 
             "error.type": "503",
         }
     ]
-    assert _points(stack.metrics, "linkgate.records.released") == []
+    assert _points(stack, "linkgate.records.released") == []
 
 
 async def test_token_refreshes_are_counted_by_outcome(stack: Stack) -> None:
@@ -230,13 +229,13 @@ async def test_token_refreshes_are_counted_by_outcome(stack: Stack) -> None:
 
     outcomes = {
         attributes["linkgate.outcome"]: point.value
-        for attributes, point in _points(stack.metrics, "linkgate.token.refreshes")
+        for attributes, point in _points(stack, "linkgate.token.refreshes")
         if attributes["linkgate.provider"] == "sandbox"
     }
     assert outcomes == {"refreshed": 1, "needs_reauth": 1}
     token_calls = [
         attributes
-        for attributes, _ in _points(stack.metrics, "http.client.request.duration")
+        for attributes, _ in _points(stack, "http.client.request.duration")
         if attributes["http.request.method"] == "POST"
     ]
     assert {attributes.get("http.response.status_code") for attributes in token_calls} == {
@@ -264,7 +263,7 @@ async def test_no_attribute_holds_a_path_an_identifier_or_a_secret(stack: Stack)
     await _eventually(
         lambda: [
             point
-            for attributes, point in _points(stack.metrics, "http.server.request.duration")
+            for attributes, point in _points(stack, "http.server.request.duration")
             if attributes.get("http.response.status_code") == 401
         ]
     )
@@ -280,7 +279,7 @@ async def test_no_attribute_holds_a_path_an_identifier_or_a_secret(stack: Stack)
             "linkgate.audit.append.batch_size",
             "db.client.connection.count",
         )
-        for attributes, _ in _points(stack.metrics, name)
+        for attributes, _ in _points(stack, name)
         for value in attributes.values()
     }
     forbidden = {
@@ -295,7 +294,7 @@ async def test_no_attribute_holds_a_path_an_identifier_or_a_secret(stack: Stack)
     assert [value for value in values if "?" in value] == []
     routes = {
         attributes.get("http.route")
-        for attributes, _ in _points(stack.metrics, "http.server.request.duration")
+        for attributes, _ in _points(stack, "http.server.request.duration")
     }
     assert {RECORDS_ROUTE, "/connect/{token}", "/v1/connections/{connection_id}", None} <= routes
 
