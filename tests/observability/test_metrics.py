@@ -24,11 +24,15 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import text
+from starlette.types import Receive, Scope, Send
 
 from gateway.config import load_settings
 from gateway.errors import ConfigError
-from gateway.observability import GatewayMetrics, configure_metrics
+from gateway.observability import GatewayMetrics, TracingMiddleware, configure_metrics
 from gateway.storage import create_engine
 from gateway.storage.migrate import upgrade
 from gateway.vault import generate_key_entry
@@ -297,6 +301,45 @@ async def test_no_attribute_holds_a_path_an_identifier_or_a_secret(stack: Stack)
         for attributes, _ in _points(stack, "http.server.request.duration")
     }
     assert {RECORDS_ROUTE, "/connect/{token}", "/v1/connections/{connection_id}", None} <= routes
+
+
+async def test_an_exception_names_its_class_and_an_unrouted_path_has_no_route() -> None:
+    """error.type is the exception's class when the app raised; no route, no http.route."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/boom":
+            raise RuntimeError("a message that must not become an attribute")
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    reader = InMemoryMetricReader()
+    metrics = GatewayMetrics(MeterProvider(metric_readers=[reader], shutdown_on_exit=False))
+    traced = TracingMiddleware(app, tracer_provider=TracerProvider(), metrics=metrics)
+    transport = httpx.ASGITransport(app=traced, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        await client.get("/boom")
+        await client.get("/nowhere/0123456789")
+
+    data = metrics.collected(reader.get_metrics_data())
+    assert data is not None
+    [metric] = [
+        metric
+        for resource_metrics in data.resource_metrics
+        for scope_metrics in resource_metrics.scope_metrics
+        for metric in scope_metrics.metrics
+        if metric.name == "http.server.request.duration"
+    ]
+    assert sorted(
+        (dict(point.attributes or {}) for point in metric.data.data_points),
+        key=lambda attributes: str(attributes.get("error.type")),
+    ) == [
+        {"http.request.method": "GET", "http.response.status_code": 404},
+        {
+            "http.request.method": "GET",
+            "http.response.status_code": 500,
+            "error.type": "RuntimeError",
+        },
+    ]
 
 
 async def test_without_an_endpoint_nothing_is_recorded() -> None:
