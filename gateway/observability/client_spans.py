@@ -234,7 +234,8 @@ class TracedTransport(httpx.AsyncBaseTransport):
 
     For the low-volume OAuth client (token, revocation, JWKS, discovery): the
     span ends when the response headers arrive, which for those small bodies
-    is nearly the whole exchange.
+    is nearly the whole exchange. With *metrics* each request's duration is
+    recorded too, without a provider name (the client is shared by all).
     """
 
     def __init__(

@@ -177,9 +177,9 @@ class _Totals:
     """A counter kept in memory by the event loop, reported as an observable counter.
 
     Adding is one dict update. The SDK's ``Counter.add`` checks, copies and
-    hashes the attribute set on every call, about a hundred times the work,
-    and these counters are added to on every records read; here the export
-    thread builds each attribute set once per collection instead.
+    hashes the attribute set on every call, tens of times the work, and these
+    counters are added to on every records read; here the export thread
+    builds each attribute set once and reports the totals at each collection.
     """
 
     __slots__ = ("_counts", "_sets")

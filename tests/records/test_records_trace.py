@@ -18,6 +18,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from sqlalchemy import select
 
 from gateway.app import create_app
+from gateway.observability import GatewayMetrics
 from gateway.storage import audit_tables, create_engine
 from tests.conftest import Servers
 from tests.gateway.conftest import CUSTOMER, Stack
@@ -89,7 +90,11 @@ async def test_a_records_read_exports_its_whole_trace(
         (await sandbox.post("/_sandbox/tokens/expire")).raise_for_status()
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
     settings = replace(stack.settings, otlp_endpoint=collector.url, trace_export_ratio=1.0)
-    traced = servers.serve(servers.reserve(), create_app(settings))
+    # Traces only: the app's own metrics would make their last export when the
+    # server stops, after the collector has (and retry it for the exporter's 10 s).
+    traced = servers.serve(
+        servers.reserve(), create_app(settings, metrics=GatewayMetrics.disabled())
+    )
     sandbox_host, sandbox_port = stack.sandbox.url.removeprefix("http://").split(":")
 
     async with httpx.AsyncClient(base_url=traced.url, timeout=15) as api:
