@@ -47,8 +47,10 @@ from providers.oidc import normalize_profile
 # CALENDAR_EVENTS_OWNED_READONLY in Google's generated Java client). The only calendar read
 # is ``primary``, which the linked account owns, so this covers it; the broader
 # ``calendar.events.readonly`` would also show every calendar shared with the account.
-# Not seen here: the events.list reference's own scope list (the stored discovery copy
-# predates these scopes); a refusal would be a visible 403 insufficientPermissions.
+# The events.get reference (developers.google.com/calendar/api/v3/reference/events/get,
+# "Authorization", updated 2025-05-30) lists it among the scopes the method accepts; the
+# events.list page's own list was not seen here. A refusal would be a visible 403
+# insufficientPermissions, never data the grant did not cover.
 CALENDAR_SCOPE = "https://www.googleapis.com/auth/calendar.events.owned.readonly"
 
 # Event ``visibility`` (absent means "default"), read together with whether the linked
