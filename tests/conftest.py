@@ -87,6 +87,19 @@ def quiet_structlog() -> None:
     structlog.configure(logger_factory=structlog.ReturnLoggerFactory())
 
 
+def undo_logging() -> None:
+    """Take back what ``configure_logging`` (a CLI command, a test) set up: its root
+    handler, the root level, and structlog's configuration."""
+    import logging
+
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler.get_name() == "linkgate":
+            root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+    quiet_structlog()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     quiet_structlog()
 
@@ -246,16 +259,9 @@ def sandbox_provider_settings(sandbox_url: str, client_secret: str) -> ProviderS
 @pytest.fixture
 def json_logs() -> Iterator[io.StringIO]:
     """The production logging pipeline (JSON lines, redaction) into a buffer, undone after."""
-    import logging
-
     from gateway.observability import configure_logging
 
     buffer = io.StringIO()
     configure_logging(level="debug", json=True, stream=buffer)
     yield buffer
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if handler.get_name() == "linkgate":
-            root.removeHandler(handler)
-    root.setLevel(logging.WARNING)
-    quiet_structlog()
+    undo_logging()

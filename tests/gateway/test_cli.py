@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from gateway.storage import connections, create_engine
 from gateway.storage.migrate import upgrade
 from gateway.vault import KeyRing, generate_key_entry, token_row
 from providers.base import Account
-from tests.conftest import quiet_structlog
+from tests.conftest import undo_logging
 
 OLD = generate_key_entry("k1")
 NEW = generate_key_entry("k2")
@@ -295,12 +294,7 @@ DATABASE_COMMANDS = [
 def logging_undone() -> Iterator[None]:
     """`requests` and `purge` configure logging onto this test's stderr: undone after."""
     yield
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if handler.get_name() == "linkgate":
-            root.removeHandler(handler)
-    root.setLevel(logging.WARNING)
-    quiet_structlog()
+    undo_logging()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -42,9 +42,14 @@ async def file(live: Stack, key: str | None = None, **body: Any) -> httpx.Respon
 async def finished(live: Stack, request_id: str, key: str | None = None) -> dict[str, Any]:
     """Poll until the background runner has finished the request."""
     async with live.api(key) as api:
-        for _ in range(200):
-            body: dict[str, Any] = (await api.get(f"/v1/processor-requests/{request_id}")).json()
-            if body["status"] in TERMINAL:
-                return body
-            await asyncio.sleep(0.1)
+        return await finished_through(api, request_id)
+
+
+async def finished_through(api: httpx.AsyncClient, request_id: str) -> dict[str, Any]:
+    """:func:`finished`, asked through a client already bound to a gateway and its key."""
+    for _ in range(200):
+        body: dict[str, Any] = (await api.get(f"/v1/processor-requests/{request_id}")).json()
+        if body["status"] in TERMINAL:
+            return body
+        await asyncio.sleep(0.1)
     raise AssertionError(f"request still {body['status']}")

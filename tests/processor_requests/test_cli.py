@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,7 @@ from gateway.cli import main
 from gateway.storage import create_engine
 from gateway.storage.schema import connect_sessions
 from gateway.vault import generate_key_entry
-from tests.conftest import quiet_structlog
+from tests.conftest import undo_logging
 
 
 @pytest.fixture
@@ -28,12 +27,7 @@ def env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: object) ->
     monkeypatch.setenv("LINKGATE_VAULT_KEYS", generate_key_entry("k1"))
     monkeypatch.setenv("LINKGATE_SECRET_KEY", secrets.token_urlsafe(48))
     yield database_url
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if handler.get_name() == "linkgate":
-            root.removeHandler(handler)
-    root.setLevel(logging.WARNING)
-    quiet_structlog()
+    undo_logging()
 
 
 def test_create_verify_run_and_show(env: str, capsys: pytest.CaptureFixture[str]) -> None:

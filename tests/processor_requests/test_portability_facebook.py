@@ -8,12 +8,12 @@ feed with it, and reads the comments of each released post.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import httpx
 
+from tests.processor_requests.conftest import finished_through
 from tests.providers.conftest import CUSTOMER, ProviderGateway, provider_gateway  # noqa: F401
 from tests.providers.stand import fixture
 
@@ -99,13 +99,9 @@ async def test_a_page_visitors_comment_reaches_the_bundle(provider_gateway: Any)
 
 
 async def _finished(api: httpx.AsyncClient, request_id: str) -> dict[str, Any]:
-    for _ in range(200):
-        body: dict[str, Any] = (await api.get(f"/v1/processor-requests/{request_id}")).json()
-        if body["status"] in {"completed", "failed", "rejected"}:
-            assert body["status"] == "completed", body
-            return body
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"request still {body['status']}")
+    body = await finished_through(api, request_id)
+    assert body["status"] == "completed", body
+    return body
 
 
 async def test_a_post_whose_comments_the_provider_refuses_is_named_not_fetched(

@@ -9,14 +9,13 @@ on it. These tests pin both readings.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 
 from gateway.storage import connections, create_engine
-from tests.processor_requests.conftest import TERMINAL
+from tests.processor_requests.conftest import finished_through
 from tests.providers.conftest import CUSTOMER
 from tests.providers.facebook.test_facebook_notifications import signed_request
 from tests.providers.instagram.test_instagram import ACCOUNT, _linked
@@ -118,11 +117,7 @@ async def test_an_erasure_naming_the_app_scoped_id_deletes_the_account_holders_c
             },
         )
         assert filed.status_code == 201, filed.text
-        for _ in range(200):
-            done = (await api.get(f"/v1/processor-requests/{filed.json()['id']}")).json()
-            if done["status"] in TERMINAL:
-                break
-            await asyncio.sleep(0.1)
+        done = await finished_through(api, filed.json()["id"])
 
     assert done["status"] == "completed", done
     assert await _statuses(gw) == []
