@@ -52,6 +52,7 @@ from typing import Protocol
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.metrics import (
     CallbackOptions,
+    Meter,
     MeterProvider,
     NoOpMeterProvider,
     Observation,
@@ -247,6 +248,22 @@ def _records_attributes(provider: str, resource: str, rule: str | None) -> _Attr
     return attributes
 
 
+def _observed_totals(
+    meter: Meter,
+    name: str,
+    *,
+    unit: str,
+    description: str,
+    attributes: Callable[..., _Attributes],
+) -> _Totals:
+    """Totals kept in memory, reported as the observable counter *name*."""
+    totals = _Totals(attributes)
+    meter.create_observable_counter(
+        name, callbacks=[totals.observe], unit=unit, description=description
+    )
+    return totals
+
+
 class GatewayMetrics:
     """The gateway's instruments, recorded through small methods that the hot path calls.
 
@@ -300,35 +317,36 @@ class GatewayMetrics:
             bounds=_APPEND_DURATION_BUCKETS,
             attributes=failures,
         )
-        self._refreshes = _Totals(
-            lambda provider, outcome: {"linkgate.provider": provider, "linkgate.outcome": outcome}
-        )
-        meter.create_observable_counter(
+        self._refreshes = _observed_totals(
+            meter,
             "linkgate.token.refreshes",
-            callbacks=[self._refreshes.observe],
             unit="{refresh}",
             description="Token refreshes, by outcome.",
+            attributes=lambda provider, outcome: {
+                "linkgate.provider": provider,
+                "linkgate.outcome": outcome,
+            },
         )
-        self._released = _Totals(_records_attributes)
-        meter.create_observable_counter(
+        self._released = _observed_totals(
+            meter,
             "linkgate.records.released",
-            callbacks=[self._released.observe],
             unit="{record}",
             description="Records released to callers after the privacy rules.",
+            attributes=_records_attributes,
         )
-        self._dropped = _Totals(_records_attributes)
-        meter.create_observable_counter(
+        self._dropped = _observed_totals(
+            meter,
             "linkgate.records.dropped",
-            callbacks=[self._dropped.observe],
             unit="{record}",
             description="Records withheld from callers, by the privacy rule that dropped them.",
+            attributes=_records_attributes,
         )
-        self._append_failures = _Totals(_failure_attributes)
-        meter.create_observable_counter(
+        self._append_failures = _observed_totals(
+            meter,
             "linkgate.audit.append.failures",
-            callbacks=[self._append_failures.observe],
             unit="{event}",
             description="Audit events whose append failed (their requests were refused).",
+            attributes=_failure_attributes,
         )
         # Watched sources, replaced (never mutated in place) so that the export
         # thread can iterate over them while the event loop adds or removes one.
