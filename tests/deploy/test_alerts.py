@@ -17,12 +17,10 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no stubs; only tests read YAML
 
-from gateway.api.openapi import OPENAPI
-from gateway.app import SERVICE_NAME
 from gateway.observability.metrics import RefreshOutcome
 from tests.deploy.conftest import run_promtool
-from tests.deploy.exported_series import Family, series_labels
-from tests.deploy.promql import Reads, Selector, reads
+from tests.deploy.exported_series import Family, unknown_reads
+from tests.deploy.promql import reads
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -41,61 +39,6 @@ def _rules() -> list[dict[str, Any]]:
 def _scrape_jobs() -> dict[str, dict[str, Any]]:
     config = yaml.safe_load(SCRAPE.read_text())
     return {job["job_name"]: job for job in config["scrape_configs"]}
-
-
-def unknown_reads(
-    expr: str, families: dict[str, Family], *, own_series: dict[str, set[str]] | None = None
-) -> list[str]:
-    """What *expr* reads that the exported series do not have: names, labels, label values.
-
-    *own_series* adds series Prometheus makes itself (``up``), by name with their labels.
-    """
-    exported = series_labels(families)
-    known = {**exported, **(own_series or {})}
-    read: Reads = reads(expr)
-    problems = []
-    labels_read: set[str] = set()
-    for selector in read.selectors:
-        if selector.name not in known:
-            problems.append(f"no series {selector.name}")
-            continue
-        labels_read |= known[selector.name]
-        problems += [
-            f"{selector.name} has no label {label}"
-            for label in sorted(selector.labels - known[selector.name])
-        ]
-        if selector.name in exported:
-            problems += _unknown_values(selector, families)
-    problems += [
-        f"no series read has label {label}" for label in sorted(read.grouping - labels_read)
-    ]
-    return problems
-
-
-def _closed_label_values(families: dict[str, Family]) -> dict[str, set[str]]:
-    """Labels whose every value the gateway can produce is known here."""
-    states = {
-        labels["db_client_connection_state"]
-        for _name, labels, _values in families["db.client.connection.count"].input_series
-    }
-    return {
-        "job": {SERVICE_NAME},
-        "linkgate_outcome": {outcome.value for outcome in RefreshOutcome},
-        "db_client_connection_state": states,
-        # The contract's paths are the app's route templates (http.route).
-        "http_route": set(OPENAPI["paths"]),
-    }
-
-
-def _unknown_values(selector: Selector, families: dict[str, Family]) -> list[str]:
-    closed = _closed_label_values(families)
-    return [
-        f"{selector.name}{{{matcher.label}={matcher.value!r}}}: no such value"
-        for matcher in selector.matchers
-        if matcher.op == "="
-        and matcher.label in closed
-        and matcher.value not in closed[matcher.label]
-    ]
 
 
 @pytest.fixture

@@ -20,7 +20,9 @@ from gateway.vault import generate_key_entry
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CONFIG_SOURCE = (DEPLOY.parent / "gateway" / "config.py").read_text()
-YAML_FILES = sorted([*DEPLOY.glob("*.yaml"), *DEPLOY.glob("k8s/*.yaml")])
+YAML_FILES = sorted(
+    [*DEPLOY.glob("*.yaml"), *DEPLOY.glob("k8s/*.yaml"), *DEPLOY.glob("prometheus/*.yaml")]
+)
 SECRET_SETTINGS = ("LINKGATE_DATABASE_URL", "LINKGATE_VAULT_KEYS", "LINKGATE_SECRET_KEY")
 # Whole names only, not the `LINKGATE_PROVIDER_<NAME>_…` pattern in comments.
 _ENV_NAME = re.compile(r"\bLINKGATE_[A-Z0-9_]*[A-Z0-9]\b")
