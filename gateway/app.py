@@ -14,7 +14,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -41,6 +40,8 @@ from gateway.runtime import open_runtime
 from gateway.upstream import RetryPolicy
 from gateway.web import connect as connect_pages
 from gateway.web.console.routes import ROUTES as console_routes
+from gateway.web.console.sign_in_throttle import SignInThrottle
+from gateway.web.error_pages import ErrorPagesMiddleware
 from gateway.web.security_headers import SecurityHeadersMiddleware
 
 SERVICE_NAME = "linkgate"
@@ -103,12 +104,19 @@ def create_app(
                 # Last in, first out: its final windows are written before the writer stops.
                 refusals.running(runtime) if refusals is not None else contextlib.nullcontext(),
             ):
-                yield {"runtime": runtime, "processor_jobs": jobs}
+                yield {
+                    "runtime": runtime,
+                    "processor_jobs": jobs,
+                    "sign_in_throttle": sign_in_throttle,
+                }
         finally:
             if own_metrics:
                 # After the runtime: the audit writer's last batches are in the final
                 # export. A blocking call, once, when nothing is served any more.
                 instruments.shutdown()
+
+    # Console sign-in attempts per client address and per key prefix, in this process.
+    sign_in_throttle = SignInThrottle()
 
     routes = [
         # First: the router tries routes in order, and nearly every request is a
@@ -197,10 +205,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[
-            Middleware(SecurityHeadersMiddleware),
-            *request_limits(settings, refusals=refusals),
-        ],
+        middleware=request_limits(settings, refusals=refusals),
         exception_handlers={
             LinkgateError: linkgate_error,
             HTTPException: http_exception,
@@ -214,6 +219,8 @@ def create_app(
             Exception: unexpected_error,
         },
     )
-    # Outermost, outside Starlette's ServerErrorMiddleware, so that a 500 too
-    # carries the trace id and its handler logs inside the request's span.
-    return TracingMiddleware(app, tracer_provider=provider, metrics=instruments)
+    # Outside Starlette's ServerErrorMiddleware, so that a 500 too is a page on
+    # the web routes and carries the security headers; outermost, the trace id
+    # (its handler logs inside the request's span).
+    pages = SecurityHeadersMiddleware(ErrorPagesMiddleware(app))
+    return TracingMiddleware(pages, tracer_provider=provider, metrics=instruments)

@@ -36,6 +36,9 @@ class CallerKind(enum.StrEnum):
 
 KEY_PREFIX = {CallerKind.SERVICE: "lgk_", CallerKind.AUDITOR: "lga_"}
 KEY_RANDOM_BYTES = 32
+# Characters of a key stored in clear beside its hash (``callers.key_prefix``):
+# enough to recognise a key by, far too few to use one.
+KEY_PREFIX_LENGTH = 12
 # How long an authenticated key is trusted without asking the database again;
 # this is also the longest a revoked key keeps working on another replica.
 CALLER_CACHE_TTL = 5.0
@@ -109,7 +112,7 @@ async def create_caller(
                 kind=kind.value,
                 name=name,
                 caller_class=caller_class.value,
-                key_prefix=key[:12],
+                key_prefix=key[:KEY_PREFIX_LENGTH],
                 key_hash=hash_key(key),
                 customers=sorted(caller.customers),
                 purposes=sorted(caller.purposes),

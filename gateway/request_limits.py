@@ -15,7 +15,8 @@ over-the-rate request costs no database round trip:
   bucket is a 429 with ``Retry-After`` (RFC 6585 §4, RFC 9110 §10.2.3) saying
   when the next request will be accepted. Buckets live in this process, so N
   replicas allow N times the rate; keys are held as SHA-256 digests, and the
-  least recently seen buckets are forgotten past ``max_tracked`` credentials.
+  least recently seen buckets are forgotten past ``max_tracked`` credentials
+  (:mod:`gateway.token_buckets`).
   Each 429 is told to ``refusals``, which audits them per caller and window
   (:mod:`gateway.rate_limit_audit`); a request within its rate costs nothing more.
 
@@ -27,9 +28,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from starlette.middleware import Middleware
@@ -45,6 +44,7 @@ from gateway.errors import (
     RequestTooLarge,
 )
 from gateway.problems import instance, problem_response
+from gateway.token_buckets import DEFAULT_MAX_TRACKED, TokenBucket, TokenBuckets
 
 __all__ = [
     "DEFAULT_MAX_TRACKED",
@@ -55,32 +55,11 @@ __all__ = [
     "request_limits",
 ]
 
-DEFAULT_MAX_TRACKED = 10_000  # credentials with a bucket; an attacker's random keys cannot grow it
-
 
 class RefusalLog(Protocol):
     """Told of each 429 (:class:`gateway.rate_limit_audit.RateLimitAudit` audits them)."""
 
     def note(self, digest: bytes, scope: Scope) -> None: ...
-
-
-@dataclass(slots=True)
-class TokenBucket:
-    """``burst`` requests at once, then ``rate`` per second; a pure core over a given clock."""
-
-    rate: float
-    burst: float
-    tokens: float
-    updated: float
-
-    def take(self, now: float) -> float:
-        """Take one token; 0.0 when granted, else the seconds until one will be there."""
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / self.rate
 
 
 # HTTP versions whose request body is framed only by Content-Length or
@@ -187,12 +166,10 @@ class CredentialRateLimit:
         refusals: RefusalLog | None = None,
     ) -> None:
         self.app = app
-        self.rate = rate
-        self.burst = burst
-        self.max_tracked = max_tracked
-        self.clock = clock
         self.refusals = refusals
-        self._buckets: OrderedDict[bytes, TokenBucket] = OrderedDict()
+        self._buckets: TokenBuckets[bytes] = TokenBuckets(
+            rate=rate, burst=burst, max_tracked=max_tracked, clock=clock
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         credential = _bearer(scope) if scope["type"] == "http" else None
@@ -200,7 +177,7 @@ class CredentialRateLimit:
             await self.app(scope, receive, send)
             return
         digest = hashlib.sha256(credential).digest()
-        wait = self._take(digest)
+        wait = self._buckets.take(digest)
         if wait > 0:
             if self.refusals is not None:
                 self.refusals.note(digest, scope)  # counted; audited per window, not per 429
@@ -209,18 +186,6 @@ class CredentialRateLimit:
             await _refuse(error, scope, receive, send)
             return
         await self.app(scope, receive, send)
-
-    def _take(self, key: bytes) -> float:
-        now = self.clock()
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = TokenBucket(self.rate, float(self.burst), float(self.burst), now)
-            self._buckets[key] = bucket
-            if len(self._buckets) > self.max_tracked:
-                self._buckets.popitem(last=False)
-        else:
-            self._buckets.move_to_end(key)
-        return bucket.take(now)
 
 
 def _bearer(scope: Scope) -> bytes | None:

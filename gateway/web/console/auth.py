@@ -4,7 +4,9 @@
   :func:`gateway.callers.authenticate` (the same check as the JSON API), and
   opens a server-side session (:mod:`~gateway.web.console.sessions`). The key
   is neither stored nor shown again: the field is a password field and a
-  refused sign-in never echoes it.
+  refused sign-in never echoes it. Attempts are throttled per client address
+  and per key prefix (:mod:`~gateway.web.console.sign_in_throttle`): over the
+  limit, the sign-in page again with 429 and ``Retry-After``, and no lookup.
 * **Cookies** are ``HttpOnly`` (no script may read them; the pages have no
   script at all), ``SameSite=Strict`` (no cross-site request carries them:
   RFC 6265bis §5.4.7) and ``Secure`` when the public URL is https, scoped to
@@ -40,6 +42,7 @@ from gateway.web.console.sessions import (
     ConsoleSessionStore,
     hash_session_id,
 )
+from gateway.web.console.sign_in_throttle import SignInThrottle
 from gateway.web.pages import render
 
 __all__ = [
@@ -172,12 +175,14 @@ def _sign_in_page(
     binding: str,
     *,
     status_code: int = 200,
+    headers: dict[str, str] | None = None,
     error: str | None = None,
     notice: str | None = None,
 ) -> Response:
     return render(
         "console/sign_in.html",
         status_code=status_code,
+        headers=headers,
         title="Sign in to the auditor console",
         csrf_field=csrf.FIELD,
         csrf_token=_csrf_for(runtime, f"sign-in/{hash_session_id(binding)}"),
@@ -224,6 +229,24 @@ async def sign_in(request: Request) -> Response:
             status_code=403,
         )
     key = form.get("credential")
+    # Counted after the CSRF check: a page elsewhere making visitors' browsers
+    # post here cannot use up their allowance.
+    throttle: SignInThrottle = request.state.sign_in_throttle
+    client = request.client.host if request.client else None
+    throttled = throttle.attempt(client, key if isinstance(key, str) else "")
+    if throttled is not None:
+        log.info("console.sign_in_throttled", limit=throttled.limit)
+        seconds = throttled.retry_after
+        return _sign_in_page(
+            runtime,
+            binding,
+            status_code=429,  # RFC 6585 §4
+            headers={"Retry-After": str(seconds)},
+            error=(
+                f"Too many sign-in attempts. Wait {seconds} second{'s' if seconds != 1 else ''},"
+                " then try again."
+            ),
+        )
     try:
         if not isinstance(key, str) or not key.strip() or len(key) > 256:
             raise Unauthenticated("no credential")
