@@ -84,7 +84,7 @@ async def _database_plaintext(url: str) -> bytes:
 
 
 async def test_an_error_body_never_repeats_a_connect_token(stack: Stack) -> None:
-    """A wrong method or a NUL on a portal link: the problem's instance masks the token."""
+    """A wrong method or a NUL on a portal link: an error page that never repeats the token."""
     session = await stack.connect_session()
     token = session["token"]
     async with stack.browser() as browser:
@@ -94,8 +94,7 @@ async def test_an_error_body_never_repeats_a_connect_token(stack: Stack) -> None
             await browser.get(f"{session['connect_url']}%00"),
         ]
 
+    assert [answer.status_code for answer in answers] == [405, 405, 400]
     for answer in answers:
-        assert answer.status_code in (400, 405), answer.text
-        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.headers["content-type"] == "text/html; charset=utf-8", answer.text
         assert token not in answer.text
-        assert answer.json()["instance"].startswith("/connect/[REDACTED]")
