@@ -1,4 +1,4 @@
-"""Errors below the page handlers are HTML pages on the web routes; the JSON API keeps problem+json."""
+"""Errors below the page handlers are pages on the web routes; the JSON API keeps problem+json."""
 
 from __future__ import annotations
 
@@ -46,7 +46,9 @@ def _assert_page(answer: httpx.Response, status: int, heading: str, *secrets: st
 
 
 def _routes() -> list[Route]:
-    app = create_app(make_settings("sqlite+aiosqlite:///:memory:"), tracer_provider=TracerProvider())
+    app = create_app(
+        make_settings("sqlite+aiosqlite:///:memory:"), tracer_provider=TracerProvider()
+    )
     while not isinstance(app, Starlette):  # the wrapping middlewares, outermost first
         app = app.app  # type: ignore[attr-defined]
     return [route for route in app.routes if isinstance(route, Route)]
