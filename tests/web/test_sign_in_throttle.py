@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import secrets
 
 import httpx
@@ -152,9 +154,12 @@ async def test_past_the_limit_an_address_is_refused_without_a_lookup(
 
 @sqlite_only
 async def test_attempts_at_one_key_prefix_from_many_addresses_are_paused(
-    database_url: str, servers: Servers
+    database_url: str, servers: Servers, json_logs: io.StringIO
 ) -> None:
-    """Guesses sharing a prefix from fresh addresses pause at the key's burst; others go on."""
+    """Guesses sharing a prefix from fresh addresses pause at the key's burst; others go on.
+
+    Each refusal and each pause is a log event; neither carries the key or its prefix.
+    """
     stack = await build_stack(database_url, servers, auto_approve=True)
     good = await _auditor(stack, CUSTOMER)
     prefix = good[:12]
@@ -170,6 +175,13 @@ async def test_attempts_at_one_key_prefix_from_many_addresses_are_paused(
     assert guesses == [401] * KEY_BURST
     _assert_throttled(refused, good)
     assert signed_in.status_code == 303
+    events = [json.loads(line) for line in json_logs.getvalue().splitlines()]
+    assert [e["event"] for e in events if e["event"].startswith("console.sign_in_")] == [
+        *["console.sign_in_refused"] * KEY_BURST,
+        "console.sign_in_throttled",
+    ]
+    assert [e["limit"] for e in events if e["event"] == "console.sign_in_throttled"] == ["key"]
+    assert prefix not in json_logs.getvalue()
 
 
 async def _from(stack: Stack, local_address: str) -> httpx.AsyncClient:
