@@ -234,3 +234,19 @@ def test_each_pod_names_itself_in_its_metrics() -> None:
     assert names.index("POD_NAME") < names.index("OTEL_RESOURCE_ATTRIBUTES"), (
         "Kubernetes expands $(POD_NAME) only from variables defined before it"
     )
+
+
+def test_the_replicas_see_the_real_client_behind_nginx() -> None:
+    """The console's sign-in throttle counts by client address: in compose the replicas
+    trust X-Forwarded-For (only nginx reaches them), so nginx must replace the header
+    with the peer it saw, never append to what the client sent (uvicorn, trusting every
+    proxy, believes the leftmost entry)."""
+    nginx = (DEPLOY / "nginx.conf").read_text()
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in nginx
+    assert "$proxy_add_x_forwarded_for" not in nginx
+    for replica in ("gateway-1", "gateway-2"):
+        service = compose["services"][replica]
+        assert service["environment"]["FORWARDED_ALLOW_IPS"] == "*"
+        assert "ports" not in service
