@@ -200,18 +200,20 @@ class _Totals:
             yield Observation(total, self._sets.get(*key))
 
 
+def _present(*pairs: tuple[str, AttributeValue | None]) -> _Attributes:
+    """The attributes among *pairs* whose value is known."""
+    return {name: value for name, value in pairs if value is not None}
+
+
 def _server_attributes(
     method: str, route: str | None, status: int, error: str | None
 ) -> _Attributes:
-    attributes: dict[str, AttributeValue] = {
-        "http.request.method": method,
-        "http.response.status_code": status,
-    }
-    if route is not None:
-        attributes["http.route"] = route
-    if error is not None:
-        attributes["error.type"] = error
-    return attributes
+    return _present(
+        ("http.request.method", method),
+        ("http.route", route),
+        ("http.response.status_code", status),
+        ("error.type", error),
+    )
 
 
 def _client_attributes(
@@ -222,30 +224,26 @@ def _client_attributes(
     status: int | None,
     error: str | None,
 ) -> _Attributes:
-    attributes: dict[str, AttributeValue] = {
-        "http.request.method": method,
-        "server.address": host,
-    }
-    if port is not None:
-        attributes["server.port"] = port
-    if provider is not None:
-        attributes["linkgate.provider"] = provider
-    if status is not None:
-        attributes["http.response.status_code"] = status
-    if error is not None:
-        attributes["error.type"] = error
-    return attributes
+    return _present(
+        ("http.request.method", method),
+        ("server.address", host),
+        ("server.port", port),
+        ("linkgate.provider", provider),
+        ("http.response.status_code", status),
+        ("error.type", error),
+    )
 
 
 def _failure_attributes(error: str | None) -> _Attributes:
-    return {} if error is None else {"error.type": error}
+    return _present(("error.type", error))
 
 
 def _records_attributes(provider: str, resource: str, rule: str | None) -> _Attributes:
-    attributes = {"linkgate.provider": provider, "linkgate.resource": resource}
-    if rule is not None:
-        attributes["linkgate.rule"] = rule
-    return attributes
+    return _present(
+        ("linkgate.provider", provider),
+        ("linkgate.resource", resource),
+        ("linkgate.rule", rule),
+    )
 
 
 def _observed_totals(
