@@ -87,6 +87,21 @@ def quiet_structlog() -> None:
     structlog.configure(logger_factory=structlog.ReturnLoggerFactory())
 
 
+async def rename_table(database_url: str, old: str, new: str) -> None:
+    """Rename a table behind the gateway's back: how tests make a store fail for real
+    (the audit log unwritable, say) and then heal it."""
+    from sqlalchemy import text
+
+    from gateway.storage import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+    finally:
+        await engine.dispose()
+
+
 def undo_logging() -> None:
     """Take back what ``configure_logging`` (a CLI command, a test) set up: its root
     handler, the root level, and structlog's configuration."""

@@ -27,16 +27,14 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
-from sqlalchemy import text
 from starlette.types import Receive, Scope, Send
 
 from gateway.config import load_settings
 from gateway.errors import ConfigError
 from gateway.observability import GatewayMetrics, TracingMiddleware, configure_metrics
-from gateway.storage import create_engine
 from gateway.storage.migrate import upgrade
 from gateway.vault import generate_key_entry
-from tests.conftest import Servers, free_port
+from tests.conftest import Servers, free_port, rename_table
 from tests.gateway.conftest import CUSTOMER, Stack, build_stack
 from tests.observability.conftest import Collector
 
@@ -187,12 +185,7 @@ async def test_the_audit_writer_and_the_pool_are_visible(stack: Stack) -> None:
 async def test_a_failed_audit_append_is_counted_and_the_request_is_a_5xx(stack: Stack) -> None:
     """The audit table gone: 503 audit-unavailable, an append failure, error.type on the route."""
     connection_id = await _linked(stack)
-    engine = create_engine(stack.settings.database_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text("ALTER TABLE audit_events RENAME TO audit_events_gone"))
-    finally:
-        await engine.dispose()
+    await rename_table(stack.settings.database_url, "audit_events", "audit_events_gone")
 
     response = await _read(stack, connection_id)
 

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from gateway.errors import PROBLEM_BASE
@@ -24,6 +24,7 @@ from policies import AccessContext, CallerClass, PolicyEngine, load_policy
 from providers.base import NormalizeContext
 from providers.sandbox import PROVIDER
 from providers.sandbox.demo_data import ADA
+from tests.conftest import rename_table
 from tests.gateway.conftest import CUSTOMER, Stack
 
 PURPOSE = "essential.service"
@@ -292,12 +293,7 @@ async def test_invalid_grant_needs_reauth_and_stops_calling_the_provider(stack: 
 async def test_no_data_leaves_when_the_audit_log_cannot_be_written(stack: Stack) -> None:
     """A broken audit table gives 503 audit-unavailable and no records (fail closed)."""
     connection_id = await _linked(stack)
-    engine = create_engine(stack.settings.database_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text("ALTER TABLE audit_events RENAME TO audit_events_gone"))
-    finally:
-        await engine.dispose()
+    await rename_table(stack.settings.database_url, "audit_events", "audit_events_gone")
     response = await _read(stack, connection_id, "posts")
     assert response.status_code == 503
     body = response.json()

@@ -19,14 +19,14 @@ from datetime import UTC
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from gateway.audit import AuditStore
 from gateway.audit.outbox import decode_draft
 from gateway.errors import PROBLEM_BASE
 from gateway.runtime import open_runtime
 from gateway.storage import audit_tables, create_engine
-from tests.conftest import Servers
+from tests.conftest import Servers, rename_table
 from tests.gateway.conftest import CUSTOMER, Stack, build_stack
 from tests.records.test_records_api import _linked, _read, _sandbox_stats
 
@@ -39,15 +39,6 @@ async def stack(database_url: str, servers: Servers) -> Stack:
     )
 
 
-async def _rename(stack: Stack, old: str, new: str) -> None:
-    engine = create_engine(stack.settings.database_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
-    finally:
-        await engine.dispose()
-
-
 async def _refreshes(stack: Stack) -> int:
     return (await _sandbox_stats(stack))["token_requests"].get("refresh_token", 0)
 
@@ -56,14 +47,14 @@ async def test_a_refresh_event_the_chain_could_not_take_is_drained_once(stack: S
     connection_id = await _linked(stack)
     async with httpx.AsyncClient(base_url=stack.sandbox.url) as sandbox:
         (await sandbox.post("/_sandbox/tokens/expire")).raise_for_status()
-    await _rename(stack, "audit_events", "audit_events_gone")
+    await rename_table(stack.settings.database_url, "audit_events", "audit_events_gone")
 
     broken = await _read(stack, connection_id, "posts")
     # The read itself fails closed (its own records.read event cannot be written) ...
     assert broken.status_code == 503
     assert broken.json()["type"] == PROBLEM_BASE + "audit-unavailable"
     assert await _refreshes(stack) == 1
-    await _rename(stack, "audit_events_gone", "audit_events")
+    await rename_table(stack.settings.database_url, "audit_events_gone", "audit_events")
 
     engine = create_engine(stack.settings.database_url)
     try:
